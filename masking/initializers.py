@@ -1,0 +1,102 @@
+"""Weight and score initializers of the paper (METHOD §2), seeded through NumPy.
+
+Every family is described by a target variance ``gain / n`` (``n`` a fan, see
+``VARIANCE_RULES``) times a variance multiplier ``factor``; the distribution then
+turns that variance into values:
+
+* ``constant``         every entry  +c,            c = sqrt(var)
+* ``signed_constant``  every entry  +c or -c,      P(+) = P(-) = 1/2
+* ``uniform``          U(-b, b),                   b = sqrt(3 var)
+* ``normal``           N(0, var)
+
+So ``uniform/he`` is He-uniform U(+-sqrt(6/fan_in)), ``uniform/xavier`` is
+Glorot-uniform, ``uniform/elu`` is the authors' U(+-sqrt(4.5/fan_in)) and
+``signed_constant/elus`` is their ELUS weight +-sqrt(3/fan_in) (METHOD §2.4, B1).
+``elus_sqrt6`` is the +-sqrt(6/fan_in) that the authors' old ``init_example.py``
+arithmetic produced (METHOD §2.5).
+
+Values are drawn with NumPy so that a seed gives bit-identical arrays on every
+Keras backend; the pickles written by ``init_example.py`` rely on that.
+"""
+import math
+
+import keras
+import numpy as np
+
+DISTRIBUTIONS = ("signed_constant", "constant", "uniform", "normal")
+
+# scaling name -> (gain, which fan): variance = factor * gain / fan
+VARIANCE_RULES = {
+    "he": (2.0, "in"),
+    "xavier": (2.0, "in+out"),
+    "elu": (1.5, "in"),
+    "elus": (3.0, "in"),
+    "elus_sqrt6": (6.0, "in"),
+}
+SCALINGS = tuple(VARIANCE_RULES)
+
+
+def compute_fans(shape):
+    """Keras fan convention: dense (in, out); conv (k, k, c_in, c_out) -> k*k*c_in, k*k*c_out."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    if len(shape) >= 3:
+        receptive_field = math.prod(shape[:-2])
+        return receptive_field * shape[-2], receptive_field * shape[-1]
+    raise ValueError(f"cannot compute fans of a kernel with shape {shape}; expected 2-D or conv kernel")
+
+
+def target_variance(shape, scaling, factor=1.0):
+    """Variance the initializer aims for, e.g. 3/fan_in for ``elus``."""
+    if scaling not in VARIANCE_RULES:
+        raise ValueError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
+    gain, fan = VARIANCE_RULES[scaling]
+    fan_in, fan_out = compute_fans(shape)
+    denominator = fan_in if fan == "in" else (fan_in + fan_out)
+    return factor * gain / denominator
+
+
+def layer_seed(seed, layer_index, stream):
+    """Independent, reproducible seed per (run seed, layer, weights-or-scores stream)."""
+    return int(np.random.SeedSequence([int(seed), int(layer_index), int(stream)]).generate_state(1)[0])
+
+
+@keras.saving.register_keras_serializable(package="signed_supermask")
+class ScaledInitializer(keras.initializers.Initializer):
+    """One of the paper's initializer families (see module docstring)."""
+
+    def __init__(self, distribution="uniform", scaling="xavier", factor=1.0, seed=None):
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"unknown distribution {distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        if scaling not in VARIANCE_RULES:
+            raise ValueError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
+        if not factor > 0:
+            raise ValueError(f"initializer factor must be > 0, got {factor}")
+        self.distribution = distribution
+        self.scaling = scaling
+        self.factor = float(factor)
+        self.seed = seed
+
+    def sample(self, shape):
+        """The initial values as a float32 NumPy array."""
+        variance = target_variance(shape, self.scaling, self.factor)
+        rng = np.random.default_rng(self.seed)
+        if self.distribution == "constant":
+            values = np.full(shape, math.sqrt(variance))
+        elif self.distribution == "signed_constant":
+            signs = np.where(rng.integers(0, 2, size=shape) == 1, 1.0, -1.0)
+            values = signs * math.sqrt(variance)
+        elif self.distribution == "uniform":
+            bound = math.sqrt(3.0 * variance)
+            values = rng.uniform(-bound, bound, size=shape)
+        else:
+            values = rng.normal(0.0, math.sqrt(variance), size=shape)
+        return values.astype(np.float32)
+
+    def __call__(self, shape, dtype=None):
+        return keras.ops.convert_to_tensor(self.sample(shape), dtype=dtype or "float32")
+
+    def get_config(self):
+        return {"distribution": self.distribution, "scaling": self.scaling,
+                "factor": self.factor, "seed": self.seed}

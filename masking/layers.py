@@ -1,0 +1,203 @@
+"""Signed-supermask layers: frozen weights W, trainable scores S, ternary mask q(S).
+
+Forward (METHOD §1.2):  W_eff = W * q(S),  q = +1 if S > tau, -1 if S < -tau, else 0.
+Backward (METHOD §1.3): straight-through, dL/dS = dL/dW_eff * W, also inside the dead band.
+tau = p * max|S| of the layer's initial scores (METHOD §1.4), fixed afterwards and stored as
+a non-trainable weight so that it is saved and restored with the model.
+
+Only ``keras`` and ``keras.ops`` are used, so the layers run on every Keras backend.
+"""
+import keras
+import numpy as np
+from keras import ops
+
+from masking.initializers import ScaledInitializer
+
+
+def ternary_mask(scores, threshold):
+    """q(S) in {-1, 0, +1}: strict inequalities, so |S| == tau is hidden."""
+    scores = ops.convert_to_tensor(scores)
+    threshold = ops.convert_to_tensor(threshold, dtype=scores.dtype)
+    return ops.cast(ops.greater(scores, threshold), scores.dtype) - ops.cast(
+        ops.less(scores, -threshold), scores.dtype)
+
+
+def straight_through_mask(scores, threshold):
+    """Equals q(S) exactly in the forward pass; its gradient w.r.t. S is the identity.
+
+    ``S - stop_gradient(S)`` is exactly zero, so adding it keeps q(S) bit-exact
+    (the authors' ``q + S - sg(S)`` can round to 0.99999994).
+    """
+    scores = ops.convert_to_tensor(scores)
+    mask = ops.stop_gradient(ternary_mask(scores, threshold))
+    return mask + (scores - ops.stop_gradient(scores))
+
+
+class _SignedSupermaskBase(keras.layers.Layer):
+    """Shared variables, threshold handling and read-outs of the masked layers."""
+
+    def __init__(self, threshold_fraction=0.4, weight_initializer=None, score_initializer=None,
+                 activation=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(threshold_fraction) < 1.0:
+            raise ValueError(f"{self.name}: threshold_fraction must be in [0, 1), got {threshold_fraction}")
+        self.threshold_fraction = float(threshold_fraction)
+        self.weight_initializer = keras.initializers.get(
+            weight_initializer or ScaledInitializer("signed_constant", "elus"))
+        self.score_initializer = keras.initializers.get(
+            score_initializer or ScaledInitializer("uniform", "xavier"))
+        self.activation = keras.activations.get(activation)
+
+    def _build_masked_kernel(self, kernel_shape):
+        self.frozen_kernel = self.add_weight(
+            name="frozen_kernel", shape=kernel_shape, initializer=self.weight_initializer, trainable=False)
+        self.scores = self.add_weight(
+            name="scores", shape=kernel_shape, initializer=self.score_initializer, trainable=True)
+        self.threshold = self.add_weight(
+            name="threshold", shape=(), initializer="zeros", trainable=False)
+        self.reset_threshold()
+
+    def reset_threshold(self):
+        """tau = p * max|S| of the current scores; call only right after (re)initializing S."""
+        scores = ops.convert_to_tensor(self.scores)
+        self.threshold.assign(self.threshold_fraction * ops.max(ops.abs(scores)))
+
+    def set_initial_values(self, frozen_kernel=None, scores=None):
+        """Load initial W and/or S (e.g. from ``init_example.py`` pickles); S resets tau."""
+        for variable, values, label in ((self.frozen_kernel, frozen_kernel, "weights"),
+                                        (self.scores, scores, "scores")):
+            if values is None:
+                continue
+            if tuple(np.shape(values)) != tuple(variable.shape):
+                raise ValueError(f"layer {self.name}: {label} shape {tuple(np.shape(values))} "
+                                 f"does not match the layer's {tuple(variable.shape)}")
+            variable.assign(np.asarray(values, dtype="float32"))
+        if scores is not None:
+            self.reset_threshold()
+
+    @property
+    def kernel(self):
+        """Effective kernel W * q(S), differentiable w.r.t. the scores (straight-through)."""
+        mask = straight_through_mask(self.scores, self.threshold)
+        return ops.convert_to_tensor(self.frozen_kernel) * mask
+
+    def ternary_mask(self):
+        """The current mask as an int8 NumPy array."""
+        scores = ops.convert_to_numpy(self.scores)
+        threshold = float(ops.convert_to_numpy(self.threshold))
+        return ((scores > threshold).astype(np.int8) - (scores < -threshold).astype(np.int8))
+
+    def mask_counts(self):
+        """Counts of kept (+1), hidden (0) and inverted (-1) weights."""
+        mask = self.ternary_mask()
+        kept, inverted = int(np.count_nonzero(mask == 1)), int(np.count_nonzero(mask == -1))
+        return {"kept": kept, "hidden": int(mask.size) - kept - inverted, "inverted": inverted}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "threshold_fraction": self.threshold_fraction,
+            "weight_initializer": keras.initializers.serialize(self.weight_initializer),
+            "score_initializer": keras.initializers.serialize(self.score_initializer),
+            "activation": keras.activations.serialize(self.activation),
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package="signed_supermask")
+class SignedSupermaskDense(_SignedSupermaskBase):
+    """Dense layer without bias whose kernel is W * q(S)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+
+    def build(self, input_shape):
+        self._build_masked_kernel((int(input_shape[-1]), self.units))
+
+    def call(self, inputs):
+        return self.activation(ops.matmul(inputs, self.kernel))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="signed_supermask")
+class SignedSupermaskConv2D(_SignedSupermaskBase):
+    """2-D convolution (channels last) without bias whose kernel is W * q(S)."""
+
+    def __init__(self, filters, kernel_size=3, strides=1, padding="same", **kwargs):
+        super().__init__(**kwargs)
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{self.name}: padding must be 'same' or 'valid', got {padding!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.padding = padding
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        self._build_masked_kernel(self.kernel_size + (int(input_shape[-1]), self.filters))
+
+    def call(self, inputs):
+        outputs = ops.conv(inputs, self.kernel, strides=self.strides, padding=self.padding,
+                           data_format="channels_last")
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        spatial = []
+        for size, kernel, stride in zip(input_shape[1:3], self.kernel_size, self.strides):
+            if size is None:
+                spatial.append(None)
+            elif self.padding == "same":
+                spatial.append(-(-size // stride))
+            else:
+                spatial.append((size - kernel) // stride + 1)
+        return (input_shape[0], *spatial, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding}
+
+
+def _pair(value, name):
+    values = (value, value) if isinstance(value, int) else tuple(value)
+    if len(values) != 2 or any(int(v) < 1 for v in values):
+        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+MASKED_LAYER_TYPES = (SignedSupermaskDense, SignedSupermaskConv2D)
+
+
+def iter_layers(model):
+    """Every layer of a model, depth first, including layers nested in sub-models."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from iter_layers(layer)
+
+
+def masked_layers(model):
+    """All signed-supermask layers of a model, in order, including nested ones."""
+    return [layer for layer in iter_layers(model) if isinstance(layer, MASKED_LAYER_TYPES)]
+
+
+def remaining_percent(model):
+    """Global share of non-hidden weights over all masked layers (METHOD §1.6)."""
+    layers = masked_layers(model)
+    if not layers:
+        raise ValueError(f"model {model.name} has no signed-supermask layers")
+    counts = [layer.mask_counts() for layer in layers]
+    active = sum(c["kept"] + c["inverted"] for c in counts)
+    total = sum(c["kept"] + c["hidden"] + c["inverted"] for c in counts)
+    return 100.0 * active / total
+
+
+def mask_report(model):
+    """Per-layer +1/0/-1 counts keyed by layer name."""
+    return {layer.name: layer.mask_counts() for layer in masked_layers(model)}

@@ -1,0 +1,94 @@
+"""Train the runs of one experiment config; finished runs are skipped, interrupted ones resume.
+
+    python train.py configs/fcn_signed.yaml
+    python train.py configs/fcn_signed.yaml --runs 3 --set training.epochs=10 --out /tmp/results
+    python train.py configs/conv2_signed.yaml --run-index 4        # one seed per cluster job
+    SUPERMASK_DATA_DIR=../shared/datasets python train.py configs/fcn_signed.yaml
+
+Exit codes: 0 done, 1 training failed (e.g. non-finite loss), 2 invalid input
+(config, data or init files), with one line naming the culprit.
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="experiment YAML under configs/")
+    parser.add_argument("--runs", type=int, help="number of runs (overrides the config's runs)")
+    parser.add_argument("--run-index", type=int, help="train only this run (seed = config seed + index)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, e.g. --set optimizer.lr=0.01 (repeatable)")
+    parser.add_argument("--out", default="results", help="results root (default results/)")
+    parser.add_argument("--data-dir", help="folder of Keras-layout .npz files (else $SUPERMASK_DATA_DIR)")
+    parser.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    args = parser.parse_args(argv)
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be >= 1")
+    if args.run_index is not None and args.run_index < 0:
+        parser.error("--run-index must be >= 0")
+    return args
+
+
+def check_results_folder(config, out_root):
+    """Refuse to mix runs of different configs in one results folder."""
+    from training.config import config_to_yaml
+    from training.schema import ConfigError
+
+    saved = os.path.join(out_root, config.experiment, "config.yaml")
+    if not os.path.exists(saved):
+        return
+    import yaml
+    previous, current = yaml.safe_load(open(saved)), yaml.safe_load(config_to_yaml(config))
+    for section in (previous, current):
+        section.pop("runs", None)
+    if previous != current:
+        differing = sorted(key for key in set(previous) | set(current) if previous.get(key) != current.get(key))
+        raise ConfigError(f"{saved}: results there were made with a different config (section "
+                          f"{differing[0]!r}); use --out or another experiment name")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from data import DatasetError
+    from masking.init_files import InitFileError, atomic_write_bytes
+    from training.config import config_to_yaml, load_config
+    from training.results import summarize_experiment
+    from training.runner import RunTrainer, TrainingError
+    from training.schema import ConfigError
+
+    try:
+        config = load_config(args.config, args.overrides)
+        if args.runs is not None:
+            config.runs = args.runs
+        check_results_folder(config, args.out)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
+    experiment_dir = os.path.join(args.out, config.experiment)
+    atomic_write_bytes(os.path.join(experiment_dir, "config.yaml"), config_to_yaml(config).encode())
+    try:
+        for run_index in run_indices:
+            RunTrainer(config, run_index, args.out, data_dir=args.data_dir or config.data.dir,
+                       verbose=False if args.quiet else None).run()
+            summary = summarize_experiment(experiment_dir)
+    except (DatasetError, InitFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    accuracy, remaining = summary["test_accuracy"], summary["remaining_percent"]
+    if accuracy:
+        print(f"{config.experiment}: {len(summary['finished_runs'])} finished runs, test accuracy "
+              f"{100 * accuracy['mean']:.2f} % [{100 * accuracy['min']:.2f}, {100 * accuracy['max']:.2f}], "
+              f"remaining {remaining['mean']:.2f} % [{remaining['min']:.2f}, {remaining['max']:.2f}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Result files of an experiment, all written atomically (temporary file + rename).
+
+    results/<experiment>/config.yaml          resolved config
+    results/<experiment>/summary.json         statistics over the finished runs
+    results/<experiment>/run_<i>/run.json     status, seed, final metrics, versions, wall time
+    results/<experiment>/run_<i>/history.json per-epoch metrics (remaining_percent has epochs + 1 entries)
+    results/<experiment>/run_<i>/masks.npz    final ternary masks, int8, one array per masked layer
+    results/<experiment>/run_<i>/model.weights.h5   final model variables (for export)
+    results/<experiment>/run_<i>/checkpoint.npz     end-of-epoch state while the run is unfinished
+"""
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from masking.init_files import atomic_write_bytes
+
+HISTORY_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "remaining_percent",
+                "learning_rate", "epoch_seconds", "mask_counts")
+
+
+def write_json(path, payload):
+    atomic_write_bytes(path, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
+
+
+def read_json(path):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: corrupt JSON ({error})") from None
+
+
+def write_npz(path, arrays, compressed=True):
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_weights_atomically(model, path):
+    """Keras needs the .weights.h5 suffix, so the temporary file keeps it."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".weights.h5")
+    os.close(handle)
+    try:
+        model.save_weights(temporary, overwrite=True)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def run_dir(out_root, experiment, run_index):
+    return Path(out_root) / experiment / f"run_{run_index}"
+
+
+def empty_history():
+    return {key: [] for key in HISTORY_KEYS}
+
+
+def _statistics(values):
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return None
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            "min": float(values.min()), "max": float(values.max()),
+            "q05": float(np.quantile(values, 0.05)), "q95": float(np.quantile(values, 0.95))}
+
+
+def summarize_experiment(experiment_dir):
+    """Recompute summary.json from every finished run under ``experiment_dir``."""
+    experiment_dir = Path(experiment_dir)
+    finished, unfinished = [], []
+    for path in sorted(experiment_dir.glob("run_*/run.json"), key=lambda p: int(p.parent.name[4:])):
+        info = read_json(path)
+        (finished if info and info.get("status") == "finished" else unfinished).append((path.parent.name, info))
+    accuracy = [info["final"]["test_accuracy"] for _, info in finished]
+    remaining = [info["final"]["remaining_percent"] for _, info in finished]
+    summary = {
+        "experiment": experiment_dir.name,
+        "finished_runs": [name for name, _ in finished],
+        "unfinished_runs": [name for name, _ in unfinished],
+        "test_accuracy": _statistics(accuracy),
+        "remaining_percent": _statistics(remaining),
+        "remaining_count": _statistics([info["final"]["remaining_count"] for _, info in finished]),
+    }
+    write_json(experiment_dir / "summary.json", summary)
+    return summary
+
+
+def is_finite(value):
+    return value is not None and math.isfinite(value)

@@ -1,0 +1,214 @@
+"""Train one run of an experiment: resumable, deterministic, atomic results.
+
+Every epoch ends with a checkpoint (all model and optimizer variables plus the
+history), so a killed run resumes at its last finished epoch and, on CPU, ends with
+the same masks as an uninterrupted run. The epoch's batches depend only on
+(seed, epoch), never on how often the process was restarted.
+"""
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from data import epoch_arrays, load_dataset
+from masking import masked_layers, remaining_percent
+from masking.init_files import InitFileError, apply_init_file, init_file_path
+from models import build_model
+from training.config import config_to_yaml
+from training.optim import TrainingLossPlateau, current_learning_rate, make_optimizer, steps_per_epoch
+from training.results import (empty_history, is_finite, read_json, run_dir, save_weights_atomically,
+                              write_json, write_npz)
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot continue (non-finite loss, mismatching results folder, ...)."""
+
+
+def build_experiment_model(config, seed):
+    """The config's model with its initial values (on the fly from the seed, or from files)."""
+    model_config = config.model
+    options = {"width_multiplier": model_config.width_multiplier,
+               "num_classes": 100 if config.data.dataset == "cifar100" else 10}
+    if model_config.name.startswith("Conv"):
+        options["head_activation"] = model_config.head_activation
+    if model_config.name.startswith("ResNet"):
+        options.update(bn_mode=model_config.bn_mode, extra_head=model_config.extra_head)
+    weight_init, score_init = vars(config.init.weight), vars(config.init.mask)
+    model = build_model(model_config.name, signed=model_config.signed, seed=seed,
+                        threshold_fraction=model_config.threshold_fraction,
+                        weight_init=dict(weight_init), score_init=dict(score_init), **options)
+    if config.init.source == "files":
+        load_initial_files(model, config, seed - config.seed)
+    return model
+
+
+def load_initial_files(model, config, run_index):
+    kinds = (("weights", config.init.weight), ("scores", config.init.mask)) if config.model.signed \
+        else (("baseline", config.init.weight),)
+    for kind, spec in kinds:
+        path = init_file_path(config.init.weights_dir, config.model.name, kind, vars(spec), run_index)
+        if not Path(path).is_file():
+            command = (f"python init_example.py --model {config.model.name} --runs {run_index + 1} "
+                       f"--out {config.init.weights_dir}")
+            raise InitFileError(f"{path}: missing init file; create it with: {command}")
+        apply_init_file(model, path, kind)
+
+
+def mask_statistics(model, signed):
+    """(remaining %, remaining count, per-layer +1/0/-1 counts); baselines keep 100 %."""
+    if not signed:
+        return 100.0, int(sum(np.prod(v.shape) for v in model.trainable_variables)), {}
+    counts = {layer.name: layer.mask_counts() for layer in masked_layers(model)}
+    active = sum(c["kept"] + c["inverted"] for c in counts.values())
+    return remaining_percent(model), active, counts
+
+
+def _checkpoint_arrays(model):
+    arrays = {f"model_{i:04d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+    arrays.update({f"optimizer_{i:04d}": keras.ops.convert_to_numpy(v)
+                   for i, v in enumerate(model.optimizer.variables)})
+    return arrays
+
+
+def _restore_checkpoint(model, path):
+    with np.load(path) as stored:
+        for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
+            keys = sorted(key for key in stored.files if key.startswith(prefix + "_"))
+            if len(keys) != len(variables):
+                raise TrainingError(f"{path}: checkpoint holds {len(keys)} {prefix} variables, "
+                                    f"the model has {len(variables)}; delete the run folder to restart")
+            for key, variable in zip(keys, variables):
+                variable.assign(stored[key])
+
+
+class RunTrainer:
+    """Trains run ``run_index`` of ``config`` into ``out_root/<experiment>/run_<i>``."""
+
+    def __init__(self, config, run_index, out_root, data_dir=None, verbose=None):
+        self.config, self.run_index = config, run_index
+        self.seed = config.seed + run_index
+        self.directory = run_dir(out_root, config.experiment, run_index)
+        self.data_dir = data_dir
+        self.verbose = sys.stdout.isatty() if verbose is None else verbose
+
+    @property
+    def finished(self):
+        info = read_json(self.directory / "run.json")
+        return bool(info and info.get("status") == "finished")
+
+    def _log(self, message):
+        print(f"[{self.config.experiment} run {self.run_index}] {message}", flush=True)
+
+    def run(self):
+        if self.finished:
+            self._log("already finished, skipped")
+            return read_json(self.directory / "run.json")
+        config = self.config
+        data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
+        keras.utils.set_random_seed(self.seed)
+        model = build_experiment_model(config, self.seed)
+        batches = steps_per_epoch(len(data.x_train), config.training.batch_size, config.data.repeat)
+        jit = {"true": True, "false": False}.get(config.training.jit_compile, "auto")
+        model.compile(optimizer=make_optimizer(config, batches),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      jit_compile=jit, steps_per_execution=config.training.steps_per_execution)
+        model.optimizer.build(model.trainable_variables)
+        plateau = self._plateau_callback()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "config.yaml").write_text(config_to_yaml(config))
+        state = read_json(self.directory / "checkpoint.json")
+        if state is not None:
+            _restore_checkpoint(model, self.directory / "checkpoint.npz")
+            history = state["history"]
+            if plateau is not None:
+                plateau.set_state(state["plateau"])
+            self._log(f"resuming after epoch {len(history['train_loss'])}")
+        else:
+            history = empty_history()
+            self._record_masks(model, history)
+        for epoch in range(len(history["train_loss"]), config.training.epochs):
+            if plateau is not None and plateau.finished:
+                break
+            self._train_epoch(model, data, epoch, history, plateau)
+        return self._finish(model, history)
+
+    def _plateau_callback(self):
+        schedule = self.config.training.schedule
+        if schedule.kind != "plateau":
+            return None
+        return TrainingLossPlateau(schedule.patience, schedule.factor, schedule.reductions, schedule.cooldown,
+                                   schedule.start_epoch, schedule.min_delta)
+
+    def _record_masks(self, model, history):
+        remaining, _, counts = mask_statistics(model, self.config.model.signed)
+        history["remaining_percent"].append(remaining)
+        history["mask_counts"].append(counts)
+
+    def _train_epoch(self, model, data, epoch, history, plateau):
+        config = self.config
+        started = time.perf_counter()
+        x, y = epoch_arrays(data.x_train, data.y_train, seed=self.seed, epoch=epoch, shuffle=config.training.shuffle,
+                            augment=config.data.augment, repeat=config.data.repeat)
+        learning_rate = current_learning_rate(model.optimizer)
+        fitted = model.fit(x, y, batch_size=config.training.batch_size, initial_epoch=epoch, epochs=epoch + 1,
+                           shuffle=False, verbose=1 if self.verbose else 0,
+                           callbacks=[plateau] if plateau is not None else [])
+        train_loss, train_accuracy = fitted.history["loss"][-1], fitted.history["accuracy"][-1]
+        test = model.evaluate(data.x_test, data.y_test, batch_size=config.training.eval_batch_size, verbose=0,
+                              return_dict=True)
+        seconds = time.perf_counter() - started
+        for key, value in (("train_loss", train_loss), ("train_accuracy", train_accuracy),
+                           ("test_loss", test["loss"]), ("test_accuracy", test["accuracy"]),
+                           ("learning_rate", learning_rate), ("epoch_seconds", seconds)):
+            history[key].append(float(value))
+        self._record_masks(model, history)
+        if not is_finite(train_loss):
+            self._write_failure(history, epoch, train_loss)
+        write_npz(self.directory / "checkpoint.npz", _checkpoint_arrays(model), compressed=False)
+        write_json(self.directory / "checkpoint.json",
+                   {"history": history, "plateau": plateau.get_state() if plateau else None})
+        self._log(f"epoch {epoch + 1}/{config.training.epochs}  loss {train_loss:.4f}  acc {train_accuracy:.4f}  "
+                  f"test_loss {test['loss']:.4f}  test_acc {test['accuracy']:.4f}  "
+                  f"remaining {history['remaining_percent'][-1]:.2f}%  lr {learning_rate:.5g}  ({seconds:.1f}s)")
+
+    def _write_failure(self, history, epoch, loss):
+        write_json(self.directory / "history.json", history)
+        write_json(self.directory / "run.json", {"status": "failed", "seed": self.seed, "run_index": self.run_index,
+                                                  "reason": f"non-finite training loss {loss} in epoch {epoch + 1}"})
+        raise TrainingError(f"{self.directory}: training loss became {loss} in epoch {epoch + 1}; "
+                            f"history so far kept in history.json (lower optimizer.lr?)")
+
+    def _finish(self, model, history):
+        signed = self.config.model.signed
+        remaining, remaining_count, _ = mask_statistics(model, signed)
+        if signed:
+            write_npz(self.directory / "masks.npz", {layer.name: layer.ternary_mask() for layer in masked_layers(model)})
+        save_weights_atomically(model, self.directory / "model.weights.h5")
+        write_json(self.directory / "history.json", history)
+        info = {
+            "status": "finished", "experiment": self.config.experiment, "run_index": self.run_index,
+            "seed": self.seed, "epochs_trained": len(history["train_loss"]),
+            "final": {"test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
+                      "train_accuracy": history["train_accuracy"][-1], "remaining_percent": remaining,
+                      "remaining_count": remaining_count},
+            "training_seconds": float(sum(history["epoch_seconds"])),
+            "versions": library_versions(),
+        }
+        write_json(self.directory / "run.json", info)
+        for name in ("checkpoint.npz", "checkpoint.json"):
+            (self.directory / name).unlink(missing_ok=True)
+        self._log(f"finished: test_acc {info['final']['test_accuracy']:.4f}  remaining {remaining:.2f}%")
+        return info
+
+
+def library_versions():
+    versions = {"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__,
+                "python": sys.version.split()[0]}
+    for name in ("tensorflow", "jax", "torch"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
+    return versions
