@@ -11,6 +11,7 @@ Exit codes: 0 done, 1 training failed (e.g. non-finite loss), 2 invalid input
 import argparse
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -35,14 +36,14 @@ def parse_args(argv):
 
 def check_results_folder(config, out_root):
     """Refuse to mix runs of different configs in one results folder."""
+    import yaml
     from training.config import config_to_yaml
     from training.schema import ConfigError
 
-    saved = os.path.join(out_root, config.experiment, "config.yaml")
-    if not os.path.exists(saved):
+    saved = Path(out_root) / config.experiment / "config.yaml"
+    if not saved.exists():
         return
-    import yaml
-    previous, current = yaml.safe_load(open(saved)), yaml.safe_load(config_to_yaml(config))
+    previous, current = yaml.safe_load(saved.read_text()), yaml.safe_load(config_to_yaml(config))
     for section in (previous, current):
         section.pop("runs", None)
     if previous != current:
@@ -53,11 +54,8 @@ def check_results_folder(config, out_root):
 
 def main(argv=None):
     args = parse_args(argv)
-    from data import DatasetError
-    from masking.init_files import InitFileError, atomic_write_bytes
+    # Validate before importing Keras: bad input fails fast, with nothing written.
     from training.config import config_to_yaml, load_config
-    from training.results import summarize_experiment
-    from training.runner import RunTrainer, TrainingError
     from training.schema import ConfigError
 
     try:
@@ -68,6 +66,12 @@ def main(argv=None):
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+    from data import DatasetError
+    from masking.init_files import InitFileError, atomic_write_bytes
+    from training.results import summarize_experiment
+    from training.runner import RunTrainer, TrainingError
+
     run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
     experiment_dir = os.path.join(args.out, config.experiment)
     atomic_write_bytes(os.path.join(experiment_dir, "config.yaml"), config_to_yaml(config).encode())

@@ -169,7 +169,8 @@ def _validate_keras_arrays(name, arrays, label):
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise DatasetError(f"{label}: y_{split} is {labels.dtype} {labels.shape}; expected integer labels (N,) or (N, 1)")
+            raise DatasetError(f"{label}: y_{split} is {labels.dtype} {labels.shape}; "
+                               "expected integer labels (N,) or (N, 1)")
         if len(labels) != len(images):
             raise DatasetError(f"{label}: x_{split} has {len(images)} images but y_{split} has {len(labels)} labels")
         low, high = int(labels.min()), int(labels.max())

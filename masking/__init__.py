@@ -1,10 +1,22 @@
-"""Signed-supermask layers, initializers and mask read-outs (Keras 3, backend-agnostic)."""
-from masking.initializers import DISTRIBUTIONS, SCALINGS, ScaledInitializer, compute_fans, layer_seed
-from masking.layers import (MASKED_LAYER_TYPES, SignedSupermaskConv2D, SignedSupermaskDense, iter_layers, mask_report,
-                            masked_layers, remaining_percent, straight_through_mask, ternary_mask)
+"""Signed-supermask layers, initializers and mask read-outs (Keras 3, backend-agnostic).
 
-__all__ = [
-    "DISTRIBUTIONS", "SCALINGS", "ScaledInitializer", "compute_fans", "layer_seed",
-    "MASKED_LAYER_TYPES", "SignedSupermaskConv2D", "SignedSupermaskDense", "iter_layers", "mask_report",
-    "masked_layers", "remaining_percent", "straight_through_mask", "ternary_mask",
-]
+Names are imported lazily (PEP 562) so that ``masking.fans``, which config
+validation uses, can be imported without loading Keras and its backend.
+"""
+import importlib
+
+_EXPORTS = {
+    "masking.fans": ("DISTRIBUTIONS", "SCALINGS", "compute_fans", "layer_seed"),
+    "masking.initializers": ("ScaledInitializer",),
+    "masking.layers": ("MASKED_LAYER_TYPES", "SignedSupermaskConv2D", "SignedSupermaskDense", "iter_layers",
+                       "mask_report", "masked_layers", "remaining_percent", "straight_through_mask",
+                       "ternary_mask"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'masking' has no attribute {name!r}")
+    return getattr(importlib.import_module(_MODULE_OF[name]), name)

@@ -139,8 +139,8 @@ def test_fcn_width_multiplier():
 
 
 def test_conv8_head_fixed_conv4_head_scales():
-    conv8 = build_model("Conv8", signed=False, width_multiplier=2, seed=0)
-    layers8 = weight_layers(conv8)
+    conv8 = build_model("Conv8", signed=True, width_multiplier=2, seed=0)
+    layers8 = masked_layers(conv8)
     assert [layer.filters for layer in layers8[:8]] == [128, 128, 256, 256, 512, 512, 1024, 1024]
     assert [layer.units for layer in layers8[8:]] == [256, 256, 10]
     conv4 = build_model("Conv4", signed=True, width_multiplier=2, seed=0)
@@ -150,8 +150,8 @@ def test_conv8_head_fixed_conv4_head_scales():
     assert tuple(layers4[4].scores.shape) == (8 * 8 * 256, 512)
 
 
-def test_conv8_signed_head_fixed_with_small_multiplier():
-    layers = masked_layers(build_model("Conv8", width_multiplier=0.25, seed=0))
+def test_conv8_baseline_head_fixed_with_small_multiplier():
+    layers = weight_layers(build_model("Conv8", signed=False, width_multiplier=0.25, seed=0))
     assert [layer.filters for layer in layers[:8]] == [16, 16, 32, 32, 64, 64, 128, 128]
     assert [layer.units for layer in layers[8:]] == [256, 256, 10]
 

@@ -179,6 +179,7 @@ def test_signed_training_step_changes_only_scores_and_trainable_bn():
     assert all(path in before for path in (layer.frozen_kernel.path for layer in masked_layers(model)))
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras' own saving code
 def test_keras_save_load_round_trip_gives_identical_predictions(tmp_path):
     model = resnet20()
     train_one_step(model)  # non-trivial stem BN statistics must survive the round trip

@@ -12,7 +12,7 @@ from typing import Optional
 
 import yaml
 
-from masking.initializers import DISTRIBUTIONS, SCALINGS
+from masking.fans import DISTRIBUTIONS, SCALINGS
 from training.schema import ConfigError, describe, from_dict, option, set_dotted, to_dict
 
 MODEL_NAMES = ("FCN", "Conv2", "Conv4", "Conv6", "Conv8", "ResNet20", "ResNet56", "ResNet110")

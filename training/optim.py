@@ -64,7 +64,7 @@ class TrainingLossPlateau(keras.callbacks.Callback):
     def step(self, epoch, train_loss):
         """Feed one epoch's training loss; returns True when the lr must be reduced."""
         self.loss_history.append(float(train_loss))
-        if epoch < self.start_epoch:
+        if epoch < self.start_epoch or self.finished:
             return False
         if self.cooldown_left > 0:
             self.cooldown_left -= 1

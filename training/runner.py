@@ -107,7 +107,6 @@ class RunTrainer:
             return read_json(self.directory / "run.json")
         config = self.config
         data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
-        keras.utils.set_random_seed(self.seed)
         model = build_experiment_model(config, self.seed)
         batches = steps_per_epoch(len(data.x_train), config.training.batch_size, config.data.repeat)
         jit = {"true": True, "false": False}.get(config.training.jit_compile, "auto")

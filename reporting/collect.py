@@ -1,0 +1,197 @@
+"""Read a results tree into plain records, tolerating every kind of partial result.
+
+The run files are the truth: ``summary.json`` may be stale while runs still train, so the
+report reads each ``run.json`` itself. A run is *finished* (run.json status finished with
+final metrics), *running* (checkpoint.json but no finished run.json), *failed*, *corrupt*
+(unreadable JSON or missing fields) or *empty* (a folder with neither). Nothing here raises
+on bad files; problems end up in ``RunRecord.detail`` / ``Experiment.problems``.
+"""
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import yaml
+
+from reporting.paper import architecture_label, match_paper_row
+
+RUN_DIR_PATTERN = re.compile(r"run_(\d+)$")
+FINAL_KEYS = ("test_accuracy", "remaining_percent", "remaining_count")
+
+
+@dataclass
+class RunRecord:
+    """One run folder; metrics in percent (accuracy converted from run.json's fraction)."""
+
+    index: int
+    path: Path
+    status: str
+    detail: str = ""
+    accuracy: Optional[float] = None
+    remaining_percent: Optional[float] = None
+    remaining_count: Optional[int] = None
+    history: Optional[dict] = None
+
+
+@dataclass
+class Experiment:
+    """An experiment folder with its resolved config (raw YAML) and run records."""
+
+    name: str
+    path: Path
+    config: Optional[dict]
+    runs: list
+    problems: list = field(default_factory=list)
+
+    def _config_value(self, section, key, default=None):
+        return ((self.config or {}).get(section) or {}).get(key, default)
+
+    @property
+    def model(self):
+        return self._config_value("model", "name")
+
+    @property
+    def dataset(self):
+        return self._config_value("data", "dataset")
+
+    @property
+    def width_multiplier(self):
+        return float(self._config_value("model", "width_multiplier", 1.0))
+
+    @property
+    def signed(self):
+        """False without a readable config, so nothing is drawn or matched as signed."""
+        return self.config is not None and bool(self._config_value("model", "signed", True))
+
+    @property
+    def label(self):
+        return architecture_label(self.model, self.width_multiplier)
+
+    @property
+    def paper_row(self):
+        return match_paper_row(self.model, self.width_multiplier, self.dataset) if self.model else None
+
+    @property
+    def finished(self):
+        return [run for run in self.runs if run.status == "finished"]
+
+    def status_counts(self):
+        """{status: count} over the run folders plus 'missing' runs the config asked for."""
+        counts = {}
+        for run in self.runs:
+            counts[run.status] = counts.get(run.status, 0) + 1
+        expected = (self.config or {}).get("runs")
+        present = {run.index for run in self.runs}
+        if isinstance(expected, int):
+            missing = [index for index in range(expected) if index not in present]
+            if missing:
+                counts["missing"] = len(missing)
+        return counts
+
+
+def statistics(values):
+    """n, mean, sample std (ddof=1, 0 for one value), min, max; None without values."""
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if values.size == 0:
+        return None
+    return {"n": int(values.size), "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            "min": float(values.min()), "max": float(values.max())}
+
+
+def _read_json(path):
+    """(payload, problem): payload None when the file is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text()), ""
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, f"{Path(path).name} unreadable ({type(error).__name__})"
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_run(path, index, planned_epochs=None):
+    """A RunRecord for ``path`` (never raises)."""
+    info, problem = _read_json(path / "run.json")
+    if problem:
+        return RunRecord(index, path, "corrupt", problem)
+    if info is None or not isinstance(info, dict):
+        checkpoint, problem = _read_json(path / "checkpoint.json")
+        if problem:
+            return RunRecord(index, path, "running", "checkpoint.json unreadable")
+        if checkpoint is None:
+            return RunRecord(index, path, "empty", "no run.json and no checkpoint")
+        epochs = len(((checkpoint.get("history") or {}).get("train_loss")) or [])
+        return RunRecord(index, path, "running", f"after epoch {epochs}/{planned_epochs or '?'}")
+    if info.get("status") != "finished":
+        return RunRecord(index, path, "failed" if info.get("status") == "failed" else "corrupt",
+                         str(info.get("reason") or f"status {info.get('status')!r}"))
+    final = info.get("final") or {}
+    missing = [key for key in FINAL_KEYS if not _is_number(final.get(key))]
+    if missing:
+        return RunRecord(index, path, "corrupt", f"run.json lacks final.{missing[0]}")
+    history, problem = _read_json(path / "history.json")
+    record = RunRecord(index, path, "finished", problem, accuracy=100.0 * final["test_accuracy"],
+                       remaining_percent=float(final["remaining_percent"]),
+                       remaining_count=int(final["remaining_count"]))
+    record.history = history if isinstance(history, dict) else None
+    return record
+
+
+def _read_config(directory):
+    """The experiment's resolved config: its own config.yaml, else the first readable run's."""
+    candidates = [directory / "config.yaml"] + sorted(directory.glob("run_*/config.yaml"))
+    problems = []
+    for path in candidates:
+        try:
+            config = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            problems.append(f"{path.relative_to(directory)} unreadable ({type(error).__name__})")
+            continue
+        if isinstance(config, dict):
+            return config, problems
+        problems.append(f"{path.relative_to(directory)} is not a mapping")
+    return None, problems + ["no readable config.yaml: cannot match a paper row"]
+
+
+def _run_dirs(directory):
+    runs = []
+    for child in directory.iterdir():
+        match = RUN_DIR_PATTERN.match(child.name)
+        if match and child.is_dir():
+            runs.append((int(match.group(1)), child))
+    return sorted(runs)
+
+
+def read_experiment(directory, name):
+    config, problems = _read_config(directory)
+    epochs = ((config or {}).get("training") or {}).get("epochs")
+    runs = [read_run(path, index, epochs) for index, path in _run_dirs(directory)]
+    return Experiment(name, directory, config, runs, problems)
+
+
+def _is_experiment_dir(directory):
+    return (directory / "config.yaml").is_file() or bool(_run_dirs(directory))
+
+
+def find_experiments(root):
+    """Every experiment folder under ``root`` (nested studies too), sorted by relative name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: results root is not a directory")
+    experiments = []
+    for directory in sorted([root] + [path for path in root.rglob("*") if path.is_dir()]):
+        if any(RUN_DIR_PATTERN.match(part) for part in directory.relative_to(root).parts):
+            continue
+        if _is_experiment_dir(directory):
+            name = directory.relative_to(root).as_posix() if directory != root else directory.name
+            experiments.append(read_experiment(directory, name))
+    return experiments

@@ -1,0 +1,141 @@
+"""The compact export of a signed run: 2 bits per weight for the mask plus what regenerates W.
+
+File layout (an uncompressed .npz, loadable with ``allow_pickle=False``)::
+
+    meta              uint8 bytes of a JSON document: format, seed, config (YAML text),
+                      recorded final metrics, and per masked layer {name, shape, weights}
+    mask_<i>          the layer's ternary mask, code q+1 in {0,1,2} as 2 bits, np.packbits
+    signs_<i>         (signed_constant layers) one bit per weight, 1 = negative
+    magnitude_<i>     (signed_constant layers) the float32 constant c
+    weights_<i>       (float32 layers) W itself
+    variable_<j>      other variables (e.g. BN) by position in ``meta["variables"]``
+
+``weights`` is tried in this order and verified bit-exactly before it is chosen:
+``initializer`` (spec + per-layer seed ``masking.layer_seed(run seed, i, 0)``: on-the-fly
+inits), ``signed_constant`` (one magnitude + sign bits) and ``float32`` (anything else,
+e.g. uniform weights from init files).
+"""
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import yaml
+
+from masking import MASKED_LAYER_TYPES, ScaledInitializer, iter_layers, layer_seed, masked_layers
+from models.layer_factory import WEIGHT_STREAM
+from reporting.runmodel import buildable_config
+from training.config import ExperimentConfig, config_to_yaml
+from training.runner import build_experiment_model
+from training.schema import from_dict
+
+FORMAT = "signed-supermask-compact/1"
+
+
+def pack_ternary(mask):
+    """{-1, 0, +1} -> 2 bits per entry (code q + 1, high bit first), packed with np.packbits."""
+    codes = (np.asarray(mask, dtype=np.int8).reshape(-1) + 1).astype(np.uint8)
+    if codes.size and codes.max() > 2:
+        raise ValueError(f"mask holds values outside -1/0/+1: {sorted(set(np.unique(codes) - 1))}")
+    return np.packbits(np.stack([codes >> 1, codes & 1], axis=1).reshape(-1))
+
+
+def unpack_ternary(packed, shape):
+    count = int(np.prod(shape))
+    bits = np.unpackbits(packed, count=2 * count).reshape(count, 2)
+    return ((bits[:, 0] * 2 + bits[:, 1]).astype(np.int8) - 1).reshape(shape)
+
+
+def _same_bits(a, b):
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def _weight_record(weights, index, config, seed, arrays):
+    """The cheapest verified description of the frozen W of masked layer ``index``."""
+    spec = {"distribution": config.init.weight.distribution, "scaling": config.init.weight.scaling,
+            "factor": config.init.weight.factor, "seed": layer_seed(seed, index, WEIGHT_STREAM)}
+    if _same_bits(ScaledInitializer(**spec).sample(weights.shape), weights):
+        return {"kind": "initializer", **spec}
+    magnitude = np.abs(weights.reshape(-1)[:1]).astype(np.float32)
+    if weights.size and magnitude[0] > 0 and np.all(np.abs(weights) == magnitude[0]):
+        arrays[f"magnitude_{index}"] = magnitude.reshape(())
+        arrays[f"signs_{index}"] = np.packbits(weights.reshape(-1) < 0)
+        return {"kind": "signed_constant"}
+    arrays[f"weights_{index}"] = weights
+    return {"kind": "float32"}
+
+
+def regenerate_weights(record, index, shape, arrays):
+    """W of masked layer ``index`` from its record (the inverse of ``_weight_record``)."""
+    kind = record["kind"]
+    if kind == "initializer":
+        spec = {key: record[key] for key in ("distribution", "scaling", "factor", "seed")}
+        return ScaledInitializer(**spec).sample(tuple(shape))
+    if kind == "signed_constant":
+        magnitude = arrays[f"magnitude_{index}"].astype(np.float32)
+        negative = np.unpackbits(arrays[f"signs_{index}"], count=int(np.prod(shape))).astype(bool)
+        return np.where(negative, -magnitude, magnitude).astype(np.float32).reshape(shape)
+    if kind == "float32":
+        return arrays[f"weights_{index}"]
+    raise ValueError(f"layer {index}: unknown weights kind {kind!r}")
+
+
+def _other_variables(model):
+    """(layer name, variable) of every variable outside the masked layers, in model order."""
+    return [(layer.name, variable) for layer in iter_layers(model)
+            if not isinstance(layer, MASKED_LAYER_TYPES) and not hasattr(layer, "layers")
+            for variable in layer.weights]
+
+
+def write_compact(path, model, config, seed, recorded=None):
+    """Write the compact file of a signed model; returns {dense_bytes, compact_bytes, ratio, kinds}."""
+    layers = masked_layers(model)
+    if not config.model.signed or not layers:
+        raise ValueError(f"{config.experiment}: compact export needs a signed model (model.signed is false)")
+    arrays, records = {}, []
+    for index, layer in enumerate(layers):
+        weights = keras.ops.convert_to_numpy(layer.frozen_kernel).astype(np.float32)
+        arrays[f"mask_{index}"] = pack_ternary(layer.ternary_mask())
+        records.append({"name": layer.name, "shape": list(weights.shape),
+                        "weights": _weight_record(weights, index, config, seed, arrays)})
+    others = _other_variables(model)
+    for index, (_, variable) in enumerate(others):
+        arrays[f"variable_{index}"] = keras.ops.convert_to_numpy(variable).astype(np.float32)
+    meta = {"format": FORMAT, "seed": int(seed), "config": config_to_yaml(config), "recorded": recorded,
+            "layers": records, "variables": [{"layer": name, "shape": list(v.shape)} for name, v in others]}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    path = Path(path)
+    with open(path, "wb") as stream:
+        np.savez(stream, **arrays)
+    dense = 4 * (sum(int(np.prod(r["shape"])) for r in records) + sum(int(np.prod(v.shape)) for _, v in others))
+    compact = path.stat().st_size
+    return {"dense_bytes": dense, "compact_bytes": compact, "ratio": dense / compact,
+            "kinds": [r["weights"]["kind"] for r in records]}
+
+
+def read_compact(path):
+    """(signed model with identical effective kernels, its config, meta); scores are set to q itself, tau to 0.5."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    if "meta" not in arrays:
+        raise ValueError(f"{path}: not a compact export (no meta entry)")
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: unsupported format {meta.get('format')!r}, expected {FORMAT}")
+    config = from_dict(ExperimentConfig, yaml.safe_load(meta["config"]))
+    model = build_experiment_model(buildable_config(config), meta["seed"])
+    layers = masked_layers(model)
+    if [layer.name for layer in layers] != [r["name"] for r in meta["layers"]]:
+        raise ValueError(f"{path}: masked layers {[r['name'] for r in meta['layers']]} do not match the model's")
+    for index, (layer, record) in enumerate(zip(layers, meta["layers"])):
+        shape = tuple(record["shape"])
+        layer.frozen_kernel.assign(regenerate_weights(record["weights"], index, shape, arrays))
+        layer.scores.assign(unpack_ternary(arrays[f"mask_{index}"], shape).astype(np.float32))
+        layer.threshold.assign(0.5)
+    others = _other_variables(model)
+    if [list(v.shape) for _, v in others] != [v["shape"] for v in meta["variables"]]:
+        raise ValueError(f"{path}: stored non-masked variables do not match the model's")
+    for index, (_, variable) in enumerate(others):
+        variable.assign(arrays[f"variable_{index}"])
+    return model, config, meta

@@ -1,0 +1,178 @@
+"""The report's figures (METHOD §10), drawn with matplotlib's Agg backend (no display needed).
+
+Each function writes one PNG and returns False instead of drawing an empty plot when the
+results hold nothing to show, so that the report can say why a figure is missing.
+"""
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
+
+from reporting.paper import PAPER_ROWS, architecture_label  # noqa: E402
+
+MASK_COLOURS = ListedColormap(["#c0392b", "#f4f4f4", "#2166ac"])   # -1 inverted, 0 hidden, +1 kept
+MASK_NORM = BoundaryNorm([-1.5, -0.5, 0.5, 1.5], MASK_COLOURS.N)
+FRACTION_PARTS = (("kept", "kept (+1)", "#2166ac"), ("inverted", "inverted (−1)", "#c0392b"),
+                  ("hidden", "hidden (0)", "#bdbdbd"))
+
+
+def slug(name):
+    """A file-name-safe version of an experiment name ('fcn_study/port_A' -> 'fcn_study__port_A')."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name.replace("/", "__"))
+
+
+def _save(figure, path):
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return True
+
+
+def _per_epoch(series_list):
+    """Mean, min and max per epoch index over runs of possibly different lengths (plateau stops)."""
+    length = max(len(series) for series in series_list)
+    columns = [[s[i] for s in series_list if i < len(s) and s[i] is not None] for i in range(length)]
+    return (np.array([np.mean(c) for c in columns]), np.array([np.min(c) for c in columns]),
+            np.array([np.max(c) for c in columns]))
+
+
+def plot_training_curves(experiment, path):
+    """Test accuracy and remaining % per epoch: mean over finished runs with a min-max band."""
+    histories = [run.history for run in experiment.finished if run.history
+                 and run.history.get("test_accuracy") and run.history.get("remaining_percent")]
+    if not histories:
+        return False
+    row = PAPER_ROWS.get(experiment.paper_row)
+    figure, (accuracy_axis, remaining_axis) = plt.subplots(1, 2, figsize=(11, 3.8))
+    panels = ((accuracy_axis, [[100 * v for v in h["test_accuracy"]] for h in histories], 1, "test accuracy %",
+               row and (row.signed_accuracy if experiment.signed else row.baseline_accuracy).mean),
+              (remaining_axis, [h["remaining_percent"] for h in histories], 0, "remaining weights %",
+               row and experiment.signed and row.remaining_percent.mean))
+    for axis, series, first_epoch, label, paper_value in panels:
+        mean, low, high = _per_epoch(series)
+        epochs = np.arange(first_epoch, first_epoch + len(mean))
+        axis.fill_between(epochs, low, high, alpha=0.25, color="#1f77b4", label="min–max over runs")
+        axis.plot(epochs, mean, color="#1f77b4", marker="o" if len(mean) < 30 else None, label="mean")
+        if paper_value:
+            axis.axhline(paper_value, color="#d62728", linestyle="--", label=f"paper {paper_value:g}")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlabel("epoch (0 = at initialization)" if first_epoch == 0 else "epoch")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    if experiment.signed and max(max(s) for s in panels[1][1]) > 20 * min(min(s) for s in panels[1][1]):
+        remaining_axis.set_yscale("log")
+    figure.suptitle(f"{experiment.name}: {experiment.label}, {len(histories)} finished runs")
+    return _save(figure, path)
+
+
+def plot_accuracy_vs_remaining(experiments, path):
+    """One point per finished run (baselines at 100 %), a colour per architecture, paper values as stars."""
+    labels = sorted({e.label for e in experiments if e.finished})
+    if not labels:
+        return False
+    colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for experiment in experiments:
+        runs = experiment.finished
+        if not runs:
+            continue
+        colour = colours[experiment.label]
+        axis.scatter([r.remaining_percent for r in runs], [r.accuracy for r in runs], color=colour, s=22,
+                     marker="o" if experiment.signed else "x", alpha=0.8)
+    for key, row in PAPER_ROWS.items():
+        label = architecture_label(row.model, row.width_multiplier)
+        if label not in colours:
+            continue
+        signed, remaining = row.signed_accuracy, row.remaining_percent
+        axis.errorbar(remaining.mean, signed.mean, fmt="*", markersize=14, color=colours[label], markeredgecolor="k",
+                      yerr=None if signed.low is None else [[signed.mean - signed.low], [signed.high - signed.mean]],
+                      xerr=None if remaining.low is None else [[remaining.mean - remaining.low],
+                                                               [remaining.high - remaining.mean]])
+        axis.scatter(100, row.baseline_accuracy.mean, marker="D", s=50, facecolors="none", edgecolors=colours[label])
+    handles = [plt.Line2D([], [], color=colours[label], marker="o", linestyle="", label=label) for label in labels]
+    handles += [plt.Line2D([], [], color="grey", marker=m, linestyle="", markerfacecolor=f, label=text)
+                for m, f, text in (("o", "grey", "signed run"), ("x", "grey", "baseline run"),
+                                   ("*", "grey", "paper, signed"), ("D", "none", "paper, baseline"))]
+    axis.legend(handles=handles, fontsize=8, loc="best")
+    axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(ScalarFormatter())
+    axis.set_xlabel("remaining weights % (log scale)")
+    axis.set_ylabel("final test accuracy %")
+    axis.grid(alpha=0.3, which="both")
+    axis.set_title("Accuracy vs remaining weights")
+    return _save(figure, path)
+
+
+def layer_fractions(run):
+    """[(layer, {kept, hidden, inverted})] of a finished run: masks.npz, else history's last mask_counts."""
+    try:
+        with np.load(run.path / "masks.npz", allow_pickle=False) as masks:
+            return [(name, {"kept": int(np.sum(masks[name] == 1)), "hidden": int(np.sum(masks[name] == 0)),
+                            "inverted": int(np.sum(masks[name] == -1))}) for name in masks.files]
+    except (OSError, ValueError, KeyError):
+        counts = ((run.history or {}).get("mask_counts") or [{}])[-1]
+        return list(counts.items()) if isinstance(counts, dict) else []
+
+
+def plot_layer_fractions(experiment, path):
+    """Stacked bars of kept / inverted / hidden fractions per masked layer of the first finished run."""
+    run = experiment.finished[0] if experiment.signed and experiment.finished else None
+    layers = layer_fractions(run) if run else []
+    if not layers:
+        return False
+    totals = np.array([sum(counts.values()) for _, counts in layers], dtype=float)
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.45 * len(layers) + 2), 4.2))
+    positions, bottom = np.arange(len(layers)), np.zeros(len(layers))
+    for key, label, colour in FRACTION_PARTS:
+        fraction = np.array([counts.get(key, 0) for _, counts in layers]) / totals
+        axis.bar(positions, fraction, bottom=bottom, color=colour, label=label)
+        bottom += fraction
+    axis.set_xticks(positions, [f"{name}\n{int(total):,}" for (name, _), total in zip(layers, totals)],
+                    rotation=90 if len(layers) > 8 else 0, fontsize=7 if len(layers) > 8 else 8)
+    axis.set_ylabel("fraction of the layer's weights")
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axis.set_title(f"{experiment.name} run_{run.index}: mask per layer (label: layer, weights)")
+    return _save(figure, path)
+
+
+def first_layer_mask(run):
+    """The first masked layer's ternary mask (784 x hidden) of an FCN run, or None."""
+    try:
+        with np.load(run.path / "masks.npz", allow_pickle=False) as masks:
+            mask = masks[masks.files[0]] if masks.files else None
+    except (OSError, ValueError):
+        return None
+    return mask if mask is not None and mask.ndim == 2 and mask.shape[0] == 784 else None
+
+
+def plot_figure1(mask, digit, path, title):
+    """The paper's Figure 1: a flattened digit (784 pixels) above the first-layer mask (784 x hidden)."""
+    digit = np.asarray(digit, dtype=float).reshape(-1)
+    if digit.size != mask.shape[0]:
+        raise ValueError(f"figure 1: digit has {digit.size} pixels but the mask has {mask.shape[0]} inputs")
+    figure, (digit_axis, mask_axis) = plt.subplots(2, 1, figsize=(16, 6.5), sharex=True,
+                                                   gridspec_kw={"height_ratios": [1, 6], "hspace": 0.05})
+    digit_axis.imshow(digit[None, :], aspect="auto", cmap="viridis_r", interpolation="nearest")
+    digit_axis.set_yticks([])
+    digit_axis.set_ylabel("digit", rotation=0, ha="right", va="center")
+    image = mask_axis.imshow(mask.T, aspect="auto", cmap=MASK_COLOURS, norm=MASK_NORM, interpolation="nearest")
+    mask_axis.set_xlabel("input pixel (28 × 28, row-major)")
+    mask_axis.set_ylabel(f"hidden unit (of {mask.shape[1]})")
+    colourbar = figure.colorbar(image, ax=[digit_axis, mask_axis], ticks=[-1, 0, 1], fraction=0.02, pad=0.01)
+    colourbar.ax.set_yticklabels(["−1 inverted", "0 hidden", "+1 kept"])
+    digit_axis.set_title(title)
+    return _save(figure, path)
+
+
+def mnist_eight(data_dir=None):
+    """The first MNIST test image of an 8, standardized and flattened row-major (784,)."""
+    from data import load_dataset
+
+    data = load_dataset("mnist", data_dir)
+    return np.asarray(data.x_test[int(np.flatnonzero(data.y_test == 8)[0])]).reshape(-1)

@@ -1,0 +1,79 @@
+"""The paper's reference numbers, stored once, and the rule that matches an experiment to them.
+
+Every number below is copied from the authors' README, whose tables copy the paper's main
+tables (METHOD §8.1/§8.2). Brackets come from README @172d8ae; their meaning (min/max, a
+5-95 % interval or a CI) is unconfirmed (METHOD §8.3). The "remaining weights" counts are the
+README's K figures, computed from rounded parameter totals, so they are approximate (§4.4).
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+SOURCE = ("Koster, Grothe, Rettinger: Signing the Supermask, ICLR 2022, main table as copied into "
+          "the authors' README (github.com/kosnil/signed_supermasks; means @5ed213a/HEAD, brackets "
+          "@172d8ae); docs: METHOD.md §8.1-8.2. Bracket meaning unconfirmed (METHOD §8.3).")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A reported mean with its optional bracket [low, high]."""
+
+    mean: float
+    low: Optional[float] = None
+    high: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of the paper's main table; accuracies and remaining weights in percent."""
+
+    model: str
+    dataset: str
+    width_multiplier: float
+    parameters: int                  # exact masked-weight count (METHOD §4)
+    baseline_accuracy: Interval
+    signed_accuracy: Interval
+    remaining_percent: Interval
+    remaining_count: int             # README "K" figure x 1000, approximate
+    note: str = ""
+
+
+PAPER_ROWS = {
+    "FCN": PaperRow("FCN", "mnist", 1.0, 266_200, Interval(97.43, 97.4, 97.5), Interval(97.48, 97.3, 97.7),
+                    Interval(3.77, 3.7, 3.8), 10_100, note="README HEAD gives the baseline as 97.42"),
+    "Conv2": PaperRow("Conv2", "cifar10", 1.0, 4_300_992, Interval(68.79, 68.4, 69.2), Interval(68.37, 67.7, 69.0),
+                      Interval(0.60, 0.58, 0.62), 25_800),
+    "Conv4": PaperRow("Conv4", "cifar10", 1.0, 2_425_024, Interval(74.50, 74.7, 75.3), Interval(77.40, 76.7, 78.3),
+                      Interval(2.91, 2.9, 3.0), 69_800, note="baseline mean lies outside its own bracket (typo)"),
+    "Conv6": PaperRow("Conv6", "cifar10", 1.0, 2_261_184, Interval(75.91, 75.4, 76.4), Interval(79.17, 78.1, 80.5),
+                      Interval(2.36, 1.9, 2.6), 54_300),
+    "Conv8": PaperRow("Conv8", "cifar10", 1.0, 5_275_840, Interval(72.24, 71.4, 73.0), Interval(80.91, 79.9, 81.7),
+                      Interval(1.17, 1.1, 1.2), 62_000, note="baseline probably ran a ReLU head (METHOD B21)"),
+    "ResNet20": PaperRow("ResNet20", "cifar10", 1.0, 248_624, Interval(84.91), Interval(81.68),
+                         Interval(21.13), 52_800),
+    "ResNet20x2": PaperRow("ResNet20", "cifar10", 2.0, 992_352, Interval(86.80), Interval(84.42),
+                           Interval(7.69), 76_900),
+    "ResNet20x3": PaperRow("ResNet20", "cifar10", 3.0, 2_231_184, Interval(87.32), Interval(84.89),
+                           Interval(4.06), 89_300),
+    "ResNet56": PaperRow("ResNet56", "cifar100", 1.0, 834_992, Interval(68.04), Interval(60.01),
+                         Interval(29.39), 247_000),
+    "ResNet110": PaperRow("ResNet110", "cifar100", 1.0, 1_705_904, Interval(62.70), Interval(46.42),
+                          Interval(20.64), 351_000),
+}
+
+DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def match_paper_row(model_name, width_multiplier, dataset):
+    """The key of the paper row with this architecture, width and dataset, or None."""
+    for key, row in PAPER_ROWS.items():
+        if (row.model, row.dataset) == (model_name, dataset) and float(width_multiplier) == row.width_multiplier:
+            return key
+    return None
+
+
+def architecture_label(model_name, width_multiplier):
+    """'ResNet20x2' for widened nets, as the paper names them."""
+    if model_name is None:
+        return "?"
+    width = float(width_multiplier)
+    return model_name if width == 1.0 else f"{model_name}x{width:g}"

@@ -1,0 +1,145 @@
+"""A finished run as a Keras model: the signed model, its plain-Keras twin, and their evaluation.
+
+The plain twin has ordinary Dense/Conv2D layers whose kernels are W * q(S), so it runs
+anywhere Keras runs, without this repository's classes.
+"""
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from masking import MASKED_LAYER_TYPES, iter_layers, masked_layers
+from training.config import load_config
+from training.results import read_json
+from training.runner import build_experiment_model
+
+PLAIN_KERNEL_TYPES = (keras.layers.Dense, keras.layers.Conv2D)
+
+
+@dataclass
+class LoadedRun:
+    """A finished run: its resolved config, seed, run.json and the trained signed (or baseline) model."""
+
+    directory: Path
+    config: object
+    seed: int
+    info: dict
+    model: object
+
+    @property
+    def stem(self):
+        """File-name stem of the run's exports, e.g. 'fcn_signed_run0'."""
+        return f"{self.config.experiment.replace('/', '__')}_run{self.info.get('run_index', 0)}"
+
+
+def buildable_config(config):
+    """A copy that builds without init files: the trained values are loaded over the initial ones anyway."""
+    config = copy.deepcopy(config)
+    config.init.source = "on_the_fly"
+    return config
+
+
+def load_run(run_directory):
+    """Rebuild a finished run's model from config.yaml, run.json and model.weights.h5."""
+    directory = Path(run_directory)
+    info = read_json(directory / "run.json")
+    if not info or info.get("status") != "finished":
+        status = info.get("status") if info else "no run.json"
+        raise ValueError(f"{directory}: not a finished run ({status})")
+    weights = directory / "model.weights.h5"
+    if not weights.is_file():
+        raise ValueError(f"{weights}: missing; the run's trained variables are needed")
+    config = load_config(directory / "config.yaml")
+    seed = int(info.get("seed", config.seed + int(info.get("run_index", 0))))
+    model = build_experiment_model(buildable_config(config), seed)
+    model.load_weights(weights)
+    return LoadedRun(directory, config, seed, info, model)
+
+
+def effective_kernel(layer):
+    """W * q(S) of a masked layer, exactly as its forward pass computes it (multiplying by -1/0/+1 is exact)."""
+    frozen = keras.ops.convert_to_numpy(layer.frozen_kernel).astype(np.float32)
+    return frozen * layer.ternary_mask().astype(np.float32)
+
+
+def _signed_bn_mode(config):
+    """The signed model's BN layout, made explicit so the baseline builder does not pick its own default."""
+    if not config.model.name.startswith("ResNet") or config.model.bn_mode is not None:
+        return config.model.bn_mode
+    from models.resnet import default_bn_mode
+
+    return default_bn_mode(int(config.model.name[len("ResNet"):]), signed=True)
+
+
+def plain_model(config, seed, signed_model):
+    """The same architecture with ordinary layers: kernels W * q(S), other variables copied by layer name."""
+    plain_config = buildable_config(config)
+    plain_config.model.signed = False
+    plain_config.model.bn_mode = _signed_bn_mode(config)
+    plain = build_experiment_model(plain_config, seed)
+    sources = {layer.name: layer for layer in iter_layers(signed_model)}
+    for layer in iter_layers(plain):
+        source = sources.pop(layer.name, None)
+        if not layer.weights:
+            continue
+        if source is None:
+            raise ValueError(f"layer {layer.name}: in the plain model but not in the signed one")
+        if isinstance(source, MASKED_LAYER_TYPES):
+            layer.kernel.assign(effective_kernel(source))
+        else:
+            _copy_variables(source, layer)
+        if isinstance(layer, PLAIN_KERNEL_TYPES):
+            layer.kernel_initializer = keras.initializers.Zeros()  # the repo's initializer class must not be saved
+    left = [name for name, layer in sources.items() if layer.weights]
+    if left:
+        raise ValueError(f"layer {left[0]}: has variables in the signed model but no plain counterpart")
+    return plain
+
+
+def _copy_variables(source, target):
+    if [v.shape for v in source.weights] != [v.shape for v in target.weights]:
+        raise ValueError(f"layer {target.name}: variables {[tuple(v.shape) for v in source.weights]} do not match "
+                         f"{[tuple(v.shape) for v in target.weights]}")
+    for source_variable, target_variable in zip(source.weights, target.weights):
+        target_variable.assign(keras.ops.convert_to_numpy(source_variable))
+
+
+def model_remaining_percent(model):
+    """Share of non-hidden weights: mask entries of masked layers, nonzero kernel entries of plain ones."""
+    active = total = 0
+    for layer in iter_layers(model):
+        if isinstance(layer, MASKED_LAYER_TYPES):
+            values = layer.ternary_mask()
+        elif isinstance(layer, PLAIN_KERNEL_TYPES):
+            values = keras.ops.convert_to_numpy(layer.kernel)
+        else:
+            continue
+        active, total = active + int(np.count_nonzero(values)), total + int(values.size)
+    if total == 0:
+        raise ValueError(f"model {model.name}: has no Dense/Conv2D kernels")
+    return 100.0 * active / total
+
+
+def dataset_of(model):
+    """mnist / cifar10 / cifar100 from the model's input and output shapes (for bare .keras files)."""
+    input_shape, classes = tuple(model.input_shape[1:]), int(model.output_shape[-1])
+    if input_shape == (784,):
+        return "mnist"
+    if input_shape == (32, 32, 3) and classes in (10, 100):
+        return "cifar10" if classes == 10 else "cifar100"
+    raise ValueError(f"model {model.name}: input {input_shape} / {classes} classes match no dataset; pass --dataset")
+
+
+def test_accuracy(model, dataset, data_dir=None, test_limit=None):
+    """(accuracy fraction, number of test images) on the standardized test split."""
+    from data import load_dataset
+
+    data = load_dataset(dataset, data_dir, train_limit=1, test_limit=test_limit)
+    probabilities = model.predict(data.x_test, batch_size=1000, verbose=0)
+    return float(np.mean(np.argmax(probabilities, axis=-1) == data.y_test)), len(data.y_test)
+
+
+def masked_weight_count(model):
+    return sum(int(np.prod(layer.frozen_kernel.shape)) for layer in masked_layers(model))

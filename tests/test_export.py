@@ -1,0 +1,161 @@
+"""export.py: plain-Keras and compact exports of a real tiny run round-trip exactly; evaluate agrees."""
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import export
+from masking import masked_layers
+from reporting.compact import pack_ternary, read_compact, unpack_ternary, write_compact
+from reporting.runmodel import effective_kernel, load_run, plain_model
+from training.config import ExperimentConfig
+from training.runner import RunTrainer, build_experiment_model
+from training.schema import from_dict
+
+DATA_DIR = Path(os.environ.get("SUPERMASK_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+TINY_FCN = {"experiment": "fcn_tiny", "runs": 1, "model": {"name": "FCN"},
+            "training": {"epochs": 1}, "data": {"dataset": "mnist", "train_limit": 256, "test_limit": 256}}
+
+
+def require_mnist():
+    """Real MNIST is needed; on CI (env CI set) its absence is a failure, not a skip."""
+    if not (DATA_DIR / "mnist.npz").is_file():
+        message = f"{DATA_DIR / 'mnist.npz'} missing (set SUPERMASK_DATA_DIR)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    require_mnist()
+    out_root = tmp_path_factory.mktemp("results")
+    RunTrainer(from_dict(ExperimentConfig, TINY_FCN), 0, out_root, data_dir=str(DATA_DIR), verbose=False).run()
+    return out_root / "fcn_tiny" / "run_0"
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    return export.export_run(run_dir, tmp_path_factory.mktemp("export"))
+
+
+def test_pack_unpack_ternary_uses_two_bits_per_weight():
+    rng = np.random.default_rng(0)
+    for shape in [(1,), (3, 5), (7, 3, 3, 2), (784, 300)]:
+        mask = rng.integers(-1, 2, size=shape).astype(np.int8)
+        packed = pack_ternary(mask)
+        assert packed.dtype == np.uint8 and packed.size == -(-2 * mask.size // 8)
+        np.testing.assert_array_equal(unpack_ternary(packed, shape), mask)
+    with pytest.raises(ValueError, match="outside -1/0/\\+1"):
+        pack_ternary(np.array([2]))
+
+
+def test_plain_keras_export_predicts_like_the_signed_model(run_dir, exported):
+    run = load_run(run_dir)
+    plain = keras.models.load_model(exported["keras"], compile=False)
+    images = np.load(DATA_DIR / "mnist.npz")["x_test"][:200].reshape(200, -1).astype(np.float32) / 255.0
+    np.testing.assert_allclose(plain.predict(images, verbose=0), run.model.predict(images, verbose=0), atol=1e-6)
+    for signed_layer in masked_layers(run.model):
+        kernel = keras.ops.convert_to_numpy(plain.get_layer(signed_layer.name).kernel)
+        np.testing.assert_array_equal(kernel, effective_kernel(signed_layer))
+    assert exported["max_difference"] <= 1e-6
+
+
+def test_keras_file_loads_without_this_repository(exported, tmp_path):
+    with zipfile.ZipFile(exported["keras"]) as archive:
+        assert "signed_supermask" not in archive.read("config.json").decode()
+    code = ("import keras, numpy as np; m = keras.models.load_model(r'%s'); "
+            "print(m.predict(np.zeros((2, 784)), verbose=0).shape)" % exported["keras"])
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(2, 10)" in result.stdout
+
+
+def test_compact_export_is_bit_exact_and_small(run_dir, exported):
+    run = load_run(run_dir)
+    rebuilt, config, meta = read_compact(exported["compact"])
+    assert config.experiment == "fcn_tiny" and meta["seed"] == run.seed
+    for original, restored in zip(masked_layers(run.model), masked_layers(rebuilt)):
+        np.testing.assert_array_equal(effective_kernel(restored), effective_kernel(original))
+        np.testing.assert_array_equal(restored.ternary_mask(), original.ternary_mask())
+    inputs = np.random.default_rng(1).standard_normal((32, 784)).astype(np.float32)
+    np.testing.assert_array_equal(rebuilt.predict(inputs, verbose=0), run.model.predict(inputs, verbose=0))
+    sizes = exported["sizes"]
+    assert sizes["kinds"] == ["initializer"] * 3
+    assert sizes["dense_bytes"] == 4 * 266_200
+    assert sizes["compact_bytes"] == exported["compact"].stat().st_size
+    assert sizes["compact_bytes"] * 12 <= sizes["dense_bytes"]
+
+
+def test_compact_falls_back_when_weights_do_not_regenerate(run_dir, tmp_path):
+    run = load_run(run_dir)
+    first, second, _ = masked_layers(run.model)
+    frozen = keras.ops.convert_to_numpy(first.frozen_kernel)
+    first.frozen_kernel.assign(-frozen)                       # still signed-constant, no longer the seed's draw
+    second.frozen_kernel.assign(np.random.default_rng(2).uniform(-0.1, 0.1, second.frozen_kernel.shape))
+    sizes = write_compact(tmp_path / "fallback.npz", run.model, run.config, run.seed)
+    assert sizes["kinds"] == ["signed_constant", "float32", "initializer"]
+    rebuilt, _, _ = read_compact(tmp_path / "fallback.npz")
+    for original, restored in zip(masked_layers(run.model), masked_layers(rebuilt)):
+        np.testing.assert_array_equal(effective_kernel(restored), effective_kernel(original))
+
+
+def test_compact_refuses_a_baseline_model():
+    config = from_dict(ExperimentConfig, {**TINY_FCN, "model": {"name": "FCN", "signed": False}})
+    with pytest.raises(ValueError, match="needs a signed model"):
+        write_compact("unused.npz", build_experiment_model(config, 0), config, 0)
+
+
+def test_resnet_exports_copy_batch_norm_and_match(tmp_path):
+    """No data needed: random scores and BN statistics on a narrow ResNet20 (real stem BN, frozen block BNs)."""
+    config = from_dict(ExperimentConfig, {"experiment": "resnet_tiny", "model": {
+        "name": "ResNet20", "width_multiplier": 0.25, "threshold_fraction": 0.75}, "data": {"dataset": "cifar10"}})
+    model = build_experiment_model(config, 3)
+    rng = np.random.default_rng(3)
+    for layer in masked_layers(model):
+        layer.scores.assign(rng.normal(0, 0.1, layer.scores.shape))
+    stem_bn = model.get_layer("stem_bn")
+    for variable in stem_bn.weights:
+        variable.assign(rng.uniform(0.5, 1.5, variable.shape))
+    inputs = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
+    reference = model.predict(inputs, verbose=0)
+    plain = plain_model(config, 3, model)
+    assert not masked_layers(plain)
+    np.testing.assert_array_equal(plain.get_layer("stem_bn").weights[0].numpy(), stem_bn.weights[0].numpy())
+    np.testing.assert_allclose(plain.predict(inputs, verbose=0), reference, atol=1e-6)
+    sizes = write_compact(tmp_path / "resnet.npz", model, config, 3)
+    assert set(sizes["kinds"]) == {"initializer"}
+    rebuilt, _, meta = read_compact(tmp_path / "resnet.npz")
+    assert any(entry["layer"] == "stem_bn" for entry in meta["variables"])
+    np.testing.assert_array_equal(rebuilt.predict(inputs, verbose=0), reference)
+
+
+def test_evaluate_recomputes_the_recorded_metrics(run_dir, exported):
+    recorded = json.loads((run_dir / "run.json").read_text())["final"]
+    for path in (run_dir, exported["compact"]):
+        result = export.evaluate_path(path, data_dir=str(DATA_DIR))
+        assert result["images"] == 256
+        assert result["accuracy"] == pytest.approx(recorded["test_accuracy"], abs=1e-6)
+        assert result["remaining_percent"] == pytest.approx(recorded["remaining_percent"])
+    plain = export.evaluate_path(exported["keras"], data_dir=str(DATA_DIR), test_limit=256)
+    assert plain["dataset"] == "mnist"
+    assert plain["accuracy"] == pytest.approx(recorded["test_accuracy"], abs=1e-6)
+    assert plain["remaining_percent"] == pytest.approx(recorded["remaining_percent"])
+
+
+def test_cli(run_dir, tmp_path, capsys):
+    assert export.main([str(run_dir), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "dense float32 1,064,800 B" in printed and "ratio" in printed
+    assert export.main(["evaluate", str(tmp_path / "fcn_tiny_run0.compact.npz"), "--data-dir", str(DATA_DIR)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert export.main(["evaluate", str(tmp_path / "notes.txt")]) == 2
+    (tmp_path / "unfinished").mkdir()
+    assert export.main([str(tmp_path / "unfinished")]) == 2
+    assert "not a finished run" in capsys.readouterr().err

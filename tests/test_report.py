@@ -1,0 +1,188 @@
+"""report.py on a hand-built results tree: numbers, partial results, figures (no training, no data)."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+import report
+from reporting.collect import statistics
+from reporting.paper import PAPER_ROWS, match_paper_row
+
+PNG_MAGIC = b"\x89PNG"
+FCN_MASK_SHAPES = {"dense_1": (784, 20), "dense_2": (20, 10), "output": (10, 10)}
+
+
+def write_config(directory, model, dataset, signed=True, width=1.0, runs=None, epochs=3):
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"experiment": directory.name, "runs": runs, "model": {"name": model, "signed": signed,
+              "width_multiplier": width}, "data": {"dataset": dataset}, "training": {"epochs": epochs}}
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def write_finished_run(directory, index, accuracy, remaining, count, signed=True, seed=0):
+    """A finished run with a 3-epoch history and (signed) masks whose first layer is 784 x 20."""
+    run = directory / f"run_{index}"
+    run.mkdir(parents=True)
+    final = {"test_accuracy": accuracy, "remaining_percent": remaining, "remaining_count": count}
+    (run / "run.json").write_text(json.dumps({"status": "finished", "seed": index, "run_index": index,
+                                              "final": final}))
+    history = {"test_accuracy": [accuracy - 0.02, accuracy - 0.01, accuracy],
+               "remaining_percent": [60.0, 20.0, 10.0, remaining] if signed else [100.0] * 4}
+    (run / "history.json").write_text(json.dumps(history))
+    if signed:
+        rng = np.random.default_rng(seed + index)
+        np.savez(run / "masks.npz", **{name: rng.integers(-1, 2, size=shape).astype(np.int8)
+                                       for name, shape in FCN_MASK_SHAPES.items()})
+
+
+def build_tree(root):
+    """Paper rows (FCN signed + baseline, ResNet20 without finished runs), a study variant, broken files."""
+    fcn = root / "fcn_signed"
+    write_config(fcn, "FCN", "mnist", runs=5)
+    for index, (accuracy, remaining, count) in enumerate([(0.97, 4.0, 10_648), (0.975, 3.5, 9_317),
+                                                          (0.98, 3.8, 10_116)]):
+        write_finished_run(fcn, index, accuracy, remaining, count)
+    (fcn / "run_3").mkdir()
+    (fcn / "run_3" / "checkpoint.json").write_text(json.dumps({"history": {"train_loss": [0.5, 0.4]}}))
+    (fcn / "summary.json").write_text(json.dumps({"test_accuracy": {"mean": 0.1}}))   # stale, must be ignored
+    baseline = root / "fcn_baseline"
+    write_config(baseline, "FCN", "mnist", signed=False, runs=2)
+    write_finished_run(baseline, 0, 0.974, 100.0, 266_200, signed=False)
+    write_finished_run(baseline, 1, 0.976, 100.0, 266_200, signed=False)
+    study = root / "studies" / "fcn_wd"
+    write_config(study, "FCN", "mnist", runs=1)
+    write_finished_run(study, 0, 0.96, 5.0, 13_310, seed=7)
+    variant = root / "conv4_half"
+    write_config(variant, "Conv4", "cifar10", width=0.5, runs=2)
+    write_finished_run(variant, 0, 0.70, 2.0, 20_000)
+    (variant / "run_1").mkdir()
+    (variant / "run_1" / "run.json").write_text('{"status": "finished", "final": {')
+    resnet = root / "resnet20"
+    write_config(resnet, "ResNet20", "cifar10", runs=2)
+    (resnet / "run_0").mkdir()
+    (resnet / "run_0" / "checkpoint.json").write_text(json.dumps({"history": {"train_loss": [1.0]}}))
+    (resnet / "run_1").mkdir()
+    broken = root / "broken"
+    broken.mkdir()
+    (broken / "config.yaml").write_text("model: [unclosed\n")
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    build_tree(root)
+    digit = np.linspace(0.0, 1.0, 784)
+    return root, report.write_report(root, digit_source=lambda: digit)
+
+
+def csv_rows(written):
+    return {row["experiment"]: row for row in csv.DictReader(io.StringIO(written[1]["csv"].read_text()))}
+
+
+def test_statistics_match_hand_computation():
+    stats = statistics([97.0, 97.5, 98.0])
+    assert stats == pytest.approx({"n": 3, "mean": 97.5, "std": 0.5, "min": 97.0, "max": 98.0})
+    assert statistics([]) is None
+    assert statistics([4.0])["std"] == 0.0
+
+
+def test_paper_rows_are_matched_from_config_fields():
+    assert match_paper_row("FCN", 1.0, "mnist") == "FCN"
+    assert match_paper_row("ResNet20", 2.0, "cifar10") == "ResNet20x2"
+    assert match_paper_row("ResNet56", 1.0, "cifar100") == "ResNet56"
+    assert match_paper_row("ResNet56", 1.0, "cifar10") is None
+    assert match_paper_row("Conv4", 0.5, "cifar10") is None
+
+
+def test_paper_brackets_contain_their_means_except_the_known_typo():
+    for key, row in PAPER_ROWS.items():
+        for name in ("baseline_accuracy", "signed_accuracy", "remaining_percent"):
+            interval = getattr(row, name)
+            if interval.low is not None and (key, name) != ("Conv4", "baseline_accuracy"):
+                assert interval.low <= interval.mean <= interval.high, (key, name)
+
+
+def test_signed_paper_row_numbers(written):
+    row = csv_rows(written)["fcn_signed"]
+    assert (row["table"], row["paper_row"], row["kind"]) == ("main", "FCN", "signed")
+    assert float(row["accuracy_mean"]) == pytest.approx(97.5)
+    assert float(row["accuracy_std"]) == pytest.approx(0.5)
+    assert (float(row["accuracy_min"]), float(row["accuracy_max"])) == pytest.approx((97.0, 98.0))
+    assert float(row["diff_accuracy"]) == pytest.approx(97.5 - 97.48)
+    assert float(row["remaining_percent_mean"]) == pytest.approx(np.mean([4.0, 3.5, 3.8]), rel=1e-5)
+    assert float(row["remaining_percent_std"]) == pytest.approx(np.std([4.0, 3.5, 3.8], ddof=1), rel=1e-5)
+    assert float(row["diff_remaining_percent"]) == pytest.approx(np.mean([4.0, 3.5, 3.8]) - 3.77, rel=1e-4)
+    assert float(row["remaining_count_mean"]) == pytest.approx(np.mean([10_648, 9_317, 10_116]), rel=1e-5)
+    assert float(row["paper_remaining_count"]) == 10_100
+    assert (row["runs_finished"], row["runs_running"], row["runs_missing"]) == ("3", "1", "1")
+
+
+def test_baseline_sits_next_to_signed(written):
+    row = csv_rows(written)["fcn_baseline"]
+    assert (row["table"], row["paper_row"], row["kind"]) == ("main", "FCN", "baseline")
+    assert float(row["accuracy_mean"]) == pytest.approx(97.5)
+    assert float(row["diff_accuracy"]) == pytest.approx(97.5 - 97.43)
+    fcn_line = next(line for line in written[1]["md"].read_text().splitlines() if line.startswith("| FCN |"))
+    assert fcn_line.index("fcn_baseline") < fcn_line.index("fcn_signed")
+    assert "97.50 [97.00, 98.00] sd 0.50" in fcn_line and "+0.02" in fcn_line and "+0.07" in fcn_line
+    assert "3 (1 running, 1 missing)" in fcn_line
+
+
+def test_study_variants_and_extra_candidates_go_to_the_second_table(written):
+    rows = csv_rows(written)
+    assert (rows["studies/fcn_wd"]["table"], rows["studies/fcn_wd"]["paper_row"]) == ("other", "FCN")
+    assert (rows["conv4_half"]["table"], rows["conv4_half"]["paper_row"]) == ("other", "")
+    assert float(rows["conv4_half"]["accuracy_mean"]) == pytest.approx(70.0)
+
+
+def test_partial_and_corrupt_results_are_shown_not_fatal(written):
+    rows = csv_rows(written)
+    assert (rows["conv4_half"]["runs_finished"], rows["conv4_half"]["runs_corrupt"]) == ("1", "1")
+    resnet = rows["resnet20"]
+    assert (resnet["table"], resnet["runs_finished"], resnet["runs_running"], resnet["runs_empty"]) == \
+        ("main", "0", "1", "1")
+    assert resnet["accuracy_mean"] == ""
+    assert rows["broken"]["table"] == "other" and "unreadable" in rows["broken"]["problems"]
+    markdown = written[1]["md"].read_text()
+    assert "run_1 corrupt: run.json unreadable" in markdown
+    assert "run_0 running: after epoch 1/3" in markdown
+    assert "0 (1 running, 1 empty)" in markdown
+
+
+def test_latex_is_escaped(written):
+    tex = written[1]["tex"].read_text()
+    assert r"\toprule" in tex and r"fcn\_signed" in tex and r"$\Delta$" in tex
+    assert "fcn_signed" not in tex
+
+
+def test_every_figure_is_written_and_nonempty(written):
+    root, paths = written
+    expected = {"fig_accuracy_vs_remaining.png", "fig_figure1_fcn_signed.png", "fig_figure1_studies__fcn_wd.png"}
+    expected |= {f"fig_curves_{name}.png" for name in ("fcn_signed", "fcn_baseline", "studies__fcn_wd", "conv4_half")}
+    expected |= {f"fig_layers_{name}.png" for name in ("fcn_signed", "studies__fcn_wd", "conv4_half")}
+    assert {path.name for path in paths["figures"]} == expected
+    for name in expected:
+        assert (root / name).read_bytes()[:4] == PNG_MAGIC
+        assert name in paths["md"].read_text()
+
+
+def test_figure1_is_skipped_with_a_note_when_the_digit_is_unavailable(tmp_path):
+    build_tree(tmp_path)
+
+    def missing_digit():
+        raise FileNotFoundError("mnist.npz not found")
+
+    paths = report.write_report(tmp_path, out_dir=tmp_path / "out", digit_source=missing_digit)
+    assert not any("figure1" in path.name for path in paths["figures"])
+    assert "Figure 1 skipped: MNIST digit unavailable (FileNotFoundError" in paths["md"].read_text()
+
+
+def test_cli(tmp_path, capsys):
+    build_tree(tmp_path / "results")
+    assert report.main([str(tmp_path / "results"), "--out", str(tmp_path / "out"), "--no-figures"]) == 0
+    assert (tmp_path / "out" / "report.csv").is_file() and not list((tmp_path / "out").glob("*.png"))
+    assert report.main([str(tmp_path / "missing")]) == 2
+    assert "results root is not a directory" in capsys.readouterr().err

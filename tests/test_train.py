@@ -1,0 +1,180 @@
+"""End-to-end training on real data: results layout, skip/resume, determinism, failures, backends."""
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import real_data_dir
+
+import init_example
+from data import Dataset, load_dataset
+from masking.init_files import InitFileError
+from training.config import load_config
+from training.runner import RunTrainer, TrainingError, build_experiment_model
+
+ROOT = Path(__file__).resolve().parents[1]
+FCN_CONFIG = ROOT / "configs" / "fcn_signed.yaml"
+SMALL_FCN = ["data.train_limit=3000", "data.test_limit=1000", "training.epochs=2"]
+
+
+def train_cli(*args, env=None, **kwargs):
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, **kwargs)
+
+
+def overrides_args(overrides):
+    return [item for override in overrides for item in ("--set", override)]
+
+
+def read_masks(path):
+    with np.load(path) as masks:
+        return {name: masks[name] for name in masks.files}
+
+
+def test_fcn_run_writes_complete_results_and_skips_when_finished(tmp_path):
+    data_dir = real_data_dir("mnist.npz")
+    result = train_cli(FCN_CONFIG, "--runs", 2, "--out", tmp_path, "--data-dir", data_dir, "--quiet",
+                       *overrides_args(SMALL_FCN))
+    assert result.returncode == 0, result.stderr[-2000:]
+    experiment = tmp_path / "fcn_signed"
+    for run in (0, 1):
+        run_dir = experiment / f"run_{run}"
+        assert {"run.json", "history.json", "masks.npz", "model.weights.h5", "config.yaml"} <= \
+            {p.name for p in run_dir.iterdir()}
+        assert not (run_dir / "checkpoint.npz").exists()
+        info = json.loads((run_dir / "run.json").read_text())
+        assert info["status"] == "finished" and info["seed"] == 7531 + run and info["epochs_trained"] == 2
+        assert {"keras", "backend", "numpy"} <= set(info["versions"]) and info["training_seconds"] > 0
+        history = json.loads((run_dir / "history.json").read_text())
+        assert len(history["test_accuracy"]) == 2 and len(history["remaining_percent"]) == 3
+        assert 58 < history["remaining_percent"][0] < 62
+        assert history["remaining_percent"][-1] < history["remaining_percent"][1] < history["remaining_percent"][0]
+        assert history["test_accuracy"][-1] > 0.8  # far above chance after 2 short epochs
+        assert set(history["mask_counts"][-1]) == {"dense_1", "dense_2", "output"}
+        masks = read_masks(run_dir / "masks.npz")
+        assert masks["dense_1"].shape == (784, 300) and masks["dense_1"].dtype == np.int8
+        nonzero = sum(int(np.count_nonzero(m)) for m in masks.values())
+        assert 100 * nonzero / 266200 == pytest.approx(info["final"]["remaining_percent"])
+    summary = json.loads((experiment / "summary.json").read_text())
+    accuracies = [json.loads((experiment / f"run_{r}" / "run.json").read_text())["final"]["test_accuracy"]
+                  for r in (0, 1)]
+    assert summary["finished_runs"] == ["run_0", "run_1"]
+    assert summary["test_accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
+    assert summary["test_accuracy"]["std"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert summary["test_accuracy"]["min"] == pytest.approx(min(accuracies))
+    assert (experiment / "config.yaml").exists()
+
+    before = (experiment / "run_0" / "run.json").stat().st_mtime_ns
+    again = train_cli(FCN_CONFIG, "--runs", 2, "--out", tmp_path, "--data-dir", data_dir, "--quiet",
+                      *overrides_args(SMALL_FCN))
+    assert again.returncode == 0 and again.stdout.count("already finished, skipped") == 2
+    assert (experiment / "run_0" / "run.json").stat().st_mtime_ns == before
+
+    changed = train_cli(FCN_CONFIG, "--out", tmp_path, "--data-dir", data_dir,
+                        *overrides_args(SMALL_FCN + ["optimizer.lr=0.1"]))
+    assert changed.returncode == 2 and "different config" in changed.stderr
+
+
+def test_sigkill_then_resume_ends_with_the_same_masks_as_an_uninterrupted_run(tmp_path):
+    data_dir = real_data_dir("mnist.npz")
+    args = ["--data-dir", data_dir, "--quiet", *overrides_args(
+        ["data.train_limit=12000", "data.test_limit=500", "training.epochs=5", "training.shuffle=true"])]
+    reference = train_cli(FCN_CONFIG, "--runs", 1, "--out", tmp_path / "reference", *args)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    out = tmp_path / "killed"
+    run_dir = out / "fcn_signed" / "run_0"
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), str(FCN_CONFIG), "--runs", "1",
+                                "--out", str(out), *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        state = run_dir / "checkpoint.json"
+        if state.exists() and len(json.loads(state.read_text())["history"]["train_loss"]) >= 2:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "run.json").exists(), "run finished before it could be killed"
+
+    resumed = train_cli(FCN_CONFIG, "--runs", 1, "--out", out, *args)
+    assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout
+    expected = read_masks(tmp_path / "reference" / "fcn_signed" / "run_0" / "masks.npz")
+    actual = read_masks(run_dir / "masks.npz")
+    assert all(np.array_equal(expected[name], actual[name]) for name in expected)
+    history = json.loads((run_dir / "history.json").read_text())
+    reference_history = json.loads((tmp_path / "reference" / "fcn_signed" / "run_0" / "history.json").read_text())
+    assert history["test_accuracy"] == reference_history["test_accuracy"]
+
+
+def test_same_config_and_seed_give_identical_masks(tmp_path):
+    data_dir = real_data_dir("mnist.npz")
+    config = load_config(FCN_CONFIG, ["data.train_limit=2000", "data.test_limit=200", "training.epochs=1"])
+    first = RunTrainer(config, 0, tmp_path / "a", data_dir=data_dir, verbose=False).run()
+    second = RunTrainer(config, 0, tmp_path / "b", data_dir=data_dir, verbose=False).run()
+    masks_a = read_masks(tmp_path / "a" / "fcn_signed" / "run_0" / "masks.npz")
+    masks_b = read_masks(tmp_path / "b" / "fcn_signed" / "run_0" / "masks.npz")
+    assert all(np.array_equal(masks_a[name], masks_b[name]) for name in masks_a)
+    assert first["final"] == second["final"]
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_history(tmp_path, monkeypatch):
+    real = load_dataset("mnist", real_data_dir("mnist.npz"), 512, 128)
+    poisoned = real.x_train.copy()
+    poisoned[:] = np.nan
+    fake = Dataset(**{**real.__dict__, "x_train": poisoned})
+    monkeypatch.setattr("training.runner.load_dataset", lambda *args, **kwargs: fake)
+    config = load_config(FCN_CONFIG, ["training.epochs=3"])
+    with pytest.raises(TrainingError, match="training loss became nan in epoch 1"):
+        RunTrainer(config, 0, tmp_path, verbose=False).run()
+    run_dir = tmp_path / "fcn_signed" / "run_0"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    assert len(json.loads((run_dir / "history.json").read_text())["train_loss"]) == 1
+
+
+def test_init_files_give_the_same_model_as_on_the_fly_initialization(tmp_path):
+    assert init_example.main(["--model", "FCN", "--runs", "2", "--out", str(tmp_path)]) == 0
+    for signed in ("true", "false"):
+        common = [f"model.signed={signed}"]
+        if signed == "false":
+            common += ["init.weight.distribution=uniform", "init.weight.scaling=elu"]
+        from_files = load_config(FCN_CONFIG, common + ["init.source=files", f"init.weights_dir={tmp_path}"])
+        on_the_fly = load_config(FCN_CONFIG, common)
+        model_a = build_experiment_model(from_files, from_files.seed + 1)
+        model_b = build_experiment_model(on_the_fly, on_the_fly.seed + 1)
+        for a, b in zip(model_a.variables, model_b.variables):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    missing = load_config(FCN_CONFIG, ["init.source=files", f"init.weights_dir={tmp_path}"])
+    with pytest.raises(InitFileError, match="python init_example.py --model FCN --runs 8"):
+        build_experiment_model(missing, missing.seed + 7)
+
+
+def test_conv2_on_real_cifar10(tmp_path):
+    data_dir = real_data_dir("cifar10_jpeg.npz")
+    config = load_config(ROOT / "configs" / "conv2_signed.yaml",
+                         ["data.train_limit=1024", "data.test_limit=256", "training.epochs=1"])
+    info = RunTrainer(config, 0, tmp_path, data_dir=data_dir, verbose=False).run()
+    history = json.loads((tmp_path / "conv2_signed" / "run_0" / "history.json").read_text())
+    assert info["status"] == "finished" and np.isfinite(history["train_loss"][0])
+    assert history["remaining_percent"][-1] < history["remaining_percent"][0]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None and not os.environ.get("CI"),
+                    reason="jax not installed (CI installs it)")
+def test_jax_backend_trains_without_tensorflow(tmp_path):
+    data_dir = real_data_dir("mnist.npz")
+    result = train_cli(FCN_CONFIG, "--runs", 1, "--out", tmp_path, "--data-dir", data_dir, "--quiet",
+                       *overrides_args(["data.train_limit=2000", "data.test_limit=500", "training.epochs=2"]),
+                       env={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads((tmp_path / "fcn_signed" / "run_0" / "run.json").read_text())
+    assert info["versions"]["backend"] == "jax" and "jax" in info["versions"]
+    assert "tensorflow" not in info["versions"], "the JAX data path must not import TensorFlow"
+    assert info["final"]["test_accuracy"] > 0.8
