@@ -19,55 +19,51 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402  (after the log level is set)
+import numpy as np  # noqa: E402
+
+from masking import masked_layers  # noqa: E402
+from reporting.compact import read_compact, write_compact  # noqa: E402
+from reporting.runmodel import (dataset_of, effective_kernel, load_run, model_remaining_percent,  # noqa: E402
+                                plain_model, test_accuracy, without_repository_initializers)
+
 CHECK_SAMPLES = 64
 
 
-def _predict(model, inputs):
-    return model.predict(inputs, batch_size=CHECK_SAMPLES, verbose=0)
+def eager_predict(model, inputs):
+    """One eager call: cheaper than ``predict`` for a single check batch."""
+    return keras.ops.convert_to_numpy(model(inputs, training=False))
 
 
 def export_run(run_directory, out_dir=None):
-    """Write and verify the exports of one run; returns {'keras', 'compact', 'sizes', 'max_difference'}."""
-    import keras
-    import numpy as np
-
-    from reporting.compact import read_compact, write_compact
-    from reporting.runmodel import effective_kernel, load_run, plain_model
-
+    """Write and verify the exports of one run; returns {'keras', 'compact', 'sizes', 'max_difference', ...}."""
     run = load_run(run_directory)
     out_dir = Path(out_dir) if out_dir else run.directory / "export"
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = np.random.default_rng(0).standard_normal((CHECK_SAMPLES,) + tuple(run.model.input_shape[1:]))
-    reference = _predict(run.model, inputs.astype(np.float32))
+    inputs = inputs.astype(np.float32)
+    reference = eager_predict(run.model, inputs)
     keras_path = out_dir / f"{run.stem}.keras"
-    plain = plain_model(run.config, run.seed, run.model) if run.config.model.signed else run.model
+    signed = run.config.model.signed
+    plain = plain_model(run.config, run.seed, run.model) if signed else without_repository_initializers(run.model)
     plain.save(keras_path)
     reloaded = keras.models.load_model(keras_path, compile=False)
     result = {"keras": keras_path, "compact": None, "sizes": None,
-              "max_difference": float(np.max(np.abs(_predict(reloaded, inputs) - reference)))}
-    if not run.config.model.signed:
+              "max_difference": float(np.max(np.abs(eager_predict(reloaded, inputs) - reference)))}
+    if not signed:
         return result
     compact_path = out_dir / f"{run.stem}.compact.npz"
     result["sizes"] = write_compact(compact_path, run.model, run.config, run.seed, run.info.get("final"))
     rebuilt, _, _ = read_compact(compact_path)
     kernels_equal = all(np.array_equal(effective_kernel(a), effective_kernel(b))
-                        for a, b in zip(_masked(run.model), _masked(rebuilt)))
+                        for a, b in zip(masked_layers(run.model), masked_layers(rebuilt)))
     result.update(compact=compact_path, compact_kernels_equal=kernels_equal,
-                  compact_difference=float(np.max(np.abs(_predict(rebuilt, inputs) - reference))))
+                  compact_difference=float(np.max(np.abs(eager_predict(rebuilt, inputs) - reference))))
     return result
-
-
-def _masked(model):
-    from masking import masked_layers
-
-    return masked_layers(model)
 
 
 def evaluate_path(path, data_dir=None, test_limit=None, dataset=None):
     """Recompute test accuracy and remaining % of a run folder, .keras or .compact.npz file."""
-    from reporting.compact import read_compact
-    from reporting.runmodel import dataset_of, load_run, model_remaining_percent, test_accuracy
-
     path, recorded, config = Path(path), None, None
     if path.is_dir():
         run = load_run(path)
@@ -76,8 +72,6 @@ def evaluate_path(path, data_dir=None, test_limit=None, dataset=None):
         model, config, meta = read_compact(path)
         recorded = meta.get("recorded")
     elif path.suffix == ".keras":
-        import keras
-
         model = keras.models.load_model(path, compile=False)
     else:
         raise ValueError(f"{path}: expected a run folder, a .keras or a .compact.npz file")
@@ -93,36 +87,36 @@ def _print_export(result):
     print(f"wrote {result['keras']} (plain Keras; max |prediction difference| after reload "
           f"{result['max_difference']:.3g})")
     sizes = result["sizes"]
-    if sizes:
+    if not sizes:
+        print("baseline run: no compact file (it stores masks of a signed model)")
+    else:
         print(f"wrote {result['compact']} (weights: {', '.join(sizes['kinds'])}; identical kernels on read-back: "
               f"{result['compact_kernels_equal']}, max |prediction difference| {result['compact_difference']:.3g})")
         print(f"size: dense float32 {sizes['dense_bytes']:,} B, compact {sizes['compact_bytes']:,} B, "
               f"ratio {sizes['ratio']:.1f}x")
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from data import DatasetError
+def _evaluate_command(parser, argv):
+    parser.prog += " evaluate"
+    parser.add_argument("path", help="run folder, .keras or .compact.npz")
+    parser.add_argument("--data-dir", help="folder of Keras-layout .npz files (else $SUPERMASK_DATA_DIR)")
+    parser.add_argument("--test-limit", type=int, help="first N test images (default: the run's data.test_limit)")
+    parser.add_argument("--dataset", choices=("mnist", "cifar10", "cifar100"), help="override the dataset")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate_path(args.path, args.data_dir, args.test_limit, args.dataset)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    recorded = result["recorded"]
+    note = (f" (recorded: {100 * recorded['test_accuracy']:.2f} %, {recorded['remaining_percent']:.2f} %)"
+            if recorded else "")
+    print(f"{args.path}: test accuracy {100 * result['accuracy']:.2f} % on {result['images']} {result['dataset']} "
+          f"test images, remaining weights {result['remaining_percent']:.2f} %{note}")
+    return 0
 
-    if argv[:1] == ["evaluate"]:
-        parser.prog += " evaluate"
-        parser.add_argument("path", help="run folder, .keras or .compact.npz")
-        parser.add_argument("--data-dir", help="folder of Keras-layout .npz files (else $SUPERMASK_DATA_DIR)")
-        parser.add_argument("--test-limit", type=int, help="first N test images (default: the run's data.test_limit)")
-        parser.add_argument("--dataset", choices=("mnist", "cifar10", "cifar100"), help="override the dataset")
-        args = parser.parse_args(argv[1:])
-        try:
-            result = evaluate_path(args.path, args.data_dir, args.test_limit, args.dataset)
-        except (ValueError, DatasetError, OSError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        recorded = result["recorded"]
-        note = (f" (recorded: {100 * recorded['test_accuracy']:.2f} %, {recorded['remaining_percent']:.2f} %)"
-                if recorded else "")
-        print(f"{args.path}: test accuracy {100 * result['accuracy']:.2f} % on {result['images']} {result['dataset']} "
-              f"test images, remaining weights {result['remaining_percent']:.2f} %{note}")
-        return 0
+
+def _export_command(parser, argv):
     parser.add_argument("run", help="results/<experiment>/run_<i>")
     parser.add_argument("--out", help="output folder (default <run>/export)")
     args = parser.parse_args(argv)
@@ -137,6 +131,14 @@ def main(argv=None):
     if not checks_pass:
         print("error: a read-back check failed (see above)", file=sys.stderr)
     return 0 if checks_pass else 1
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if argv[:1] == ["evaluate"]:
+        return _evaluate_command(parser, argv[1:])
+    return _export_command(parser, argv)
 
 
 if __name__ == "__main__":

@@ -50,11 +50,12 @@ class _SignedSupermaskBase(keras.layers.Layer):
 
     def _build_masked_kernel(self, kernel_shape):
         self.frozen_kernel = self.add_weight(
-            name="frozen_kernel", shape=kernel_shape, initializer=self.weight_initializer, trainable=False)
+            name="frozen_kernel", shape=kernel_shape, initializer=self.weight_initializer, trainable=False,
+            autocast=False)
         self.scores = self.add_weight(
-            name="scores", shape=kernel_shape, initializer=self.score_initializer, trainable=True)
+            name="scores", shape=kernel_shape, initializer=self.score_initializer, trainable=True, autocast=False)
         self.threshold = self.add_weight(
-            name="threshold", shape=(), initializer="zeros", trainable=False)
+            name="threshold", shape=(), initializer="zeros", trainable=False, autocast=False)
         self.reset_threshold()
 
     def reset_threshold(self):
@@ -77,9 +78,12 @@ class _SignedSupermaskBase(keras.layers.Layer):
 
     @property
     def kernel(self):
-        """Effective kernel W * q(S), differentiable w.r.t. the scores (straight-through)."""
+        """Effective kernel W * q(S), differentiable w.r.t. the scores (straight-through).
+
+        The mask is computed from the float32 variables (no autocast), so it agrees with
+        ``ternary_mask()`` under mixed precision; only the product is cast."""
         mask = straight_through_mask(self.scores, self.threshold)
-        return ops.convert_to_tensor(self.frozen_kernel) * mask
+        return ops.cast(ops.convert_to_tensor(self.frozen_kernel) * mask, self.compute_dtype)
 
     def ternary_mask(self):
         """The current mask as an int8 NumPy array."""

@@ -25,7 +25,7 @@ MODEL_FAMILIES = {
     **{name: ModelFamily(partial(build_conv, stage_widths=widths, name=name,
                                  scale_head=(name != "Conv8")), "cifar10")
        for name, widths in CONV_STAGE_WIDTHS.items()},
-    # ResNet56/110 headline rows are CIFAR-100: pass num_classes=100 (the builder default is 10).
+    # ResNet56/110 headline rows are CIFAR-100, so build_model defaults them to 100 classes.
     "ResNet20": ModelFamily(partial(build_resnet, depth=20, name="ResNet20"), "cifar10"),
     "ResNet56": ModelFamily(partial(build_resnet, depth=56, name="ResNet56"), "cifar100"),
     "ResNet110": ModelFamily(partial(build_resnet, depth=110, name="ResNet110"), "cifar100"),

@@ -10,7 +10,8 @@ Batch normalization (``bn_mode``, METHOD §3.4, B4, B11). The authors' ``BatchNo
 drops ``center``/``scale`` and forwards only ``trainable``. A Keras BN layer with
 ``trainable=False`` always runs in inference mode with its initial moving statistics
 (0, 1) and never updates them, so such a "frozen" BN computes y = x / sqrt(1 + 1e-3):
-an identity up to a factor 0.9995. The modes reproduce each variant exactly:
+an identity up to a factor 0.9995 (setting ``model.trainable = True`` would unfreeze it:
+Keras propagates the flag to every layer). The modes reproduce each variant exactly:
 
 - ``none``: no BN layers at all (what "frozen" amounts to, without the 0.9995 factor).
 - ``frozen``: every BN exists with ``trainable=False`` (submitted ResNet56/110_Mask).

@@ -46,25 +46,24 @@ class Experiment:
     runs: list
     problems: list = field(default_factory=list)
 
-    def _config_value(self, section, key, default=None):
-        return ((self.config or {}).get(section) or {}).get(key, default)
-
     @property
     def model(self):
-        return self._config_value("model", "name")
+        return config_value(self.config, "model", "name")
 
     @property
     def dataset(self):
-        return self._config_value("data", "dataset")
+        return config_value(self.config, "data", "dataset")
 
     @property
     def width_multiplier(self):
-        return float(self._config_value("model", "width_multiplier", 1.0))
+        """NaN when the config holds no number, so that it matches no paper row."""
+        width = config_value(self.config, "model", "width_multiplier", 1.0)
+        return float(width) if _is_number(width) else math.nan
 
     @property
     def signed(self):
         """False without a readable config, so nothing is drawn or matched as signed."""
-        return self.config is not None and bool(self._config_value("model", "signed", True))
+        return self.config is not None and bool(config_value(self.config, "model", "signed", True))
 
     @property
     def label(self):
@@ -90,6 +89,12 @@ class Experiment:
             if missing:
                 counts["missing"] = len(missing)
         return counts
+
+
+def config_value(config, section, key, default=None):
+    """config[section][key] of a raw YAML dict, ``default`` wherever the structure is missing or wrong."""
+    node = config.get(section) if isinstance(config, dict) else None
+    return node.get(key, default) if isinstance(node, dict) else default
 
 
 def statistics(values):
@@ -119,29 +124,36 @@ def _is_number(value):
 def read_run(path, index, planned_epochs=None):
     """A RunRecord for ``path`` (never raises)."""
     info, problem = _read_json(path / "run.json")
-    if problem:
-        return RunRecord(index, path, "corrupt", problem)
-    if info is None or not isinstance(info, dict):
+    if problem or (info is not None and not isinstance(info, dict)):
+        return RunRecord(index, path, "corrupt", problem or "run.json is not a JSON object")
+    if info is None:
         checkpoint, problem = _read_json(path / "checkpoint.json")
-        if problem:
-            return RunRecord(index, path, "running", "checkpoint.json unreadable")
-        if checkpoint is None:
+        if checkpoint is None and not problem:
             return RunRecord(index, path, "empty", "no run.json and no checkpoint")
-        epochs = len(((checkpoint.get("history") or {}).get("train_loss")) or [])
-        return RunRecord(index, path, "running", f"after epoch {epochs}/{planned_epochs or '?'}")
+        history = checkpoint.get("history") if isinstance(checkpoint, dict) else None
+        if not isinstance(history, dict) or not isinstance(history.get("train_loss"), list):
+            return RunRecord(index, path, "running", "checkpoint.json unreadable")
+        return RunRecord(index, path, "running", f"after epoch {len(history['train_loss'])}/{planned_epochs or '?'}")
     if info.get("status") != "finished":
         return RunRecord(index, path, "failed" if info.get("status") == "failed" else "corrupt",
                          str(info.get("reason") or f"status {info.get('status')!r}"))
-    final = info.get("final") or {}
+    final = info.get("final") if isinstance(info.get("final"), dict) else {}
     missing = [key for key in FINAL_KEYS if not _is_number(final.get(key))]
     if missing:
         return RunRecord(index, path, "corrupt", f"run.json lacks final.{missing[0]}")
     history, problem = _read_json(path / "history.json")
-    record = RunRecord(index, path, "finished", problem, accuracy=100.0 * final["test_accuracy"],
-                       remaining_percent=float(final["remaining_percent"]),
-                       remaining_count=int(final["remaining_count"]))
-    record.history = history if isinstance(history, dict) else None
-    return record
+    if history is not None and not _plottable(history):
+        history, problem = None, "history.json lacks numeric test_accuracy / remaining_percent lists"
+    return RunRecord(index, path, "finished", problem, accuracy=100.0 * final["test_accuracy"],
+                     remaining_percent=float(final["remaining_percent"]),
+                     remaining_count=int(final["remaining_count"]), history=history)
+
+
+def _plottable(history):
+    """The per-epoch series the figures draw: lists of finite numbers."""
+    return isinstance(history, dict) and all(
+        isinstance(history.get(key), list) and all(_is_number(v) for v in history[key])
+        for key in ("test_accuracy", "remaining_percent"))
 
 
 def _read_config(directory):
@@ -173,7 +185,7 @@ def _run_dirs(directory):
 
 def read_experiment(directory, name):
     config, problems = _read_config(directory)
-    epochs = ((config or {}).get("training") or {}).get("epochs")
+    epochs = config_value(config, "training", "epochs")
     runs = [read_run(path, index, epochs) for index, path in _run_dirs(directory)]
     return Experiment(name, directory, config, runs, problems)
 

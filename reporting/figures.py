@@ -4,6 +4,7 @@ Each function writes one PNG and returns False instead of drawing an empty plot 
 results hold nothing to show, so that the report can say why a figure is missing.
 """
 import re
+import zipfile
 
 import matplotlib
 
@@ -11,10 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
-from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator, ScalarFormatter  # noqa: E402
 
 from reporting.paper import PAPER_ROWS, architecture_label  # noqa: E402
 
+UNREADABLE_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 MASK_COLOURS = ListedColormap(["#c0392b", "#f4f4f4", "#2166ac"])   # -1 inverted, 0 hidden, +1 kept
 MASK_NORM = BoundaryNorm([-1.5, -0.5, 0.5, 1.5], MASK_COLOURS.N)
 FRACTION_PARTS = (("kept", "kept (+1)", "#2166ac"), ("inverted", "inverted (−1)", "#c0392b"),
@@ -35,7 +37,7 @@ def _save(figure, path):
 def _per_epoch(series_list):
     """Mean, min and max per epoch index over runs of possibly different lengths (plateau stops)."""
     length = max(len(series) for series in series_list)
-    columns = [[s[i] for s in series_list if i < len(s) and s[i] is not None] for i in range(length)]
+    columns = [[s[i] for s in series_list if i < len(s)] for i in range(length)]
     return (np.array([np.mean(c) for c in columns]), np.array([np.min(c) for c in columns]),
             np.array([np.max(c) for c in columns]))
 
@@ -47,10 +49,12 @@ def plot_training_curves(experiment, path):
     if not histories:
         return False
     row = PAPER_ROWS.get(experiment.paper_row)
+    accuracy = [[100 * v for v in h["test_accuracy"]] for h in histories]
+    remaining = [h["remaining_percent"] for h in histories]
     figure, (accuracy_axis, remaining_axis) = plt.subplots(1, 2, figsize=(11, 3.8))
-    panels = ((accuracy_axis, [[100 * v for v in h["test_accuracy"]] for h in histories], 1, "test accuracy %",
+    panels = ((accuracy_axis, accuracy, 1, "test accuracy %",
                row and (row.signed_accuracy if experiment.signed else row.baseline_accuracy).mean),
-              (remaining_axis, [h["remaining_percent"] for h in histories], 0, "remaining weights %",
+              (remaining_axis, remaining, 0, "remaining weights %",
                row and experiment.signed and row.remaining_percent.mean))
     for axis, series, first_epoch, label, paper_value in panels:
         mean, low, high = _per_epoch(series)
@@ -64,8 +68,10 @@ def plot_training_curves(experiment, path):
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    if experiment.signed and max(max(s) for s in panels[1][1]) > 20 * min(min(s) for s in panels[1][1]):
+    if experiment.signed and max(map(max, remaining)) > 20 * min(map(min, remaining)):   # sparsity spans decades
         remaining_axis.set_yscale("log")
+        remaining_axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        remaining_axis.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     figure.suptitle(f"{experiment.name}: {experiment.label}, {len(histories)} finished runs")
     return _save(figure, path)
 
@@ -84,7 +90,7 @@ def plot_accuracy_vs_remaining(experiments, path):
         colour = colours[experiment.label]
         axis.scatter([r.remaining_percent for r in runs], [r.accuracy for r in runs], color=colour, s=22,
                      marker="o" if experiment.signed else "x", alpha=0.8)
-    for key, row in PAPER_ROWS.items():
+    for row in PAPER_ROWS.values():
         label = architecture_label(row.model, row.width_multiplier)
         if label not in colours:
             continue
@@ -114,9 +120,12 @@ def layer_fractions(run):
         with np.load(run.path / "masks.npz", allow_pickle=False) as masks:
             return [(name, {"kept": int(np.sum(masks[name] == 1)), "hidden": int(np.sum(masks[name] == 0)),
                             "inverted": int(np.sum(masks[name] == -1))}) for name in masks.files]
-    except (OSError, ValueError, KeyError):
+    except UNREADABLE_NPZ:
         counts = ((run.history or {}).get("mask_counts") or [{}])[-1]
-        return list(counts.items()) if isinstance(counts, dict) else []
+        layers = counts.items() if isinstance(counts, dict) else []
+        return [(name, layer) for name, layer in layers if isinstance(layer, dict)
+                and all(isinstance(layer.get(key), int) for key in ("kept", "hidden", "inverted"))
+                and sum(layer.values()) > 0]
 
 
 def plot_layer_fractions(experiment, path):
@@ -146,7 +155,7 @@ def first_layer_mask(run):
     try:
         with np.load(run.path / "masks.npz", allow_pickle=False) as masks:
             mask = masks[masks.files[0]] if masks.files else None
-    except (OSError, ValueError):
+    except UNREADABLE_NPZ:
         return None
     return mask if mask is not None and mask.ndim == 2 and mask.shape[0] == 784 else None
 
@@ -174,5 +183,5 @@ def mnist_eight(data_dir=None):
     """The first MNIST test image of an 8, standardized and flattened row-major (784,)."""
     from data import load_dataset
 
-    data = load_dataset("mnist", data_dir)
+    data = load_dataset("mnist", data_dir, train_limit=1)
     return np.asarray(data.x_test[int(np.flatnonzero(data.y_test == 8)[0])]).reshape(-1)

@@ -4,8 +4,10 @@ Every number below is copied from the authors' README, whose tables copy the pap
 tables (METHOD §8.1/§8.2). Brackets come from README @172d8ae; their meaning (min/max, a
 5-95 % interval or a CI) is unconfirmed (METHOD §8.3). The "remaining weights" counts are the
 README's K figures, computed from rounded parameter totals, so they are approximate (§4.4).
+Each row also names the settings that define it (``signed_recipe``, METHOD §6.1), so that
+of several experiments with the row's architecture the paper's setting is preferred to ablations.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 SOURCE = ("Koster, Grothe, Rettinger: Signing the Supermask, ICLR 2022, main table as copied into "
@@ -22,6 +24,17 @@ class Interval:
     high: Optional[float] = None
 
 
+def _signed_recipe(threshold_fraction, score_scaling="xavier"):
+    """The paper's signed setting (METHOD §6.1): ELUS signed-constant W, uniform scores, threshold p."""
+    return {"model.threshold_fraction": threshold_fraction, "init.weight.distribution": "signed_constant",
+            "init.weight.scaling": "elus", "init.mask.distribution": "uniform", "init.mask.scaling": score_scaling}
+
+
+CONV_RECIPE, RESNET_RECIPE = _signed_recipe(0.4), _signed_recipe(0.75)
+# The baseline column is most likely the ELU-initialised baseline (METHOD §2.6, unconfirmed).
+BASELINE_RECIPE = {"init.weight.distribution": "uniform", "init.weight.scaling": "elu"}
+
+
 @dataclass(frozen=True)
 class PaperRow:
     """One row of the paper's main table; accuracies and remaining weights in percent."""
@@ -34,6 +47,7 @@ class PaperRow:
     signed_accuracy: Interval
     remaining_percent: Interval
     remaining_count: int             # README "K" figure x 1000, approximate
+    signed_recipe: dict = field(default_factory=lambda: CONV_RECIPE)
     note: str = ""
 
 
@@ -49,15 +63,15 @@ PAPER_ROWS = {
     "Conv8": PaperRow("Conv8", "cifar10", 1.0, 5_275_840, Interval(72.24, 71.4, 73.0), Interval(80.91, 79.9, 81.7),
                       Interval(1.17, 1.1, 1.2), 62_000, note="baseline probably ran a ReLU head (METHOD B21)"),
     "ResNet20": PaperRow("ResNet20", "cifar10", 1.0, 248_624, Interval(84.91), Interval(81.68),
-                         Interval(21.13), 52_800),
+                         Interval(21.13), 52_800, RESNET_RECIPE),
     "ResNet20x2": PaperRow("ResNet20", "cifar10", 2.0, 992_352, Interval(86.80), Interval(84.42),
-                           Interval(7.69), 76_900),
+                           Interval(7.69), 76_900, RESNET_RECIPE),
     "ResNet20x3": PaperRow("ResNet20", "cifar10", 3.0, 2_231_184, Interval(87.32), Interval(84.89),
-                           Interval(4.06), 89_300),
+                           Interval(4.06), 89_300, RESNET_RECIPE),
     "ResNet56": PaperRow("ResNet56", "cifar100", 1.0, 834_992, Interval(68.04), Interval(60.01),
-                         Interval(29.39), 247_000),
+                         Interval(29.39), 247_000, RESNET_RECIPE),
     "ResNet110": PaperRow("ResNet110", "cifar100", 1.0, 1_705_904, Interval(62.70), Interval(46.42),
-                          Interval(20.64), 351_000),
+                          Interval(20.64), 351_000, _signed_recipe(0.75, score_scaling="elu")),
 }
 
 DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -69,6 +83,18 @@ def match_paper_row(model_name, width_multiplier, dataset):
         if (row.model, row.dataset) == (model_name, dataset) and float(width_multiplier) == row.width_multiplier:
             return key
     return None
+
+
+def recipe_mismatches(config, key, signed):
+    """How many of the paper row's defining settings a raw config dict does not share (0 = the paper's setting)."""
+    recipe = PAPER_ROWS[key].signed_recipe if signed else BASELINE_RECIPE
+    mismatches = 0
+    for dotted, expected in recipe.items():
+        node = config
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        mismatches += node != expected
+    return mismatches
 
 
 def architecture_label(model_name, width_multiplier):

@@ -90,12 +90,18 @@ def plain_model(config, seed, signed_model):
             layer.kernel.assign(effective_kernel(source))
         else:
             _copy_variables(source, layer)
-        if isinstance(layer, PLAIN_KERNEL_TYPES):
-            layer.kernel_initializer = keras.initializers.Zeros()  # the repo's initializer class must not be saved
     left = [name for name, layer in sources.items() if layer.weights]
     if left:
         raise ValueError(f"layer {left[0]}: has variables in the signed model but no plain counterpart")
-    return plain
+    return without_repository_initializers(plain)
+
+
+def without_repository_initializers(model):
+    """Swap this repo's kernel initializers for Keras' own, so a saved model loads with Keras alone."""
+    for layer in iter_layers(model):
+        if isinstance(layer, PLAIN_KERNEL_TYPES):
+            layer.kernel_initializer = keras.initializers.Zeros()
+    return model
 
 
 def _copy_variables(source, target):

@@ -2,16 +2,17 @@
 
 The main table has one row per paper architecture, baseline and signed side by side, like
 the paper's main table. An experiment fills a side when its resolved config has the row's
-model, width and dataset; when several match, the one with most finished runs (then the
-shallowest folder, then the first name) fills it and the others go to the second table,
-next to every experiment that matches no paper row (study variants).
+model, width and dataset; when several match, the one closest to the paper's setting
+(``recipe_mismatches``: init families, threshold), then with most finished runs, then the
+shallowest folder, then the first name fills it. The others go to the second table, next to
+every experiment that matches no paper row (study variants).
 """
 import csv
 import io
 from dataclasses import dataclass
 
 from reporting.collect import statistics
-from reporting.paper import DATASET_LABELS, PAPER_ROWS, SOURCE
+from reporting.paper import DATASET_LABELS, PAPER_ROWS, SOURCE, recipe_mismatches
 
 SIDES = ("baseline", "signed")
 DASH = "–"
@@ -55,7 +56,8 @@ def build_tables(experiments):
         (candidates[(key, summary.side)] if key else others).append(summary)
     main = {key: {} for key in PAPER_ROWS}
     for (key, side), summaries in candidates.items():
-        summaries.sort(key=lambda s: (-len(s.experiment.finished), s.experiment.name.count("/"), s.experiment.name))
+        summaries.sort(key=lambda s: (recipe_mismatches(s.experiment.config, key, side == "signed"),
+                                      -len(s.experiment.finished), s.experiment.name.count("/"), s.experiment.name))
         main[key][side] = summaries[0] if summaries else None
         others.extend(summaries[1:])
     others.sort(key=lambda s: s.experiment.name)
@@ -149,8 +151,8 @@ def other_rows(tables):
     for summary in tables.others:
         experiment, key, side = summary.experiment, summary.experiment.paper_row, summary.side
         accuracy, remaining, _ = paper_values(key, side) if key else (None, None, None)
-        rows.append([experiment.name, experiment.label, DATASET_LABELS.get(experiment.dataset, experiment.dataset or "?"),
-                     side, format_runs(experiment), format_stats(summary.accuracy),
+        dataset = DATASET_LABELS.get(experiment.dataset, experiment.dataset or "?")
+        rows.append([experiment.name, experiment.label, dataset, side, format_runs(experiment), format_stats(summary.accuracy),
                      format_stats(summary.remaining_percent),
                      format_stats(summary.remaining_count, scale=1000, suffix="K", digits=1), key or DASH,
                      format_difference(summary.accuracy, accuracy and accuracy.mean),
@@ -224,8 +226,12 @@ def markdown_report(tables, experiments, figures, notes):
     parts = ["# Signed Supermask reproduction: results", "",
              f"Experiments: {len(experiments)}. Accuracy and remaining weights: mean [min, max] sd over finished "
              "runs, final epoch. Δ = ours − paper (means).", "",
-             f"Paper numbers: {SOURCE}", "", "## Paper architectures", "", markdown_table(MAIN_HEADER, main_rows(tables)),
-             "", "## Other experiments (study variants, extra candidates for a paper row)", "",
+             f"Paper numbers: {SOURCE}", "",
+             "An experiment belongs to a paper row when its config has the row's model, width multiplier and "
+             "dataset; of several, the one closest to the paper's setting (init families, threshold), then the one "
+             "with most finished runs fills the main table.", "",
+             "## Paper architectures", "", markdown_table(MAIN_HEADER, main_rows(tables)), "",
+             "## Other experiments (study variants, extra candidates for a paper row)", "",
              markdown_table(OTHER_HEADER, other_rows(tables)) if tables.others else "none", ""]
     notes_by_row = [f"- {key}: {row.note}" for key, row in PAPER_ROWS.items() if row.note]
     parts += ["Notes on the paper's numbers:", ""] + notes_by_row + [""]

@@ -13,7 +13,7 @@ import pytest
 import export
 from masking import masked_layers
 from reporting.compact import pack_ternary, read_compact, unpack_ternary, write_compact
-from reporting.runmodel import effective_kernel, load_run, plain_model
+from reporting.runmodel import effective_kernel, load_run, plain_model, without_repository_initializers
 from training.config import ExperimentConfig
 from training.runner import RunTrainer, build_experiment_model
 from training.schema import from_dict
@@ -27,7 +27,9 @@ def require_mnist():
     """Real MNIST is needed; on CI (env CI set) its absence is a failure, not a skip."""
     if not (DATA_DIR / "mnist.npz").is_file():
         message = f"{DATA_DIR / 'mnist.npz'} missing (set SUPERMASK_DATA_DIR)"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +114,13 @@ def test_compact_refuses_a_baseline_model():
         write_compact("unused.npz", build_experiment_model(config, 0), config, 0)
 
 
+def test_baseline_keras_export_needs_no_repository_class(tmp_path):
+    config = from_dict(ExperimentConfig, {**TINY_FCN, "model": {"name": "FCN", "signed": False}})
+    without_repository_initializers(build_experiment_model(config, 0)).save(tmp_path / "baseline.keras")
+    with zipfile.ZipFile(tmp_path / "baseline.keras") as archive:
+        assert "signed_supermask" not in archive.read("config.json").decode()
+
+
 def test_resnet_exports_copy_batch_norm_and_match(tmp_path):
     """No data needed: random scores and BN statistics on a narrow ResNet20 (real stem BN, frozen block BNs)."""
     config = from_dict(ExperimentConfig, {"experiment": "resnet_tiny", "model": {
@@ -124,16 +133,16 @@ def test_resnet_exports_copy_batch_norm_and_match(tmp_path):
     for variable in stem_bn.weights:
         variable.assign(rng.uniform(0.5, 1.5, variable.shape))
     inputs = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
-    reference = model.predict(inputs, verbose=0)
+    reference = export.eager_predict(model, inputs)
     plain = plain_model(config, 3, model)
     assert not masked_layers(plain)
     np.testing.assert_array_equal(plain.get_layer("stem_bn").weights[0].numpy(), stem_bn.weights[0].numpy())
-    np.testing.assert_allclose(plain.predict(inputs, verbose=0), reference, atol=1e-6)
+    np.testing.assert_allclose(export.eager_predict(plain, inputs), reference, atol=1e-6)
     sizes = write_compact(tmp_path / "resnet.npz", model, config, 3)
     assert set(sizes["kinds"]) == {"initializer"}
     rebuilt, _, meta = read_compact(tmp_path / "resnet.npz")
     assert any(entry["layer"] == "stem_bn" for entry in meta["variables"])
-    np.testing.assert_array_equal(rebuilt.predict(inputs, verbose=0), reference)
+    np.testing.assert_array_equal(export.eager_predict(rebuilt, inputs), reference)
 
 
 def test_evaluate_recomputes_the_recorded_metrics(run_dir, exported):

@@ -14,6 +14,9 @@ from keras import ops
 from masking import (ScaledInitializer, SignedSupermaskConv2D, SignedSupermaskDense, mask_report, masked_layers,
                      remaining_percent, straight_through_mask, ternary_mask)
 
+# Keras' own convert_to_numpy(np.array(variable)) warns under NumPy 2; not our concern here.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 requires_tf = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                  reason="gradient reference uses tf.GradientTape")
@@ -189,6 +192,22 @@ def test_conv_defaults_and_variables():
     assert sorted(v.name for v in layer.non_trainable_weights) == ["frozen_kernel", "threshold"]
     assert tuple(layer.frozen_kernel.shape) == tuple(layer.scores.shape) == (3, 3, 3, 8)
     assert tuple(layer.threshold.shape) == ()
+
+
+def test_mask_consistent_under_mixed_precision():
+    """The forward mask uses float32 S and tau (no autocast), like ternary_mask()."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = SignedSupermaskDense(1, threshold_fraction=0.5)
+        layer.build((None, 2))
+        layer.set_initial_values(frozen_kernel=np.ones((2, 1), np.float32),
+                                 scores=np.array([[1.0], [0.5002]], np.float32))   # float16(0.5002) == 0.5
+        assert layer.ternary_mask().ravel().tolist() == [1, 1]
+        out = np_var(layer(np.array([[0.0, 1.0]], np.float32)))
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    assert float(out[0, 0]) == 1.0
 
 
 def test_dense_has_no_bias():

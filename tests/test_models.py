@@ -6,6 +6,9 @@ import pytest
 from masking import SignedSupermaskConv2D, SignedSupermaskDense, masked_layers, remaining_percent
 from models import InitSpec, build_model
 
+# Keras' own convert_to_numpy(np.array(variable)) warns under NumPy 2; not our concern here.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 PARAMS = {"FCN": 266_200, "Conv2": 4_300_992, "Conv4": 2_425_024, "Conv6": 2_261_184, "Conv8": 5_275_840}
 N_CONVS = {"FCN": 0, "Conv2": 2, "Conv4": 4, "Conv6": 6, "Conv8": 8}
 ELU = keras.activations.elu

@@ -15,10 +15,11 @@ PNG_MAGIC = b"\x89PNG"
 FCN_MASK_SHAPES = {"dense_1": (784, 20), "dense_2": (20, 10), "output": (10, 10)}
 
 
-def write_config(directory, model, dataset, signed=True, width=1.0, runs=None, epochs=3):
+def write_config(directory, model, dataset, signed=True, width=1.0, runs=None, epochs=3, init=None):
     directory.mkdir(parents=True, exist_ok=True)
     config = {"experiment": directory.name, "runs": runs, "model": {"name": model, "signed": signed,
-              "width_multiplier": width}, "data": {"dataset": dataset}, "training": {"epochs": epochs}}
+              "width_multiplier": width}, "data": {"dataset": dataset}, "training": {"epochs": epochs},
+              "init": init or {}}
     (directory / "config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -60,6 +61,11 @@ def build_tree(root):
     write_finished_run(variant, 0, 0.70, 2.0, 20_000)
     (variant / "run_1").mkdir()
     (variant / "run_1" / "run.json").write_text('{"status": "finished", "final": {')
+    garbled = root / "fcn_garbled"
+    write_config(garbled, "FCN", "mnist", runs=1)
+    write_finished_run(garbled, 0, 0.95, 6.0, 15_972)
+    (garbled / "run_0" / "history.json").write_text('{"test_accuracy": "n/a"}')
+    (garbled / "run_0" / "masks.npz").write_bytes(b"PK\x03\x04 truncated")
     resnet = root / "resnet20"
     write_config(resnet, "ResNet20", "cifar10", runs=2)
     (resnet / "run_0").mkdir()
@@ -78,8 +84,9 @@ def written(tmp_path_factory):
     return root, report.write_report(root, digit_source=lambda: digit)
 
 
-def csv_rows(written):
-    return {row["experiment"]: row for row in csv.DictReader(io.StringIO(written[1]["csv"].read_text()))}
+def csv_rows(paths):
+    """report.csv keyed by experiment."""
+    return {row["experiment"]: row for row in csv.DictReader(io.StringIO(paths["csv"].read_text()))}
 
 
 def test_statistics_match_hand_computation():
@@ -106,7 +113,7 @@ def test_paper_brackets_contain_their_means_except_the_known_typo():
 
 
 def test_signed_paper_row_numbers(written):
-    row = csv_rows(written)["fcn_signed"]
+    row = csv_rows(written[1])["fcn_signed"]
     assert (row["table"], row["paper_row"], row["kind"]) == ("main", "FCN", "signed")
     assert float(row["accuracy_mean"]) == pytest.approx(97.5)
     assert float(row["accuracy_std"]) == pytest.approx(0.5)
@@ -121,7 +128,7 @@ def test_signed_paper_row_numbers(written):
 
 
 def test_baseline_sits_next_to_signed(written):
-    row = csv_rows(written)["fcn_baseline"]
+    row = csv_rows(written[1])["fcn_baseline"]
     assert (row["table"], row["paper_row"], row["kind"]) == ("main", "FCN", "baseline")
     assert float(row["accuracy_mean"]) == pytest.approx(97.5)
     assert float(row["diff_accuracy"]) == pytest.approx(97.5 - 97.43)
@@ -132,14 +139,27 @@ def test_baseline_sits_next_to_signed(written):
 
 
 def test_study_variants_and_extra_candidates_go_to_the_second_table(written):
-    rows = csv_rows(written)
+    rows = csv_rows(written[1])
     assert (rows["studies/fcn_wd"]["table"], rows["studies/fcn_wd"]["paper_row"]) == ("other", "FCN")
     assert (rows["conv4_half"]["table"], rows["conv4_half"]["paper_row"]) == ("other", "")
     assert float(rows["conv4_half"]["accuracy_mean"]) == pytest.approx(70.0)
 
 
+def test_the_paper_setting_fills_a_row_before_an_ablation_with_more_runs(tmp_path):
+    paper_setting = {"weight": {"distribution": "signed_constant", "scaling": "elus"},
+                     "mask": {"distribution": "uniform", "scaling": "xavier"}}
+    write_config(tmp_path / "fcn_paper", "FCN", "mnist", init=paper_setting)
+    write_config(tmp_path / "fcn_sc_he", "FCN", "mnist",
+                 init={**paper_setting, "weight": {"distribution": "signed_constant", "scaling": "he"}})
+    write_finished_run(tmp_path / "fcn_paper", 0, 0.97, 4.0, 10_648)
+    for index in range(2):
+        write_finished_run(tmp_path / "fcn_sc_he", index, 0.96, 5.0, 13_310)
+    rows = csv_rows(report.write_report(tmp_path, draw=False))
+    assert (rows["fcn_paper"]["table"], rows["fcn_sc_he"]["table"]) == ("main", "other")
+
+
 def test_partial_and_corrupt_results_are_shown_not_fatal(written):
-    rows = csv_rows(written)
+    rows = csv_rows(written[1])
     assert (rows["conv4_half"]["runs_finished"], rows["conv4_half"]["runs_corrupt"]) == ("1", "1")
     resnet = rows["resnet20"]
     assert (resnet["table"], resnet["runs_finished"], resnet["runs_running"], resnet["runs_empty"]) == \
@@ -150,6 +170,8 @@ def test_partial_and_corrupt_results_are_shown_not_fatal(written):
     assert "run_1 corrupt: run.json unreadable" in markdown
     assert "run_0 running: after epoch 1/3" in markdown
     assert "0 (1 running, 1 empty)" in markdown
+    assert "run_0: history.json lacks numeric" in markdown
+    assert float(rows["fcn_garbled"]["accuracy_mean"]) == pytest.approx(95.0)
 
 
 def test_latex_is_escaped(written):

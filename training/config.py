@@ -35,6 +35,7 @@ class ModelConfig:
     head_activation: str = option("elu", choices=("elu", "relu"), doc="Conv nets: activation of the two 256-unit dense layers (relu = authors' Conv8 baseline, METHOD B21)")
     bn_mode: Optional[str] = option(None, choices=("none", "frozen", "stem_only", "full"), doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
     extra_head: bool = option(False, doc="ResNets: the instance_2 ResNet110 extra ELU + dense head (METHOD B19)")
+    projection_every: Optional[int] = option(None, minimum=1, doc="ResNets: a projection block every N blocks of a stage (9 = the authors' signed ResNet110 layout); null = only the first")
 
 
 @dataclass
@@ -103,8 +104,12 @@ class ExperimentConfig:
     data: DataConfig = option(DataConfig())
 
     def validate(self, prefix=""):
-        if not self.model.name.startswith("ResNet") and self.model.bn_mode is not None:
-            raise ConfigError(f"{prefix}model.bn_mode: only ResNets have batch norm (model.name is {self.model.name})")
+        if not self.model.name.startswith("ResNet"):
+            for key in ("bn_mode", "projection_every"):
+                if getattr(self.model, key) is not None:
+                    raise ConfigError(f"{prefix}model.{key}: only for ResNets (model.name is {self.model.name})")
+            if self.model.extra_head:
+                raise ConfigError(f"{prefix}model.extra_head: only for ResNets (model.name is {self.model.name})")
         if self.model.name == "FCN" and self.data.dataset != "mnist":
             raise ConfigError(f"{prefix}data.dataset: FCN takes MNIST, got {self.data.dataset}")
         if self.model.name != "FCN" and self.data.dataset == "mnist":

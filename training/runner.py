@@ -5,6 +5,7 @@ history), so a killed run resumes at its last finished epoch and, on CPU, ends w
 the same masks as an uninterrupted run. The epoch's batches depend only on
 (seed, epoch), never on how often the process was restarted.
 """
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 
 from data import epoch_arrays, load_dataset
 from masking import masked_layers, remaining_percent
-from masking.init_files import InitFileError, apply_init_file, init_file_path
+from masking.init_files import InitFileError, apply_init_file, atomic_write_bytes, init_file_path
 from models import build_model
 from training.config import config_to_yaml
 from training.optim import TrainingLossPlateau, current_learning_rate, make_optimizer, steps_per_epoch
@@ -26,6 +27,29 @@ class TrainingError(RuntimeError):
     """A run that cannot continue (non-finite loss, mismatching results folder, ...)."""
 
 
+def distribution_scope(name):
+    """Where to build the model: ``mirrored`` = tf.distribute.MirroredStrategy (TensorFlow backend),
+    ``data_parallel`` = keras.distribution.DataParallel over all devices (JAX backend).
+    The batch size stays global (128 split across replicas)."""
+    backend = keras.backend.backend()
+    if name == "none":
+        return contextlib.nullcontext()
+    if name == "mirrored":
+        if backend != "tensorflow":
+            raise TrainingError(f"training.distribution=mirrored needs KERAS_BACKEND=tensorflow, not {backend}")
+        import tensorflow as tf
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
+        print(f"distribution: mirrored over {strategy.num_replicas_in_sync} replicas", flush=True)
+        return strategy.scope()
+    if backend != "jax":
+        raise TrainingError(f"training.distribution=data_parallel needs KERAS_BACKEND=jax, not {backend}")
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    print(f"distribution: data_parallel over {len(devices)} devices", flush=True)
+    return contextlib.nullcontext()
+
+
 def build_experiment_model(config, seed):
     """The config's model with its initial values (on the fly from the seed, or from files)."""
     model_config = config.model
@@ -34,7 +58,8 @@ def build_experiment_model(config, seed):
     if model_config.name.startswith("Conv"):
         options["head_activation"] = model_config.head_activation
     if model_config.name.startswith("ResNet"):
-        options.update(bn_mode=model_config.bn_mode, extra_head=model_config.extra_head)
+        options.update(bn_mode=model_config.bn_mode, extra_head=model_config.extra_head,
+                       projection_every=model_config.projection_every)
     weight_init, score_init = vars(config.init.weight), vars(config.init.mask)
     model = build_model(model_config.name, signed=model_config.signed, seed=seed,
                         threshold_fraction=model_config.threshold_fraction,
@@ -107,20 +132,14 @@ class RunTrainer:
             return read_json(self.directory / "run.json")
         config = self.config
         data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
-        model = build_experiment_model(config, self.seed)
-        batches = steps_per_epoch(len(data.x_train), config.training.batch_size, config.data.repeat)
-        jit = {"true": True, "false": False}.get(config.training.jit_compile, "auto")
-        model.compile(optimizer=make_optimizer(config, batches),
-                      loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                      jit_compile=jit, steps_per_execution=config.training.steps_per_execution)
-        model.optimizer.build(model.trainable_variables)
-        plateau = self._plateau_callback()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "config.yaml").write_text(config_to_yaml(config))
+        model = self._compiled_model(len(data.x_train))
         state = read_json(self.directory / "checkpoint.json")
         if state is not None:
             _restore_checkpoint(model, self.directory / "checkpoint.npz")
+        plateau = self._plateau_callback()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.directory / "config.yaml", config_to_yaml(config).encode())
+        if state is not None:
             history = state["history"]
             if plateau is not None:
                 plateau.set_state(state["plateau"])
@@ -133,6 +152,19 @@ class RunTrainer:
                 break
             self._train_epoch(model, data, epoch, history, plateau)
         return self._finish(model, history)
+
+    def _compiled_model(self, num_train_examples):
+        config = self.config
+        with distribution_scope(config.training.distribution):
+            model = build_experiment_model(config, self.seed)
+            batches = steps_per_epoch(num_train_examples, config.training.batch_size, config.data.repeat)
+            model.compile(optimizer=make_optimizer(config, batches),
+                          loss=keras.losses.SparseCategoricalCrossentropy(),
+                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                          jit_compile={"true": True, "false": False}.get(config.training.jit_compile, "auto"),
+                          steps_per_execution=config.training.steps_per_execution)
+            model.optimizer.build(model.trainable_variables)
+        return model
 
     def _plateau_callback(self):
         schedule = self.config.training.schedule
