@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 
 from masking import masked_layers  # noqa: E402
 from reporting.compact import read_compact, write_compact  # noqa: E402
-from reporting.runmodel import (dataset_of, effective_kernel, load_run, model_remaining_percent,  # noqa: E402
-                                plain_model, test_accuracy, without_repository_initializers)
+from reporting.runmodel import (dataset_of, effective_kernel, load_run, measure_test_accuracy,  # noqa: E402
+                                model_remaining_percent, plain_model, without_repository_initializers)
 
 CHECK_SAMPLES = 64
 
@@ -78,7 +78,7 @@ def evaluate_path(path, data_dir=None, test_limit=None, dataset=None):
     dataset = dataset or (config.data.dataset if config else dataset_of(model))
     if test_limit is None and config is not None:
         test_limit = config.data.test_limit
-    accuracy, images = test_accuracy(model, dataset, data_dir or (config and config.data.dir), test_limit)
+    accuracy, images = measure_test_accuracy(model, dataset, data_dir or (config and config.data.dir), test_limit)
     return {"accuracy": accuracy, "images": images, "dataset": dataset,
             "remaining_percent": model_remaining_percent(model), "recorded": recorded}
 

@@ -135,7 +135,7 @@ def plot_layer_fractions(experiment, path):
     if not layers:
         return False
     totals = np.array([sum(counts.values()) for _, counts in layers], dtype=float)
-    figure, axis = plt.subplots(figsize=(max(6.0, 0.45 * len(layers) + 2), 4.2))
+    figure, axis = plt.subplots(figsize=(min(30.0, max(6.0, 0.45 * len(layers) + 2)), 4.2))
     positions, bottom = np.arange(len(layers)), np.zeros(len(layers))
     for key, label, colour in FRACTION_PARTS:
         fraction = np.array([counts.get(key, 0) for _, counts in layers]) / totals

@@ -10,7 +10,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from masking import MASKED_LAYER_TYPES, iter_layers, masked_layers
+from data import load_dataset
+from masking import MASKED_LAYER_TYPES, iter_layers
 from training.config import load_config
 from training.results import read_json
 from training.runner import build_experiment_model
@@ -138,14 +139,8 @@ def dataset_of(model):
     raise ValueError(f"model {model.name}: input {input_shape} / {classes} classes match no dataset; pass --dataset")
 
 
-def test_accuracy(model, dataset, data_dir=None, test_limit=None):
+def measure_test_accuracy(model, dataset, data_dir=None, test_limit=None):
     """(accuracy fraction, number of test images) on the standardized test split."""
-    from data import load_dataset
-
     data = load_dataset(dataset, data_dir, train_limit=1, test_limit=test_limit)
     probabilities = model.predict(data.x_test, batch_size=1000, verbose=0)
     return float(np.mean(np.argmax(probabilities, axis=-1) == data.y_test)), len(data.y_test)
-
-
-def masked_weight_count(model):
-    return sum(int(np.prod(layer.frozen_kernel.shape)) for layer in masked_layers(model))

@@ -108,6 +108,14 @@ def _restore_checkpoint(model, path):
                 variable.assign(stored[key])
 
 
+def resolve_jit_compile(setting):
+    """XLA by default where it pays off: on CPU, TensorFlow + XLA + steps_per_execution halves
+    the FCN epoch time (README, Speed); torch.compile is not worth its start-up here."""
+    if setting is not None:
+        return setting
+    return keras.backend.backend() in ("tensorflow", "jax")
+
+
 class RunTrainer:
     """Trains run ``run_index`` of ``config`` into ``out_root/<experiment>/run_<i>``."""
 
@@ -161,7 +169,7 @@ class RunTrainer:
             model.compile(optimizer=make_optimizer(config, batches),
                           loss=keras.losses.SparseCategoricalCrossentropy(),
                           metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                          jit_compile={"true": True, "false": False}.get(config.training.jit_compile, "auto"),
+                          jit_compile=resolve_jit_compile(config.training.jit_compile),
                           steps_per_execution=config.training.steps_per_execution)
             model.optimizer.build(model.trainable_variables)
         return model
