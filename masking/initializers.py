@@ -23,7 +23,7 @@ import math
 import keras
 import numpy as np
 
-from masking.fans import DISTRIBUTIONS, SCALINGS, VARIANCE_RULES, compute_fans, layer_seed, target_variance  # noqa: F401
+from masking.fans import DISTRIBUTIONS, SCALINGS, VARIANCE_RULES, target_variance
 
 
 @keras.saving.register_keras_serializable(package="signed_supermask")

@@ -24,4 +24,4 @@ def real_data_dir(*file_names):
         if os.environ.get("CI"):
             pytest.fail(f"real data {missing} not found in {folder} (required in CI)")
         pytest.skip(f"real data {missing} not found in {folder}")
-    return str(folder)
+    return folder

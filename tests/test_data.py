@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_data_dir
 
 from data import (Dataset, DatasetError, augment_pad_flip_crop, clear_dataset_cache, epoch_arrays, epoch_order,
                   load_dataset, per_image_standardization, resolve_data_dir)
 from data import datasets as datasets_module
 
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 @pytest.fixture(autouse=True)
@@ -78,17 +78,6 @@ def decode_jpeg_directly(container_path, split, index):
         offsets = container[f"{split}_offsets"]
         blob = container[f"{split}_jpeg"][offsets[index]:offsets[index + 1]].tobytes()
     return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
-
-
-def real_data_dir(file_name):
-    """Folder holding the real ``file_name``; a missing file fails under CI instead of skipping."""
-    for candidate in (os.environ.get("SUPERMASK_DATA_DIR"), SHARED_DATASETS):
-        if candidate and (Path(candidate) / file_name).exists():
-            return Path(candidate)
-    message = f"{file_name} not found in $SUPERMASK_DATA_DIR or {SHARED_DATASETS}"
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 # --- per-image standardization ---------------------------------------------------------------

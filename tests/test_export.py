@@ -4,11 +4,11 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from conftest import real_data_dir
 
 import export
 from masking import masked_layers
@@ -18,25 +18,14 @@ from training.config import ExperimentConfig
 from training.runner import RunTrainer, build_experiment_model
 from training.schema import from_dict
 
-DATA_DIR = Path(os.environ.get("SUPERMASK_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 TINY_FCN = {"experiment": "fcn_tiny", "runs": 1, "model": {"name": "FCN"},
             "training": {"epochs": 1}, "data": {"dataset": "mnist", "train_limit": 256, "test_limit": 256}}
 
 
-def require_mnist():
-    """Real MNIST is needed; on CI (env CI set) its absence is a failure, not a skip."""
-    if not (DATA_DIR / "mnist.npz").is_file():
-        message = f"{DATA_DIR / 'mnist.npz'} missing (set SUPERMASK_DATA_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    require_mnist()
     out_root = tmp_path_factory.mktemp("results")
-    RunTrainer(from_dict(ExperimentConfig, TINY_FCN), 0, out_root, data_dir=str(DATA_DIR), verbose=False).run()
+    RunTrainer(from_dict(ExperimentConfig, TINY_FCN), 0, out_root, data_dir=str(real_data_dir("mnist.npz")), verbose=False).run()
     return out_root / "fcn_tiny" / "run_0"
 
 
@@ -59,7 +48,7 @@ def test_pack_unpack_ternary_uses_two_bits_per_weight():
 def test_plain_keras_export_predicts_like_the_signed_model(run_dir, exported):
     run = load_run(run_dir)
     plain = keras.models.load_model(exported["keras"], compile=False)
-    images = np.load(DATA_DIR / "mnist.npz")["x_test"][:200].reshape(200, -1).astype(np.float32) / 255.0
+    images = np.load(real_data_dir("mnist.npz") / "mnist.npz")["x_test"][:200].reshape(200, -1).astype(np.float32) / 255.0
     np.testing.assert_allclose(plain.predict(images, verbose=0), run.model.predict(images, verbose=0), atol=1e-6)
     for signed_layer in masked_layers(run.model):
         kernel = keras.ops.convert_to_numpy(plain.get_layer(signed_layer.name).kernel)
@@ -148,11 +137,11 @@ def test_resnet_exports_copy_batch_norm_and_match(tmp_path):
 def test_evaluate_recomputes_the_recorded_metrics(run_dir, exported):
     recorded = json.loads((run_dir / "run.json").read_text())["final"]
     for path in (run_dir, exported["compact"]):
-        result = export.evaluate_path(path, data_dir=str(DATA_DIR))
+        result = export.evaluate_path(path, data_dir=str(real_data_dir("mnist.npz")))
         assert result["images"] == 256
         assert result["accuracy"] == pytest.approx(recorded["test_accuracy"], abs=1e-6)
         assert result["remaining_percent"] == pytest.approx(recorded["remaining_percent"])
-    plain = export.evaluate_path(exported["keras"], data_dir=str(DATA_DIR), test_limit=256)
+    plain = export.evaluate_path(exported["keras"], data_dir=str(real_data_dir("mnist.npz")), test_limit=256)
     assert plain["dataset"] == "mnist"
     assert plain["accuracy"] == pytest.approx(recorded["test_accuracy"], abs=1e-6)
     assert plain["remaining_percent"] == pytest.approx(recorded["remaining_percent"])
@@ -162,7 +151,7 @@ def test_cli(run_dir, tmp_path, capsys):
     assert export.main([str(run_dir), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "dense float32 1,064,800 B" in printed and "ratio" in printed
-    assert export.main(["evaluate", str(tmp_path / "fcn_tiny_run0.compact.npz"), "--data-dir", str(DATA_DIR)]) == 0
+    assert export.main(["evaluate", str(tmp_path / "fcn_tiny_run0.compact.npz"), "--data-dir", str(real_data_dir("mnist.npz"))]) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert export.main(["evaluate", str(tmp_path / "notes.txt")]) == 2
     (tmp_path / "unfinished").mkdir()

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from masking.initializers import (DISTRIBUTIONS, SCALINGS, ScaledInitializer, compute_fans, layer_seed,
-                                  target_variance)
+from masking.fans import DISTRIBUTIONS, SCALINGS, compute_fans, layer_seed, target_variance
+from masking.initializers import ScaledInitializer
 
 DENSE = (300, 100)          # fan_in 300, fan_out 100
 CONV = (3, 3, 16, 32)       # fan_in 3*3*16 = 144, fan_out 3*3*32 = 288
