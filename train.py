@@ -34,18 +34,36 @@ def parse_args(argv):
     return args
 
 
+# Keys that change speed or bookkeeping, not what a run computes: a run may resume under other values.
+NOT_COMPARED = {"": ("runs", "description"), "training": ("jit_compile", "steps_per_execution", "eval_batch_size",
+                                                          "distribution"), "data": ("dir",)}
+
+
+def merged(defaults, values):
+    """``values`` laid over ``defaults``, section by section."""
+    result = dict(defaults)
+    for key, value in values.items():
+        both_sections = isinstance(value, dict) and isinstance(defaults.get(key), dict)
+        result[key] = merged(defaults[key], value) if both_sections else value
+    return result
+
+
 def check_results_folder(config, out_root):
     """Refuse to mix runs of different configs in one results folder."""
     import yaml
-    from training.config import config_to_yaml
-    from training.schema import ConfigError
+    from training.config import ExperimentConfig, config_to_yaml
+    from training.schema import ConfigError, from_dict, to_dict
 
     saved = Path(out_root) / config.experiment / "config.yaml"
     if not saved.exists():
         return
-    previous, current = yaml.safe_load(saved.read_text()), yaml.safe_load(config_to_yaml(config))
-    for section in (previous, current):
-        section.pop("runs", None)
+    # Keys added to the schema after those results were written count at their default.
+    previous = merged(to_dict(from_dict(ExperimentConfig, {})), yaml.safe_load(saved.read_text()))
+    current = yaml.safe_load(config_to_yaml(config))
+    for resolved in (previous, current):
+        for section, keys in NOT_COMPARED.items():
+            for key in keys:
+                (resolved.get(section, {}) if section else resolved).pop(key, None)
     if previous != current:
         differing = sorted(key for key in set(previous) | set(current) if previous.get(key) != current.get(key))
         raise ConfigError(f"{saved}: results there were made with a different config (section "
@@ -80,7 +98,7 @@ def main(argv=None):
             RunTrainer(config, run_index, args.out, data_dir=args.data_dir or config.data.dir,
                        verbose=False if args.quiet else None).run()
             summary = summarize_experiment(experiment_dir)
-    except (DatasetError, InitFileError) as error:
+    except (ConfigError, DatasetError, InitFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingError as error:

@@ -3,7 +3,7 @@
     KERAS_BACKEND=jax SUPERMASK_DATA_DIR=../shared/datasets python bench/fcn_study.py --runs 3
     python bench/fcn_study.py --table-only          # print the table from finished results
 
-Each variant is ``configs/fcn_signed.yaml`` plus dotted overrides, trained with
+Each variant is a config (``fcn_signed`` or ``fcn_baseline``) plus dotted overrides, trained with
 ``train.py`` into ``results/fcn_study/<variant>/`` (resumable: re-running skips
 finished runs). Prints a Markdown table of mean final test accuracy and remaining %.
 """
@@ -16,24 +16,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 B = ["training.schedule.kind=exp_continuous"]
 SQRT6 = ["init.weight.scaling=elus_sqrt6"]
-VARIANTS = {  # name -> overrides of configs/fcn_signed.yaml, in priority order
-    "port_A": [],
-    "port_B": B,
-    "B_sqrt6_wd1.5e-4": B + SQRT6 + ["optimizer.wd=1.5e-4"],
-    "A_sqrt6_wd1.5e-4": SQRT6 + ["optimizer.wd=1.5e-4"],
-    "B_sqrt6_wd1e-4": B + SQRT6 + ["optimizer.wd=1e-4"],
-    "A_sqrt6_wd1e-4": SQRT6 + ["optimizer.wd=1e-4"],
-    "B_sqrt3_wd1e-4": B + ["optimizer.wd=1e-4"],
-    "A_sqrt3_wd1e-4": ["optimizer.wd=1e-4"],
-    "B_sqrt3_p0.15": B + ["model.threshold_fraction=0.15"],
-    "A_sqrt6_wd1.5e-4_shuffle": SQRT6 + ["optimizer.wd=1.5e-4", "training.shuffle=true"],
+VARIANTS = {  # name -> (config, overrides), in priority order
+    "port_A": ("fcn_signed", []),
+    "port_B": ("fcn_signed", B),
+    "B_sqrt6_wd1.5e-4": ("fcn_signed", B + SQRT6 + ["optimizer.wd=1.5e-4"]),
+    "B_sqrt6_wd1e-4": ("fcn_signed", B + SQRT6 + ["optimizer.wd=1e-4"]),
+    "B_sqrt6_wd1.25e-4": ("fcn_signed", B + SQRT6 + ["optimizer.wd=1.25e-4"]),
+    "baseline": ("fcn_baseline", []),
+    "A_sqrt6_wd1.5e-4": ("fcn_signed", SQRT6 + ["optimizer.wd=1.5e-4"]),
+    "B_sqrt3_wd1e-4": ("fcn_signed", B + ["optimizer.wd=1e-4"]),
+    "B_sqrt3_p0.15": ("fcn_signed", B + ["model.threshold_fraction=0.15"]),
+    "A_sqrt6_wd1e-4": ("fcn_signed", SQRT6 + ["optimizer.wd=1e-4"]),
+    "B_sqrt6_wd1.25e-4_shuffle": ("fcn_signed", B + SQRT6 + ["optimizer.wd=1.25e-4", "training.shuffle=true"]),
 }
 
 
 def table(out):
     lines = ["| variant | overrides | runs | test acc % mean [min, max] | remaining % mean [min, max] |",
              "|---|---|---|---|---|"]
-    for name, overrides in VARIANTS.items():
+    for name, (config, overrides) in VARIANTS.items():
         summary_path = out / name / "summary.json"
         if not summary_path.exists():
             continue
@@ -41,7 +42,7 @@ def table(out):
         acc, rem = summary["test_accuracy"], summary["remaining_percent"]
         if not acc:
             continue
-        lines.append(f"| {name} | {' '.join(overrides) or '(config as is)'} | {len(summary['finished_runs'])} | "
+        lines.append(f"| {name} | {config}.yaml {' '.join(overrides)} | {len(summary['finished_runs'])} | "
                      f"{100 * acc['mean']:.2f} [{100 * acc['min']:.2f}, {100 * acc['max']:.2f}] | "
                      f"{rem['mean']:.2f} [{rem['min']:.2f}, {rem['max']:.2f}] |")
     return "\n".join(lines)
@@ -50,18 +51,18 @@ def table(out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, help="override training.epochs (default: the config's)")
     parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     parser.add_argument("--out", default=str(ROOT / "results" / "fcn_study"))
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     if not args.table_only:
-        for name, overrides in VARIANTS.items():
+        for name, (config, overrides) in VARIANTS.items():
             if args.only and name not in args.only:
                 continue
-            sets = [f"experiment={name}", f"training.epochs={args.epochs}", *overrides]
-            command = [sys.executable, str(ROOT / "train.py"), str(ROOT / "configs" / "fcn_signed.yaml"),
+            sets = [f"experiment={name}", *overrides] + ([f"training.epochs={args.epochs}"] if args.epochs else [])
+            command = [sys.executable, str(ROOT / "train.py"), str(ROOT / "configs" / f"{config}.yaml"),
                        "--runs", str(args.runs), "--out", str(out), "--quiet"]
             for item in sets:
                 command += ["--set", item]

@@ -19,6 +19,7 @@ from masking.init_files import InitFileError, apply_init_file, atomic_write_byte
 from models import build_model
 from training.config import config_to_yaml
 from training.optim import TrainingLossPlateau, current_learning_rate, make_optimizer, steps_per_epoch
+from training.schema import ConfigError
 from training.results import (empty_history, is_finite, read_json, run_dir, save_weights_atomically,
                               write_json, write_npz)
 
@@ -36,14 +37,14 @@ def distribution_scope(name):
         return contextlib.nullcontext()
     if name == "mirrored":
         if backend != "tensorflow":
-            raise TrainingError(f"training.distribution=mirrored needs KERAS_BACKEND=tensorflow, not {backend}")
+            raise ConfigError(f"training.distribution=mirrored needs KERAS_BACKEND=tensorflow, not {backend}")
         import tensorflow as tf
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
         print(f"distribution: mirrored over {strategy.num_replicas_in_sync} replicas", flush=True)
         return strategy.scope()
     if backend != "jax":
-        raise TrainingError(f"training.distribution=data_parallel needs KERAS_BACKEND=jax, not {backend}")
+        raise ConfigError(f"training.distribution=data_parallel needs KERAS_BACKEND=jax, not {backend}")
     devices = keras.distribution.list_devices()
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     print(f"distribution: data_parallel over {len(devices)} devices", flush=True)
@@ -108,12 +109,21 @@ def _restore_checkpoint(model, path):
                 variable.assign(stored[key])
 
 
-def resolve_jit_compile(setting):
-    """XLA by default where it pays off: on CPU, TensorFlow + XLA + steps_per_execution halves
-    the FCN epoch time (README, Speed); torch.compile is not worth its start-up here."""
-    if setting is not None:
-        return setting
-    return keras.backend.backend() in ("tensorflow", "jax")
+def execution_settings(training):
+    """(jit_compile, steps_per_execution) to compile with.
+
+    XLA by default where it pays off: on CPU, TensorFlow + XLA + steps_per_execution halves
+    the FCN epoch time (README, Speed); torch.compile is not worth its start-up here. Under
+    ``mirrored`` Keras 3 fails with either (graph execution error), so both are turned off.
+    """
+    if training.distribution == "mirrored":
+        if training.jit_compile or training.steps_per_execution > 1:
+            print("distribution: mirrored runs without XLA and with steps_per_execution=1", flush=True)
+        return False, 1
+    jit_compile = training.jit_compile
+    if jit_compile is None:
+        jit_compile = keras.backend.backend() in ("tensorflow", "jax")
+    return jit_compile, training.steps_per_execution
 
 
 class RunTrainer:
@@ -166,11 +176,11 @@ class RunTrainer:
         with distribution_scope(config.training.distribution):
             model = build_experiment_model(config, self.seed)
             batches = steps_per_epoch(num_train_examples, config.training.batch_size, config.data.repeat)
+            jit_compile, steps_per_execution = execution_settings(config.training)
             model.compile(optimizer=make_optimizer(config, batches),
                           loss=keras.losses.SparseCategoricalCrossentropy(),
                           metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                          jit_compile=resolve_jit_compile(config.training.jit_compile),
-                          steps_per_execution=config.training.steps_per_execution)
+                          jit_compile=jit_compile, steps_per_execution=steps_per_execution)
             model.optimizer.build(model.trainable_variables)
         return model
 
