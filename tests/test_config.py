@@ -95,3 +95,8 @@ def test_train_cli_rejects_missing_config(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "train.py"), str(tmp_path / "nope.yaml")],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "nope.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_reference_doc_is_current():
+    assert (ROOT / "docs" / "CONFIG.md").read_text() == key_reference_markdown(), \
+        "regenerate with: python -m training.config > docs/CONFIG.md"
