@@ -191,17 +191,18 @@ def masked_layers(model):
     return [layer for layer in iter_layers(model) if isinstance(layer, MASKED_LAYER_TYPES)]
 
 
-def remaining_percent(model):
-    """Global share of non-hidden weights over all masked layers (METHOD §1.6)."""
-    layers = masked_layers(model)
-    if not layers:
-        raise ValueError(f"model {model.name} has no signed-supermask layers")
-    counts = [layer.mask_counts() for layer in layers]
-    active = sum(c["kept"] + c["inverted"] for c in counts)
-    total = sum(c["kept"] + c["hidden"] + c["inverted"] for c in counts)
-    return 100.0 * active / total
-
-
 def mask_report(model):
     """Per-layer +1/0/-1 counts keyed by layer name."""
     return {layer.name: layer.mask_counts() for layer in masked_layers(model)}
+
+
+def remaining_percent(model, report=None):
+    """Global share of non-hidden weights over all masked layers (METHOD §1.6).
+
+    Pass the ``mask_report`` already computed for this model to avoid counting twice."""
+    counts = list((report if report is not None else mask_report(model)).values())
+    if not counts:
+        raise ValueError(f"model {model.name} has no signed-supermask layers")
+    active = sum(c["kept"] + c["inverted"] for c in counts)
+    total = sum(c["kept"] + c["hidden"] + c["inverted"] for c in counts)
+    return 100.0 * active / total

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from data import epoch_arrays, load_dataset
-from masking import masked_layers, remaining_percent
+from masking import mask_report, masked_layers, remaining_percent
 from masking.init_files import InitFileError, apply_init_file, atomic_write_bytes, init_file_path
 from models import build_model
 from training.config import config_to_yaml
@@ -86,9 +86,9 @@ def mask_statistics(model, signed):
     """(remaining %, remaining count, per-layer +1/0/-1 counts); baselines keep 100 %."""
     if not signed:
         return 100.0, int(sum(np.prod(v.shape) for v in model.trainable_variables)), {}
-    counts = {layer.name: layer.mask_counts() for layer in masked_layers(model)}
+    counts = mask_report(model)
     active = sum(c["kept"] + c["inverted"] for c in counts.values())
-    return remaining_percent(model), active, counts
+    return remaining_percent(model, counts), active, counts
 
 
 def _checkpoint_arrays(model):
