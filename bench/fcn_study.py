@@ -31,6 +31,7 @@ VARIANTS = {  # name -> (config, overrides, seeds), in the order they run
                                                              "training.schedule.decay_epochs=5"], PROBE),
     "B_sqrt6_wd1.25e-4_scores_he": ("fcn_signed", B + SQRT6 + ["optimizer.wd=1.25e-4", "init.mask.scaling=he"], PROBE),
     "B_sqrt3_p0.15": ("fcn_signed", B + ["model.threshold_fraction=0.15"], PROBE),
+    "B_sqrt6_wd1.3e-4": ("fcn_signed", B + SQRT6 + ["optimizer.wd=1.3e-4"], CANDIDATE),
 }
 
 
