@@ -16,7 +16,7 @@ import numpy as np
 from data import epoch_arrays, load_dataset
 from masking import mask_report, masked_layers, remaining_percent
 from masking.init_files import InitFileError, apply_init_file, atomic_write_bytes, init_file_path
-from models import build_model
+from models import DATASET_CLASSES, build_model
 from training.config import config_to_yaml
 from training.optim import TrainingLossPlateau, current_learning_rate, make_optimizer, steps_per_epoch
 from training.schema import ConfigError
@@ -55,7 +55,7 @@ def build_experiment_model(config, seed):
     """The config's model with its initial values (on the fly from the seed, or from files)."""
     model_config = config.model
     options = {"width_multiplier": model_config.width_multiplier,
-               "num_classes": 100 if config.data.dataset == "cifar100" else 10}
+               "num_classes": DATASET_CLASSES[config.data.dataset]}
     if model_config.name.startswith("Conv"):
         options["head_activation"] = model_config.head_activation
     if model_config.name.startswith("ResNet"):
@@ -71,13 +71,22 @@ def build_experiment_model(config, seed):
 
 
 def load_initial_files(model, config, run_index):
-    kinds = (("weights", config.init.weight), ("scores", config.init.mask)) if config.model.signed \
-        else (("baseline", config.init.weight),)
+    """Load the init_example.py pickles of this run; a missing one names the command that writes it."""
+    def spec_text(spec):
+        return f"{spec.distribution}/{spec.scaling}" + (f"/{spec.factor:g}" if spec.factor != 1.0 else "")
+
+    if config.model.signed:
+        kinds = (("weights", config.init.weight), ("scores", config.init.mask))
+        init_flags = f"--weight-init {spec_text(config.init.weight)} --score-init {spec_text(config.init.mask)}"
+    else:
+        kinds = (("baseline", config.init.weight),)
+        init_flags = f"--baseline-init {spec_text(config.init.weight)}"
     for kind, spec in kinds:
         path = init_file_path(config.init.weights_dir, config.model.name, kind, vars(spec), run_index)
         if not Path(path).is_file():
-            command = (f"python init_example.py --model {config.model.name} --runs {run_index + 1} "
-                       f"--out {config.init.weights_dir}")
+            command = (f"python init_example.py --model {config.model.name} --runs {run_index + 1} {init_flags} "
+                       f"--width-multiplier {config.model.width_multiplier:g} "
+                       f"--num-classes {DATASET_CLASSES[config.data.dataset]} --out {config.init.weights_dir}")
             raise InitFileError(f"{path}: missing init file; create it with: {command}")
         apply_init_file(model, path, kind)
 
