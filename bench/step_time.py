@@ -8,7 +8,8 @@ Each (model, variant) is measured in a fresh subprocess so that peak memory is i
 own: ``model.fit`` over ``--steps`` batches of 128 random images (in memory),
 repeated ``--repeats`` times after one warm-up pass; the median gives the step
 time. "plain" is ``build_model(name, signed=False)``: identical layer shapes with
-ordinary trainable kernels. Prints machine, versions and a Markdown table.
+ordinary trainable kernels (ResNets: with the signed model's BN layout). Prints machine,
+versions and a Markdown table.
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MODEL_DEPTHS = {"ResNet20": 20, "ResNet56": 56, "ResNet110": 110}
 
 
 def measure(name, signed, steps, repeats, jit_compile, steps_per_execution, batch_size):
@@ -32,8 +34,11 @@ def measure(name, signed, steps, repeats, jit_compile, steps_per_execution, batc
     import numpy as np
 
     from models import build_model
+    from models.resnet import default_bn_mode
 
-    model = build_model(name, signed=signed)
+    # The floor has the signed model's BN layout (baselines default to real BN everywhere).
+    options = {"bn_mode": default_bn_mode(MODEL_DEPTHS[name], signed=True)} if name in MODEL_DEPTHS else {}
+    model = build_model(name, signed=signed, **options)
     input_shape = tuple(model.input_shape[1:])
     classes = model.output_shape[-1]
     rng = np.random.default_rng(0)

@@ -76,7 +76,7 @@ class TrainingConfig:
     eval_batch_size: int = option(1000, minimum=1, doc="batch size for test evaluation (does not change results)")
     shuffle: bool = option(False, doc="reshuffle the training set every epoch (authors: MNIST no, CIFAR yes)")
     schedule: ScheduleConfig = option(ScheduleConfig())
-    jit_compile: Optional[bool] = option(None, doc="XLA compilation of the train step; null = on for the tensorflow and jax backends, off for torch")
+    jit_compile: Optional[bool] = option(None, doc="XLA compilation of the train step; null = always on JAX, Keras 'auto' on TensorFlow (XLA only with a GPU), off on torch")
     steps_per_execution: int = option(50, minimum=1, doc="train steps per compiled call (fewer host round trips; results unchanged)")
     distribution: str = option("none", choices=("none", "mirrored", "data_parallel"), doc="mirrored: tf.distribute (TensorFlow); data_parallel: keras.distribution (JAX)")
 

@@ -121,9 +121,9 @@ def _restore_checkpoint(model, path):
 def execution_settings(training):
     """(jit_compile, steps_per_execution) to compile with.
 
-    XLA by default where it pays off: on CPU, TensorFlow + XLA + steps_per_execution halves
-    the FCN epoch time (README, Speed); torch.compile is not worth its start-up here. Under
-    ``mirrored`` Keras 3 fails with either (graph execution error), so both are turned off.
+    Unset ``jit_compile`` means: JAX always jits; TensorFlow uses Keras' "auto" (XLA only with a
+    GPU: on CPU, XLA halves the FCN step but slows Conv2/Conv4 1.3-2x, README "Speed"); torch off.
+    Under ``mirrored`` Keras 3 fails with XLA or several steps per call, so both are turned off.
     """
     if training.distribution == "mirrored":
         if training.jit_compile or training.steps_per_execution > 1:
@@ -131,7 +131,7 @@ def execution_settings(training):
         return False, 1
     jit_compile = training.jit_compile
     if jit_compile is None:
-        jit_compile = keras.backend.backend() in ("tensorflow", "jax")
+        jit_compile = {"jax": True, "tensorflow": "auto"}.get(keras.backend.backend(), False)
     return jit_compile, training.steps_per_execution
 
 
