@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import yaml
 
 from reporting.paper import architecture_label, match_paper_row
@@ -95,16 +94,6 @@ def config_value(config, section, key, default=None):
     """config[section][key] of a raw YAML dict, ``default`` wherever the structure is missing or wrong."""
     node = config.get(section) if isinstance(config, dict) else None
     return node.get(key, default) if isinstance(node, dict) else default
-
-
-def statistics(values):
-    """n, mean, sample std (ddof=1, 0 for one value), min, max; None without values."""
-    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if values.size == 0:
-        return None
-    return {"n": int(values.size), "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
-            "min": float(values.min()), "max": float(values.max())}
 
 
 def _read_json(path):

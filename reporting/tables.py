@@ -11,8 +11,8 @@ import csv
 import io
 from dataclasses import dataclass
 
-from reporting.collect import statistics
 from reporting.paper import DATASET_LABELS, PAPER_ROWS, SOURCE, recipe_mismatches
+from training.results import statistics
 
 SIDES = ("baseline", "signed")
 DASH = "–"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 import report
-from reporting.collect import statistics
 from reporting.paper import PAPER_ROWS, match_paper_row
+from training.results import statistics
 
 PNG_MAGIC = b"\x89PNG"
 FCN_MASK_SHAPES = {"dense_1": (784, 20), "dense_2": (20, 10), "output": (10, 10)}
@@ -91,7 +91,8 @@ def csv_rows(paths):
 
 def test_statistics_match_hand_computation():
     stats = statistics([97.0, 97.5, 98.0])
-    assert stats == pytest.approx({"n": 3, "mean": 97.5, "std": 0.5, "min": 97.0, "max": 98.0})
+    assert stats == pytest.approx({"n": 3, "mean": 97.5, "std": 0.5, "min": 97.0, "max": 98.0,
+                                   "q05": 97.05, "q95": 97.95})
     assert statistics([]) is None
     assert statistics([4.0])["std"] == 0.0
 

@@ -64,11 +64,15 @@ def empty_history():
     return {key: [] for key in HISTORY_KEYS}
 
 
-def _statistics(values):
-    values = np.asarray(values, dtype=np.float64)
+def statistics(values):
+    """n, mean, sample std (ddof=1, 0 for one value), min, max, 5 %/95 % quantiles; None without values.
+
+    ``None`` entries (unreadable metrics) are left out."""
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
     if values.size == 0:
         return None
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+    return {"n": int(values.size), "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
             "min": float(values.min()), "max": float(values.max()),
             "q05": float(np.quantile(values, 0.05)), "q95": float(np.quantile(values, 0.95))}
 
@@ -86,9 +90,9 @@ def summarize_experiment(experiment_dir):
         "experiment": experiment_dir.name,
         "finished_runs": [name for name, _ in finished],
         "unfinished_runs": [name for name, _ in unfinished],
-        "test_accuracy": _statistics(accuracy),
-        "remaining_percent": _statistics(remaining),
-        "remaining_count": _statistics([info["final"]["remaining_count"] for _, info in finished]),
+        "test_accuracy": statistics(accuracy),
+        "remaining_percent": statistics(remaining),
+        "remaining_count": statistics([info["final"]["remaining_count"] for _, info in finished]),
     }
     write_json(experiment_dir / "summary.json", summary)
     return summary

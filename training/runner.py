@@ -160,13 +160,12 @@ class RunTrainer:
         config = self.config
         data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
         model = self._compiled_model(len(data.x_train))
-        state = read_json(self.directory / "checkpoint.json")
-        if state is not None:
-            _restore_checkpoint(model, self.directory / "checkpoint.npz")
         plateau = self._plateau_callback()
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.directory / "config.yaml", config_to_yaml(config).encode())
+        state = read_json(self.directory / "checkpoint.json")
         if state is not None:
+            _restore_checkpoint(model, self.directory / "checkpoint.npz")
             history = state["history"]
             if plateau is not None:
                 plateau.set_state(state["plateau"])
