@@ -11,7 +11,10 @@ Per run r (seed = base seed + r, METHOD §2.7) three files are written under
 layout of a file is documented in ``masking/init_files.py``.
 """
 import argparse
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # one-line errors, not TensorFlow start-up logs
 
 from masking.init_files import InitFileError, init_file_path, load_init_file, save_init_file
 from models import MODEL_FAMILIES, BASELINE_WEIGHT_INIT, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec, build_model
@@ -79,7 +82,7 @@ def main(argv=None):
             inspect(args.inspect)
         except InitFileError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 1
+            return 2
         return 0
     names = list(MODEL_FAMILIES) if args.model == "all" else [args.model]
     unknown = [name for name in names if name not in MODEL_FAMILIES]

@@ -104,6 +104,8 @@ def main(argv=None):
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    for reason in summary["skipped"]:
+        print(f"warning: {experiment_dir}: skipped {reason}", file=sys.stderr)
     accuracy, remaining = summary["test_accuracy"], summary["remaining_percent"]
     if accuracy:
         print(f"{config.experiment}: {len(summary['finished_runs'])} finished runs, test accuracy "

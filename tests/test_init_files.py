@@ -67,7 +67,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, capsys):
     evil.write_bytes(pickle.dumps({"format": "signed-supermask-init/1", "layers": [Payload(marker)]}))
     with pytest.raises(InitFileError, match=r"evil.pkl: refused or unreadable init file \(refusing to load global posix.system\)"):
         load_init_file(evil)
-    assert init_example.main(["--inspect", str(evil)]) == 1
+    assert init_example.main(["--inspect", str(evil)]) == 2
     error_lines = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(error_lines) == 1 and "evil.pkl" in error_lines[0]
     assert not marker.exists(), "the payload ran"

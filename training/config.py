@@ -5,6 +5,7 @@ Section names follow the authors' configs (``model``, ``init``, ``optimizer``,
 (``python -m training.config``). Authors' key names are given where they differ.
 """
 import copy
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,16 @@ def load_config(path, overrides=()):
         raise ConfigError(f"{path}: {error}") from None
     if config.experiment is None:
         config.experiment = path.stem
+    check_experiment_name(config.experiment, path)
     return config
+
+
+def check_experiment_name(name, path):
+    """Results go to <out>/<experiment>/, so the name must be one plain folder name, never a path."""
+    if (not name or name in (".", "..") or name != name.strip() or any(c in name for c in "/\\\0")
+            or os.path.isabs(name)):
+        raise ConfigError(f"{path}: experiment: {name[:80]!r} is not a plain folder name "
+                          f"(no '/', '\\', '..' or empty names; results go to <out>/<experiment>/)")
 
 
 def config_to_yaml(config):

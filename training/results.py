@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -19,12 +20,25 @@ import numpy as np
 
 from masking.init_files import atomic_write_bytes
 
+RUN_FOLDER = re.compile(r"run_(0|[1-9][0-9]*)")
 HISTORY_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "remaining_percent",
                 "learning_rate", "epoch_seconds", "mask_counts")
 
 
+def strict_json_value(value):
+    """NaN and infinities become null: strict JSON readers reject Python's bare ``NaN`` token."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json_value(item) for item in value]
+    return value
+
+
 def write_json(path, payload):
-    atomic_write_bytes(path, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
+    text = json.dumps(strict_json_value(payload), indent=1, sort_keys=False, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def read_json(path):
@@ -80,16 +94,31 @@ def statistics(values):
 def summarize_experiment(experiment_dir):
     """Recompute summary.json from every finished run under ``experiment_dir``."""
     experiment_dir = Path(experiment_dir)
-    finished, unfinished = [], []
-    for path in sorted(experiment_dir.glob("run_*/run.json"), key=lambda p: int(p.parent.name[4:])):
-        info = read_json(path)
-        (finished if info and info.get("status") == "finished" else unfinished).append((path.parent.name, info))
+    finished, unfinished, skipped = [], [], []
+    for path in sorted(experiment_dir.glob("run_*/run.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
+        name = path.parent.name
+        if not RUN_FOLDER.fullmatch(name):
+            skipped.append(f"{name}: not a run folder (run_<index>, no leading zeros)")
+            continue
+        try:
+            info = read_json(path)
+            valid = info is None or (isinstance(info, dict) and (info.get("status") != "finished" or all(
+                is_finite(info["final"][key]) for key in ("test_accuracy", "remaining_percent", "remaining_count"))))
+        except (ValueError, KeyError, TypeError) as error:
+            valid, error_text = False, str(error)[:200]
+        else:
+            error_text = "run.json is not a run record"
+        if not valid:
+            skipped.append(f"{name}: {error_text}")
+            continue
+        (finished if info and info.get("status") == "finished" else unfinished).append((name, info))
     accuracy = [info["final"]["test_accuracy"] for _, info in finished]
     remaining = [info["final"]["remaining_percent"] for _, info in finished]
     summary = {
         "experiment": experiment_dir.name,
         "finished_runs": [name for name, _ in finished],
         "unfinished_runs": [name for name, _ in unfinished],
+        "skipped": skipped,
         "test_accuracy": statistics(accuracy),
         "remaining_percent": statistics(remaining),
         "remaining_count": statistics([info["final"]["remaining_count"] for _, info in finished]),
