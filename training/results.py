@@ -100,16 +100,9 @@ def summarize_experiment(experiment_dir):
         if not RUN_FOLDER.fullmatch(name):
             skipped.append(f"{name}: not a run folder (run_<index>, no leading zeros)")
             continue
-        try:
-            info = read_json(path)
-            valid = info is None or (isinstance(info, dict) and (info.get("status") != "finished" or all(
-                is_finite(info["final"][key]) for key in ("test_accuracy", "remaining_percent", "remaining_count"))))
-        except (ValueError, KeyError, TypeError) as error:
-            valid, error_text = False, str(error)[:200]
-        else:
-            error_text = "run.json is not a run record"
-        if not valid:
-            skipped.append(f"{name}: {error_text}")
+        info, problem = _read_run_record(path)
+        if problem:
+            skipped.append(f"{name}: {problem}")
             continue
         (finished if info and info.get("status") == "finished" else unfinished).append((name, info))
     accuracy = [info["final"]["test_accuracy"] for _, info in finished]
@@ -125,6 +118,25 @@ def summarize_experiment(experiment_dir):
     }
     write_json(experiment_dir / "summary.json", summary)
     return summary
+
+
+def _read_run_record(path):
+    """(run.json's content, None), or (None, why it cannot be counted in a summary)."""
+    try:
+        info = read_json(path)
+    except ValueError as error:
+        return None, str(error)[:200]
+    if info is None:  # removed since the folder was listed: a run that has not started
+        return None, None
+    if not isinstance(info, dict):
+        return None, "run.json is not a run record"
+    if info.get("status") == "finished":
+        final = info.get("final")
+        if not isinstance(final, dict) or not all(
+                isinstance(final.get(key), (int, float)) and is_finite(final[key])
+                for key in ("test_accuracy", "remaining_percent", "remaining_count")):
+            return None, "run.json is not a run record (finished without finite final metrics)"
+    return info, None
 
 
 def is_finite(value):
