@@ -52,13 +52,21 @@ def check_results_folder(config, out_root):
     """Refuse to mix runs of different configs in one results folder."""
     import yaml
     from training.config import ExperimentConfig, config_to_yaml
+    from training.run_state import set_aside
     from training.schema import ConfigError, from_dict, to_dict
 
     saved = Path(out_root) / config.experiment / "config.yaml"
     if not saved.exists():
         return
+    try:
+        stored = yaml.safe_load(saved.read_text())
+    except (OSError, ValueError, yaml.YAMLError):  # UnicodeDecodeError is a ValueError
+        stored = None
+    if not isinstance(stored, dict):  # damaged: set aside (README "Resuming"), this config takes its place
+        set_aside(saved, "damaged experiment config, not a YAML mapping", lambda line: print(line, file=sys.stderr))
+        return
     # Keys added to the schema after those results were written count at their default.
-    previous = merged(to_dict(from_dict(ExperimentConfig, {})), yaml.safe_load(saved.read_text()))
+    previous = merged(to_dict(from_dict(ExperimentConfig, {})), stored)
     current = yaml.safe_load(config_to_yaml(config))
     for resolved in (previous, current):
         for section, keys in NOT_COMPARED.items():

@@ -17,14 +17,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data import epoch_arrays, load_dataset  # noqa: E402
 from training.config import load_config  # noqa: E402
-from training.results import write_npz  # noqa: E402
-from training.runner import RunTrainer, _checkpoint_arrays, mask_statistics  # noqa: E402
+from training.callbacks import EpochCheckpoint, mask_statistics  # noqa: E402
+from training.runner import compiled_model  # noqa: E402
 
 
 def profile(config_path, overrides, epochs, scratch):
     config = load_config(config_path, overrides)
     data = load_dataset(config.data.dataset, config.data.dir, config.data.train_limit, config.data.test_limit)
-    model = RunTrainer(config, 0, scratch)._compiled_model(len(data.x_train))
+    model = compiled_model(config, config.seed, len(data.x_train))
+    checkpoint = EpochCheckpoint(Path(scratch) / "checkpoint.npz", history={})
+    checkpoint.set_model(model)
     seconds = {}
     for epoch in range(epochs):
         started = time.perf_counter()
@@ -37,8 +39,7 @@ def profile(config_path, overrides, epochs, scratch):
                 ("evaluate", lambda: model.evaluate(data.x_test, data.y_test,
                                                     batch_size=config.training.eval_batch_size, verbose=0)),
                 ("mask counts", lambda: mask_statistics(model, config.model.signed)),
-                ("checkpoint", lambda: write_npz(Path(scratch) / "checkpoint.npz", _checkpoint_arrays(model),
-                                                 compressed=False))):
+                ("checkpoint", lambda: checkpoint.on_epoch_end(epoch))):
             started = time.perf_counter()
             step()
             seconds[name] = time.perf_counter() - started

@@ -56,6 +56,14 @@ def init_file_path(root, model_name, kind, initializer, run):
     return Path(root) / model_name / kind / family / f"{model_name}_{kind}_{run}.pkl"
 
 
+def umask_file_mode():
+    """The mode open() would give a new file (0o666 less the umask); mkstemp's 0o600 would hide
+    results from the other users of a shared cluster."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path, data):
     """Write via a temporary file in the same folder and rename, so readers never see half a file."""
     path = Path(path)
@@ -65,6 +73,7 @@ def atomic_write_bytes(path, data):
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
+            os.fchmod(stream.fileno(), umask_file_mode())
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:

@@ -7,7 +7,7 @@ import pytest
 
 from data import Dataset
 from training.config import load_config
-from training.runner import RunTrainer
+from training.runner import compiled_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET_CONFIGS = sorted((ROOT / "configs").glob("resnet*.yaml"))
@@ -24,7 +24,7 @@ def synthetic(num_classes, count=8):
 def test_resnet_config_trains_and_changes_only_scores_and_bn(path, tmp_path):
     config = load_config(path, ["training.batch_size=4", "data.repeat=1"])
     data = synthetic(100 if config.data.dataset == "cifar100" else 10)
-    model = RunTrainer(config, 0, tmp_path)._compiled_model(len(data.x_train))
+    model = compiled_model(config, config.seed, len(data.x_train))
     before = {v.path: np.array(keras.ops.convert_to_numpy(v)) for v in model.variables}
     history = model.fit(data.x_train, data.y_train, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])

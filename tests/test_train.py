@@ -16,6 +16,7 @@ import init_example
 from data import Dataset, load_dataset
 from masking.init_files import InitFileError
 from training.config import load_config
+from training.run_state import read_checkpoint_state
 from training.runner import RunTrainer, TrainingError, build_experiment_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,8 +97,8 @@ def test_sigkill_then_resume_ends_with_the_same_masks_as_an_uninterrupted_run(tm
                                stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
-        state = run_dir / "checkpoint.json"
-        if state.exists() and len(json.loads(state.read_text())["history"]["train_loss"]) >= 2:
+        state = run_dir / "checkpoint.npz"
+        if state.exists() and read_checkpoint_state(state)["epochs"] >= 2:
             break
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from masking.init_files import atomic_write_bytes
+from masking.init_files import atomic_write_bytes, umask_file_mode
 
 RUN_FOLDER = re.compile(r"run_(0|[1-9][0-9]*)")
 HISTORY_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "remaining_percent",
@@ -64,6 +64,7 @@ def save_weights_atomically(model, path):
     os.close(handle)
     try:
         model.save_weights(temporary, overwrite=True)
+        os.chmod(temporary, umask_file_mode())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

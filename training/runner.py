@@ -1,27 +1,31 @@
 """Train one run of an experiment: resumable, deterministic, atomic results.
 
-Every epoch ends with a checkpoint (all model and optimizer variables plus the
-history), so a killed run resumes at its last finished epoch and, on CPU, ends with
-the same masks as an uninterrupted run. The epoch's batches depend only on
-(seed, epoch), never on how often the process was restarted.
+The epoch is a ``model.fit`` over that epoch's arrays with the callbacks of
+training/callbacks.py. Every epoch ends with one atomic checkpoint (all model and optimizer
+variables by path, plus the history), so a killed run resumes at its last finished epoch and,
+on CPU, ends with the same masks as an uninterrupted run. The epoch's batches depend only on
+(seed, epoch), never on how often the process was restarted. Damaged run state is set aside
+and the run starts again (training/run_state.py).
 """
 import contextlib
 import sys
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from data import epoch_arrays, load_dataset
-from masking import mask_report, masked_layers, remaining_percent
+from data import load_dataset
+from masking import masked_layers
 from masking.init_files import InitFileError, apply_init_file, atomic_write_bytes, init_file_path
 from models import DATASET_CLASSES, build_model
+from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, MaskHistory, NonFiniteLoss,
+                                NonFiniteLossGuard, mask_statistics, variables_by_path)
 from training.config import config_to_yaml
-from training.optim import TrainingLossPlateau, current_learning_rate, make_optimizer, steps_per_epoch
+from training.optim import TrainingLossPlateau, make_optimizer, steps_per_epoch
+from training.run_state import (CHECKPOINT, LEGACY_STATE, DamagedState, check_checkpoint, read_checkpoint,
+                                read_legacy_checkpoint, remove_stale_temporaries, set_aside)
 from training.schema import ConfigError
-from training.results import (empty_history, is_finite, read_json, run_dir, save_weights_atomically,
-                              write_json, write_npz)
+from training.results import empty_history, read_json, run_dir, save_weights_atomically, write_json, write_npz
 
 
 class TrainingError(RuntimeError):
@@ -91,33 +95,6 @@ def load_initial_files(model, config, run_index):
         apply_init_file(model, path, kind)
 
 
-def mask_statistics(model, signed):
-    """(remaining %, remaining count, per-layer +1/0/-1 counts); baselines keep 100 %."""
-    if not signed:
-        return 100.0, int(sum(np.prod(v.shape) for v in model.trainable_variables)), {}
-    counts = mask_report(model)
-    active = sum(c["kept"] + c["inverted"] for c in counts.values())
-    return remaining_percent(model, counts), active, counts
-
-
-def _checkpoint_arrays(model):
-    arrays = {f"model_{i:04d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
-    arrays.update({f"optimizer_{i:04d}": keras.ops.convert_to_numpy(v)
-                   for i, v in enumerate(model.optimizer.variables)})
-    return arrays
-
-
-def _restore_checkpoint(model, path):
-    with np.load(path) as stored:
-        for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
-            keys = sorted(key for key in stored.files if key.startswith(prefix + "_"))
-            if len(keys) != len(variables):
-                raise TrainingError(f"{path}: checkpoint holds {len(keys)} {prefix} variables, "
-                                    f"the model has {len(variables)}; delete the run folder to restart")
-            for key, variable in zip(keys, variables):
-                variable.assign(stored[key])
-
-
 def execution_settings(training):
     """(jit_compile, steps_per_execution) to compile with.
 
@@ -135,6 +112,29 @@ def execution_settings(training):
     return jit_compile, training.steps_per_execution
 
 
+def compiled_model(config, seed, num_train_examples):
+    """The run's model, compiled exactly as training compiles it (optimizer built, so its
+    variables exist): what benchmarks and tools should use instead of rebuilding it."""
+    with distribution_scope(config.training.distribution):
+        model = build_experiment_model(config, seed)
+        batches = steps_per_epoch(num_train_examples, config.training.batch_size, config.data.repeat)
+        jit_compile, steps_per_execution = execution_settings(config.training)
+        model.compile(optimizer=make_optimizer(config, batches),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def plateau_callback(schedule):
+    """The authors' plateau rule for ``training.schedule.kind: plateau``, else None."""
+    if schedule.kind != "plateau":
+        return None
+    return TrainingLossPlateau(schedule.patience, schedule.factor, schedule.reductions, schedule.cooldown,
+                               schedule.start_epoch, schedule.min_delta)
+
+
 class RunTrainer:
     """Trains run ``run_index`` of ``config`` into ``out_root/<experiment>/run_<i>``."""
 
@@ -145,98 +145,118 @@ class RunTrainer:
         self.data_dir = data_dir
         self.verbose = sys.stdout.isatty() if verbose is None else verbose
 
-    @property
-    def finished(self):
-        info = read_json(self.directory / "run.json")
-        return bool(info and info.get("status") == "finished")
-
     def _log(self, message):
         print(f"[{self.config.experiment} run {self.run_index}] {message}", flush=True)
 
+    def _warn(self, message):
+        print(f"[{self.config.experiment} run {self.run_index}] {message}", file=sys.stderr, flush=True)
+
     def run(self):
-        if self.finished:
+        info = self._run_record()
+        if info is not None and info.get("status") == "finished":
             self._log("already finished, skipped")
-            return read_json(self.directory / "run.json")
+            return info
         config = self.config
         data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
-        model = self._compiled_model(len(data.x_train))
-        plateau = self._plateau_callback()
+        model = compiled_model(config, self.seed, len(data.x_train))
         self.directory.mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_temporaries(self.directory)
+        if removed:
+            self._log(f"removed {len(removed)} leftover temporary file(s) of a killed write: {', '.join(removed)}")
         atomic_write_bytes(self.directory / "config.yaml", config_to_yaml(config).encode())
-        state = read_json(self.directory / "checkpoint.json")
-        if state is not None:
-            _restore_checkpoint(model, self.directory / "checkpoint.npz")
-            history = state["history"]
-            if plateau is not None:
-                plateau.set_state(state["plateau"])
-            self._log(f"resuming after epoch {len(history['train_loss'])}")
-        else:
-            history = empty_history()
-            self._record_masks(model, history)
-        for epoch in range(len(history["train_loss"]), config.training.epochs):
-            if plateau is not None and plateau.finished:
-                break
-            self._train_epoch(model, data, epoch, history, plateau)
+        steps = steps_per_epoch(len(data.x_train), config.training.batch_size, config.data.repeat)
+        history, plateau = self._restore(model, steps)
+        source = EpochArrays(data.x_train, data.y_train, self.seed, config.training.shuffle, config.data.augment,
+                             config.data.repeat)
+        callbacks = [plateau] if plateau is not None else []
+        callbacks += [EpochHistory(history, source), MaskHistory(history, config.model.signed), NonFiniteLossGuard(),
+                      EpochCheckpoint(self.directory / CHECKPOINT, history,
+                                      {"plateau": plateau} if plateau is not None else {}),
+                      EpochLog(history, config.training.epochs, self._log)]
+        try:
+            for epoch in range(len(history["train_loss"]), config.training.epochs):
+                if model.stop_training:
+                    break
+                x, y = source(epoch)
+                model.fit(x, y, batch_size=config.training.batch_size, initial_epoch=epoch, epochs=epoch + 1,
+                          shuffle=False, verbose=1 if self.verbose else 0, callbacks=callbacks,
+                          validation_data=(data.x_test, data.y_test),
+                          validation_batch_size=config.training.eval_batch_size)
+        except NonFiniteLoss as failure:
+            self._write_failure(history, failure)
         return self._finish(model, history)
 
-    def _compiled_model(self, num_train_examples):
-        config = self.config
-        with distribution_scope(config.training.distribution):
-            model = build_experiment_model(config, self.seed)
-            batches = steps_per_epoch(num_train_examples, config.training.batch_size, config.data.repeat)
-            jit_compile, steps_per_execution = execution_settings(config.training)
-            model.compile(optimizer=make_optimizer(config, batches),
-                          loss=keras.losses.SparseCategoricalCrossentropy(),
-                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                          jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-            model.optimizer.build(model.trainable_variables)
-        return model
-
-    def _plateau_callback(self):
-        schedule = self.config.training.schedule
-        if schedule.kind != "plateau":
+    def _run_record(self):
+        """This run's run.json, or None; an unreadable one is set aside, so the run is trained again."""
+        path = self.directory / "run.json"
+        try:
+            info = read_json(path)
+        except (ValueError, OSError) as error:
+            set_aside(path, f"unreadable run record ({type(error).__name__})", self._warn)
             return None
-        return TrainingLossPlateau(schedule.patience, schedule.factor, schedule.reductions, schedule.cooldown,
-                                   schedule.start_epoch, schedule.min_delta)
+        if info is not None and not (isinstance(info, dict) and isinstance(info.get("status"), str)):
+            set_aside(path, "not a run record", self._warn)
+            return None
+        return info
 
-    def _record_masks(self, model, history):
-        remaining, _, counts = mask_statistics(model, self.config.model.signed)
-        history["remaining_percent"].append(remaining)
-        history["mask_counts"].append(counts)
+    def _restore(self, model, steps):
+        """(history, plateau callback) of the last finished epoch, with the model's and optimizer's
+        variables and ``model.stop_training`` restored from the checkpoint; fresh ones (epoch 0)
+        without a checkpoint or when it is damaged (then set aside, run_state.py)."""
+        plateau = plateau_callback(self.config.training.schedule)
+        path, legacy_path = self.directory / CHECKPOINT, self.directory / LEGACY_STATE
+        present = [p for p in (path, legacy_path) if p.exists()]
+        if not present:
+            return self._fresh_history(model), plateau
+        variables = variables_by_path(model)
+        try:
+            arrays, state, legacy = self._read_checkpoint(path, legacy_path, model)
+            check_checkpoint(arrays, state, {key: (v.shape, v.dtype) for key, v in variables.items()},
+                             self.config.training.epochs, steps, EpochHistory.KEYS, MaskHistory.KEYS)
+            if plateau is not None:
+                plateau.set_state(state["callbacks"]["plateau"])
+            # Checkpoints before format 2 did not record the stop; there the plateau rule decided.
+            stop_training = (plateau is not None and plateau.finished) if legacy else state["stop_training"]
+            if not isinstance(stop_training, bool):
+                raise DamagedState("checkpoint stop_training is not true/false")
+        except (KeyError, TypeError, ValueError) as error:  # DamagedState is a ValueError
+            reason = str(error) if isinstance(error, DamagedState) else "checkpoint callback state unusable"
+            for damaged in present:
+                set_aside(damaged, reason + "; the run starts again from epoch 0", self._warn)
+            return self._fresh_history(model), plateau_callback(self.config.training.schedule)
+        for key, variable in variables.items():
+            variable.assign(arrays[key])
+        model.stop_training = stop_training
+        if not legacy:
+            legacy_path.unlink(missing_ok=True)  # left over from converting an older checkpoint
+        self._log(f"resuming after epoch {state['epochs']}")
+        return state["history"], plateau
 
-    def _train_epoch(self, model, data, epoch, history, plateau):
-        config = self.config
-        started = time.perf_counter()
-        x, y = epoch_arrays(data.x_train, data.y_train, seed=self.seed, epoch=epoch, shuffle=config.training.shuffle,
-                            augment=config.data.augment, repeat=config.data.repeat)
-        learning_rate = current_learning_rate(model.optimizer)
-        fitted = model.fit(x, y, batch_size=config.training.batch_size, initial_epoch=epoch, epochs=epoch + 1,
-                           shuffle=False, verbose=1 if self.verbose else 0,
-                           callbacks=[plateau] if plateau is not None else [])
-        train_loss, train_accuracy = fitted.history["loss"][-1], fitted.history["accuracy"][-1]
-        test = model.evaluate(data.x_test, data.y_test, batch_size=config.training.eval_batch_size, verbose=0,
-                              return_dict=True)
-        seconds = time.perf_counter() - started
-        for key, value in (("train_loss", train_loss), ("train_accuracy", train_accuracy),
-                           ("test_loss", test["loss"]), ("test_accuracy", test["accuracy"]),
-                           ("learning_rate", learning_rate), ("epoch_seconds", seconds)):
-            history[key].append(float(value))
-        self._record_masks(model, history)
-        if not is_finite(train_loss):
-            self._write_failure(history, epoch, train_loss)
-        write_npz(self.directory / "checkpoint.npz", _checkpoint_arrays(model), compressed=False)
-        write_json(self.directory / "checkpoint.json",
-                   {"history": history, "plateau": plateau.get_state() if plateau else None})
-        self._log(f"epoch {epoch + 1}/{config.training.epochs}  loss {train_loss:.4f}  acc {train_accuracy:.4f}  "
-                  f"test_loss {test['loss']:.4f}  test_acc {test['accuracy']:.4f}  "
-                  f"remaining {history['remaining_percent'][-1]:.2f}%  lr {learning_rate:.5g}  ({seconds:.1f}s)")
+    def _fresh_history(self, model):
+        history = empty_history()
+        MaskHistory(history, self.config.model.signed).record(model)
+        return history
 
-    def _write_failure(self, history, epoch, loss):
+    @staticmethod
+    def _read_checkpoint(path, legacy_path, model):
+        """(arrays, state, is_legacy); a checkpoint.json beside a state-less npz is the older format."""
+        try:
+            return (*read_checkpoint(path), False)
+        except DamagedState:
+            if not legacy_path.exists():
+                raise
+        model_paths = [f"model/{v.path}" for v in model.variables]
+        prefix = model.optimizer.name + "/"
+        optimizer_paths = [f"optimizer/{v.path.removeprefix(prefix)}" for v in model.optimizer.variables]
+        return (*read_legacy_checkpoint(path, legacy_path, model_paths, optimizer_paths), True)
+
+    def _write_failure(self, history, failure):
         write_json(self.directory / "history.json", history)
         write_json(self.directory / "run.json", {"status": "failed", "seed": self.seed, "run_index": self.run_index,
-                                                  "reason": f"non-finite training loss {loss} in epoch {epoch + 1}"})
-        raise TrainingError(f"{self.directory}: training loss became {loss} in epoch {epoch + 1}; "
-                            f"history so far kept in history.json (lower optimizer.lr?)")
+                                                  "reason": f"non-finite training loss {failure.loss} "
+                                                            f"in epoch {failure.epoch + 1}"})
+        raise TrainingError(f"{self.directory}: {failure}; "
+                            f"history so far kept in history.json (lower optimizer.lr?)") from None
 
     def _finish(self, model, history):
         signed = self.config.model.signed
@@ -255,7 +275,7 @@ class RunTrainer:
             "versions": library_versions(),
         }
         write_json(self.directory / "run.json", info)
-        for name in ("checkpoint.npz", "checkpoint.json"):
+        for name in (CHECKPOINT, LEGACY_STATE):
             (self.directory / name).unlink(missing_ok=True)
         self._log(f"finished: test_acc {info['final']['test_accuracy']:.4f}  remaining {remaining:.2f}%")
         return info

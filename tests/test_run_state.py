@@ -1,0 +1,279 @@
+"""A run's own state (issue 13 causes 1, 2, 7, 8): one atomic checkpoint, damaged files set aside,
+leftovers of killed writes removed, result files readable under the umask."""
+import io
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import real_data_dir
+
+import train
+from training.callbacks import EpochCheckpoint
+from training.config import load_config
+from training.run_state import (CHECKPOINT, DamagedState, checkpoint_bytes, read_checkpoint,
+                                read_checkpoint_state, remove_stale_temporaries, set_aside)
+from training.runner import RunTrainer, compiled_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["data.train_limit=600", "data.test_limit=100", "training.shuffle=true"]
+STEPS_PER_EPOCH = 5  # 600 examples in batches of 128
+
+
+def tiny_config(epochs=2):
+    return load_config(ROOT / "configs" / "fcn_signed.yaml", TINY + [f"training.epochs={epochs}"])
+
+
+def run_folder(out):
+    return Path(out) / "fcn_signed" / "run_0"
+
+
+def read_masks(out):
+    with np.load(run_folder(out) / "masks.npz") as masks:
+        return {name: masks[name] for name in masks.files}
+
+
+def train_run(out, epochs=2):
+    return RunTrainer(tiny_config(epochs), 0, out, data_dir=real_data_dir("mnist.npz"), verbose=False).run()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 2-epoch run: its masks, and the checkpoint bytes after each epoch."""
+    out = tmp_path_factory.mktemp("reference")
+    saved = []
+    original = EpochCheckpoint.on_epoch_end
+
+    def keep_a_copy(self, epoch, logs=None):
+        original(self, epoch, logs)
+        saved.append(Path(self.path).read_bytes())
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(EpochCheckpoint, "on_epoch_end", keep_a_copy)
+    try:
+        train_run(out)
+    finally:
+        patch.undo()
+    return {"masks": read_masks(out), "checkpoints": saved}
+
+
+def assert_same_masks(out, reference):
+    actual = read_masks(out)
+    assert actual.keys() == reference["masks"].keys()
+    assert all(np.array_equal(actual[name], reference["masks"][name]) for name in actual)
+
+
+def npz_bytes(arrays):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_checkpoint_is_one_file_keyed_by_variable_path(reference):
+    arrays, state = read_checkpoint(io.BytesIO(reference["checkpoints"][0]))
+    assert state["epochs"] == 1 and state["stop_training"] is False and len(state["history"]["train_loss"]) == 1
+    assert {"model/dense_1/scores", "model/dense_1/frozen_kernel", "optimizer/iteration",
+            "optimizer/dense_1_scores_momentum"} <= set(arrays)
+    assert arrays["model/dense_1/scores"].shape == (784, 300)
+
+
+def test_kill_during_the_checkpoint_write_resumes_from_the_previous_epoch(tmp_path, reference, monkeypatch, capsys):
+    """A kill while epoch 2's checkpoint is written leaves half a temporary file and epoch 1 intact."""
+    class Killed(BaseException):
+        pass
+
+    def die_half_way(path, data):
+        if read_checkpoint_state(io.BytesIO(data))["epochs"] == 2:
+            (Path(path).parent / f".{Path(path).name}.x1y2.tmp").write_bytes(data[:len(data) // 2])
+            raise Killed
+        Path(path).write_bytes(data)
+
+    monkeypatch.setattr("training.callbacks.atomic_write_bytes", die_half_way)
+    with pytest.raises(Killed):
+        train_run(tmp_path)
+    assert read_checkpoint_state(run_folder(tmp_path) / CHECKPOINT)["epochs"] == 1
+    monkeypatch.undo()
+    capsys.readouterr()
+    train_run(tmp_path)
+    output = capsys.readouterr().out
+    assert "resuming after epoch 1" in output and "removed 1 leftover temporary file" in output
+    assert not list(run_folder(tmp_path).glob(".*tmp*")) and not (run_folder(tmp_path) / CHECKPOINT).exists()
+    assert_same_masks(tmp_path, reference)
+
+
+def test_plateau_stop_survives_a_kill_during_the_final_save(tmp_path, monkeypatch, capsys):
+    """The plateau rule stops after epoch 3 of 5; a kill while the weights are saved leaves a
+    temporary weights file (cause 7) and a checkpoint that records the stop."""
+    class Killed(BaseException):
+        pass
+
+    def die_while_saving(model, path):
+        (Path(path).parent / ".tmp-k1ll.weights.h5").write_bytes(b"half")
+        raise Killed
+
+    plateau = ["training.schedule.kind=plateau", "training.schedule.patience=2", "training.schedule.start_epoch=0",
+               "training.schedule.reductions=1", "training.schedule.cooldown=0", "training.epochs=5"]
+    config = load_config(ROOT / "configs" / "fcn_signed.yaml", TINY + plateau)
+    trainer = RunTrainer(config, 0, tmp_path, data_dir=real_data_dir("mnist.npz"), verbose=False)
+    monkeypatch.setattr("training.runner.save_weights_atomically", die_while_saving)
+    with pytest.raises(Killed):
+        trainer.run()
+    state = read_checkpoint_state(run_folder(tmp_path) / CHECKPOINT)
+    assert state["epochs"] == 3 and state["stop_training"] is True
+    assert state["callbacks"]["plateau"]["reductions_done"] == 1
+    monkeypatch.undo()
+    capsys.readouterr()
+    info = trainer.run()
+    output = capsys.readouterr().out
+    assert "resuming after epoch 3" in output and "removed 1 leftover temporary file(s)" in output
+    assert "epoch 4/5" not in output and info["epochs_trained"] == 3
+    assert sorted(p.name for p in run_folder(tmp_path).iterdir()) == [
+        "config.yaml", "history.json", "masks.npz", "model.weights.h5", "run.json"]
+
+
+def damaged_checkpoints(reference):
+    first, second = reference["checkpoints"]
+    arrays_1, state_1 = read_checkpoint(io.BytesIO(first))
+    arrays_2, _ = read_checkpoint(io.BytesIO(second))
+    reshaped = {**arrays_1, "model/dense_1/scores": np.zeros((10, 10), np.float32)}
+    renamed = {("model/x" if key == "model/dense_1/scores" else key): value for key, value in arrays_1.items()}
+    short_history = {**state_1, "history": {**state_1["history"], "test_loss": []}}
+    npy = io.BytesIO()
+    np.save(npy, np.zeros(3))
+    return {
+        "garbage": (b"\x00garbage" * 50, "unreadable checkpoint"),
+        "empty": (b"", "unreadable checkpoint"),
+        "truncated": (first[:len(first) // 2], "unreadable checkpoint"),
+        "not an npz": (npy.getvalue(), "not an .npz archive"),
+        "no run state": (npz_bytes(arrays_1), "without its run state"),
+        "wrongly shaped": (checkpoint_bytes(reshaped, state_1), "model/dense_1/scores"),
+        "unknown variable": (checkpoint_bytes(renamed, state_1), "lacks variable 'model/dense_1/scores'"),
+        "short history": (checkpoint_bytes(arrays_1, short_history), "'test_loss' does not have 1 entries"),
+        # cause 1: the arrays one epoch ahead of the state they are stored with
+        "arrays ahead of state": (checkpoint_bytes(arrays_2, state_1), "from step 10, its state from epoch 1"),
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A compiled model of the tiny config: what ``_restore`` loads a checkpoint into."""
+    return compiled_model(tiny_config(), 7531, 600)
+
+
+@pytest.mark.parametrize("case", ["garbage", "empty", "truncated", "not an npz", "no run state", "wrongly shaped",
+                                  "unknown variable", "short history", "arrays ahead of state"])
+def test_damaged_checkpoint_is_set_aside_and_not_resumed(tmp_path, reference, model, capsys, case):
+    content, reason = damaged_checkpoints(reference)[case]
+    folder = run_folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / CHECKPOINT).write_bytes(content)
+    before = [np.array(v) for v in model.variables]
+    history, _ = RunTrainer(tiny_config(), 0, tmp_path)._restore(model, STEPS_PER_EPOCH)
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and reason in warnings[0] and "starts again from epoch 0" in warnings[0], warnings
+    assert history["train_loss"] == [] and len(history["remaining_percent"]) == 1
+    assert all(np.array_equal(a, np.array(v)) for a, v in zip(before, model.variables)), "nothing half-restored"
+    aside = list(folder.glob(f"{CHECKPOINT}.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == content and not (folder / CHECKPOINT).exists()
+
+
+def test_restart_after_a_damaged_checkpoint_gives_the_uninterrupted_result(tmp_path, reference, capsys):
+    """Cause 1 end to end: arrays one epoch ahead of their state are caught, and the rerun is exact."""
+    content, reason = damaged_checkpoints(reference)["arrays ahead of state"]
+    folder = run_folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / CHECKPOINT).write_bytes(content)
+    info = train_run(tmp_path)
+    captured = capsys.readouterr()
+    assert reason in captured.err and "resuming" not in captured.out and info["epochs_trained"] == 2
+    assert_same_masks(tmp_path, reference)
+
+
+def test_checkpoint_claiming_more_epochs_than_configured_is_set_aside(tmp_path, reference, model, capsys):
+    """A consistent 2-epoch checkpoint under a 1-epoch config (e.g. hand-edited) is not resumed."""
+    folder = run_folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / CHECKPOINT).write_bytes(reference["checkpoints"][1])
+    history, _ = RunTrainer(tiny_config(epochs=1), 0, tmp_path)._restore(model, STEPS_PER_EPOCH)
+    assert "checkpoint claims 2 epochs, the config trains 1" in capsys.readouterr().err
+    assert history["train_loss"] == [] and len(list(folder.glob(f"{CHECKPOINT}.damaged-*"))) == 1
+
+
+@pytest.mark.parametrize("content", ["{garbage", "", "[1, 2]", '{"no": "status"}', "\xff\xfe"])
+def test_corrupt_run_record_is_set_aside(tmp_path, capsys, content):
+    folder = run_folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(content, encoding="latin-1")
+    assert RunTrainer(tiny_config(), 0, tmp_path)._run_record() is None
+    assert "run.json" in capsys.readouterr().err and not (folder / "run.json").exists()
+    assert [p.read_text(encoding="latin-1") for p in folder.glob("run.json.damaged-*")] == [content]
+
+
+def test_run_with_a_corrupt_run_record_is_trained_again(tmp_path, reference):
+    folder = run_folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text('{"status": "finished", "final": {')
+    assert train_run(tmp_path)["status"] == "finished"
+    assert json.loads((folder / "run.json").read_text())["status"] == "finished"
+    assert_same_masks(tmp_path, reference)
+
+
+def test_consistent_older_two_file_checkpoint_is_resumed_and_results_honour_the_umask(tmp_path, reference, capsys):
+    """Runs interrupted under the previous version (checkpoint.npz by position + checkpoint.json)."""
+    arrays, state = read_checkpoint(io.BytesIO(reference["checkpoints"][0]))
+    folder = run_folder(tmp_path)
+    folder.mkdir(parents=True)
+    model_keys = [key for key in arrays if key.startswith("model/")]
+    optimizer_keys = [key for key in arrays if key.startswith("optimizer/")]
+    positional = {f"model_{i:04d}": arrays[key] for i, key in enumerate(model_keys)}
+    positional.update({f"optimizer_{i:04d}": arrays[key] for i, key in enumerate(optimizer_keys)})
+    (folder / CHECKPOINT).write_bytes(npz_bytes(positional))
+    (folder / "checkpoint.json").write_text(json.dumps({"history": state["history"], "plateau": None}))
+    previous = os.umask(0o022)
+    try:
+        train_run(tmp_path)
+    finally:
+        os.umask(previous)
+    for name in ("run.json", "history.json", "masks.npz", "model.weights.h5", "config.yaml"):  # cause 7: not 0600
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    assert not (folder / "checkpoint.json").exists()
+    assert_same_masks(tmp_path, reference)
+
+
+def test_set_aside_keeps_the_file_under_a_new_name(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text("x")
+    lines = []
+    first, second = set_aside(path, "bad", lines.append), None
+    path.write_text("y")
+    second = set_aside(path, "bad", lines.append)
+    assert first != second and first.read_text() == "x" and second.read_text() == "y" and not path.exists()
+    assert first.name.startswith("state.json.damaged-") and len(lines) == 2 and "bad; moved aside" in lines[0]
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
+    for name in (".tmp-abc.weights.h5", ".run.json.k3j.tmp", ".checkpoint.npz.q.tmp", "run.json", "keep.tmp",
+                 "model.weights.h5"):
+        (tmp_path / name).write_text("x")
+    assert remove_stale_temporaries(tmp_path) == [".checkpoint.npz.q.tmp", ".run.json.k3j.tmp", ".tmp-abc.weights.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tmp", "model.weights.h5", "run.json"]
+
+
+@pytest.mark.parametrize("content", [b"model: [unclosed\n", b"just a string\n", b"\xff\xfe\x00", b""])
+def test_damaged_experiment_config_is_set_aside(tmp_path, capsys, content):
+    config = tiny_config()
+    saved = tmp_path / config.experiment / "config.yaml"
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(content)
+    train.check_results_folder(config, tmp_path)
+    assert not saved.exists() and len(list(saved.parent.glob("config.yaml.damaged-*"))) == 1
+    assert "config.yaml" in capsys.readouterr().err
+
+
+def test_read_checkpoint_refuses_other_formats():
+    with pytest.raises(DamagedState, match="unknown checkpoint format"):
+        state = np.frombuffer(json.dumps({"format": "x"}).encode(), np.uint8)
+        read_checkpoint(io.BytesIO(npz_bytes({"__state__": state})))
