@@ -26,6 +26,7 @@ def parse_args(argv):
     parser.add_argument("--out", default="results", help="results root (default results/)")
     parser.add_argument("--data-dir", help="folder of Keras-layout .npz files (else $SUPERMASK_DATA_DIR)")
     parser.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    parser.add_argument("--tensorboard", action="store_true", help="same as --set training.tensorboard=true")
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be >= 1")
@@ -36,7 +37,7 @@ def parse_args(argv):
 
 # Keys that change speed or bookkeeping, not what a run computes: a run may resume under other values.
 NOT_COMPARED = {"": ("runs", "description"), "training": ("jit_compile", "steps_per_execution", "eval_batch_size",
-                                                          "distribution"), "data": ("dir",)}
+                                                          "distribution", "tensorboard"), "data": ("dir",)}
 
 
 def merged(defaults, values):
@@ -88,6 +89,8 @@ def main(argv=None):
         config = load_config(args.config, args.overrides)
         if args.runs is not None:
             config.runs = args.runs
+        if args.tensorboard:
+            config.training.tensorboard = True
         check_results_folder(config, args.out)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

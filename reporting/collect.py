@@ -2,7 +2,7 @@
 
 The run files are the truth: ``summary.json`` may be stale while runs still train, so the
 report reads each ``run.json`` itself. A run is *finished* (run.json status finished with
-final metrics), *running* (checkpoint.json but no finished run.json), *failed*, *corrupt*
+final metrics), *running* (a checkpoint but no finished run.json), *failed*, *corrupt*
 (unreadable JSON or missing fields) or *empty* (a folder with neither). Nothing here raises
 on bad files; problems end up in ``RunRecord.detail`` / ``Experiment.problems``.
 """
@@ -16,6 +16,7 @@ from typing import Optional
 import yaml
 
 from reporting.paper import architecture_label, match_paper_row
+from training.run_state import CHECKPOINT, DamagedState, read_checkpoint_state
 
 RUN_DIR_PATTERN = re.compile(r"run_(\d+)$")
 FINAL_KEYS = ("test_accuracy", "remaining_percent", "remaining_count")
@@ -116,6 +117,11 @@ def read_run(path, index, planned_epochs=None):
     if problem or (info is not None and not isinstance(info, dict)):
         return RunRecord(index, path, "corrupt", problem or "run.json is not a JSON object")
     if info is None:
+        try:
+            epochs = read_checkpoint_state(path / CHECKPOINT)["epochs"]
+            return RunRecord(index, path, "running", f"after epoch {epochs}/{planned_epochs or '?'}")
+        except (DamagedState, KeyError):
+            pass  # none, damaged, or the two-file checkpoint of earlier versions (checkpoint.json)
         checkpoint, problem = _read_json(path / "checkpoint.json")
         if checkpoint is None and not problem:
             return RunRecord(index, path, "empty", "no run.json and no checkpoint")

@@ -273,6 +273,14 @@ def test_damaged_experiment_config_is_set_aside(tmp_path, capsys, content):
     assert "config.yaml" in capsys.readouterr().err
 
 
+def test_report_shows_the_epoch_of_a_running_run(tmp_path, reference):
+    from reporting.collect import read_run
+
+    (tmp_path / CHECKPOINT).write_bytes(reference["checkpoints"][0])
+    record = read_run(tmp_path, 0, planned_epochs=2)
+    assert (record.status, record.detail) == ("running", "after epoch 1/2")
+
+
 def test_read_checkpoint_refuses_other_formats():
     with pytest.raises(DamagedState, match="unknown checkpoint format"):
         state = np.frombuffer(json.dumps({"format": "x"}).encode(), np.uint8)

@@ -171,11 +171,12 @@ def test_conv2_on_real_cifar10(tmp_path):
                     reason="jax not installed (CI installs it)")
 def test_jax_backend_trains_without_tensorflow(tmp_path):
     data_dir = real_data_dir("mnist.npz")
-    result = train_cli(FCN_CONFIG, "--runs", 1, "--out", tmp_path, "--data-dir", data_dir, "--quiet",
+    result = train_cli(FCN_CONFIG, "--runs", 1, "--out", tmp_path, "--data-dir", data_dir, "--quiet", "--tensorboard",
                        *overrides_args(["data.train_limit=2000", "data.test_limit=500", "training.epochs=2"]),
                        env={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((tmp_path / "fcn_signed" / "run_0" / "run.json").read_text())
     assert info["versions"]["backend"] == "jax" and "jax" in info["versions"]
-    assert "tensorflow" not in info["versions"], "the JAX data path must not import TensorFlow"
+    assert "tensorflow" not in info["versions"], "the JAX data path and TensorBoard scalars must not import TensorFlow"
+    assert len(list((tmp_path / "fcn_signed" / "run_0" / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert info["final"]["test_accuracy"] > 0.6  # chance is 0.1

@@ -9,6 +9,7 @@ and these callbacks, in this order::
     MaskHistory          remaining % and per-layer +1/0/-1 counts
     NonFiniteLossGuard   raises NonFiniteLoss after an epoch whose training loss is NaN/Inf
     EpochCheckpoint      one atomic checkpoint.npz: variables by path + the run state
+    EpochScalars         (training.tensorboard: true) the epoch's scalars for TensorBoard
     EpochLog             one line per epoch
 
 ``model.stop_training`` is the only stop signal: the plateau rule sets it, the checkpoint
@@ -141,6 +142,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         arrays = {key: keras.ops.convert_to_numpy(variable) for key, variable in variables_by_path(self.model).items()}
         atomic_write_bytes(self.path, checkpoint_bytes(arrays, self.state(epoch + 1, self.model.stop_training)))
+
+
+class EpochScalars(keras.callbacks.Callback):
+    """Appends the epoch's history entry to the run's TensorBoard event file (training/tensorboard.py)."""
+
+    def __init__(self, scalar_log, history):
+        super().__init__()
+        self.scalar_log, self.history = scalar_log, history
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.scalar_log.append(self.history)
 
 
 class EpochLog(keras.callbacks.Callback):

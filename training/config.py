@@ -80,6 +80,7 @@ class TrainingConfig:
     jit_compile: Optional[bool] = option(None, doc="XLA compilation of the train step; null = always on JAX, Keras 'auto' on TensorFlow (XLA only with a GPU), off on torch")
     steps_per_execution: int = option(50, minimum=1, doc="train steps per compiled call (fewer host round trips; results unchanged)")
     distribution: str = option("none", choices=("none", "mirrored", "data_parallel"), doc="mirrored: tf.distribute (TensorFlow); data_parallel: keras.distribution (JAX)")
+    tensorboard: bool = option(False, doc="per-epoch scalars in run_<i>/tensorboard/ (tensorboard --logdir results/); results unchanged")
 
 
 @dataclass

@@ -18,13 +18,14 @@ from data import load_dataset
 from masking import masked_layers
 from masking.init_files import InitFileError, apply_init_file, atomic_write_bytes, init_file_path
 from models import DATASET_CLASSES, build_model
-from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, MaskHistory, NonFiniteLoss,
-                                NonFiniteLossGuard, mask_statistics, variables_by_path)
+from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, EpochScalars, MaskHistory,
+                                NonFiniteLoss, NonFiniteLossGuard, mask_statistics, variables_by_path)
 from training.config import config_to_yaml
 from training.optim import TrainingLossPlateau, make_optimizer, steps_per_epoch
 from training.run_state import (CHECKPOINT, LEGACY_STATE, DamagedState, check_checkpoint, read_checkpoint,
                                 read_legacy_checkpoint, remove_stale_temporaries, set_aside)
 from training.schema import ConfigError
+from training.tensorboard import ScalarLog
 from training.results import empty_history, read_json, run_dir, save_weights_atomically, write_json, write_npz
 
 
@@ -173,6 +174,10 @@ class RunTrainer:
                       EpochCheckpoint(self.directory / CHECKPOINT, history,
                                       {"plateau": plateau} if plateau is not None else {}),
                       EpochLog(history, config.training.epochs, self._log)]
+        if config.training.tensorboard:
+            scalar_log = ScalarLog(self.directory)
+            scalar_log.restart(history)  # the epochs so far, once each, whenever the last run was killed
+            callbacks.insert(-1, EpochScalars(scalar_log, history))
         try:
             for epoch in range(len(history["train_loss"]), config.training.epochs):
                 if model.stop_training:
