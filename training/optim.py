@@ -48,7 +48,8 @@ class TrainingLossPlateau(keras.callbacks.Callback):
     compare this epoch's loss with the minimum over the previous ``patience - 2``
     epochs. No improvement of at least ``min_delta`` increments ``wait``, which is
     never reset; once ``wait > patience`` the learning rate is multiplied by
-    ``factor``, a cooldown starts, and after ``reductions`` reductions training stops.
+    ``factor``, a cooldown starts, and after ``reductions`` reductions training stops: the
+    callback sets ``model.stop_training``, the one stop signal the run loop and its checkpoint use.
     """
 
     def __init__(self, patience=15, factor=0.2, reductions=5, cooldown=10, start_epoch=10, min_delta=1e-4):

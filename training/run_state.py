@@ -68,27 +68,12 @@ def checkpoint_bytes(arrays, state):
 def read_checkpoint(path):
     """(arrays, state) of a checkpoint file; DamagedState when it is not one."""
     arrays = _read_npz(path)
-    if STATE_KEY not in arrays:
-        raise DamagedState("checkpoint without its run state")
-    state = _decode_state(arrays.pop(STATE_KEY).tobytes())
-    if state.get("format") != FORMAT:
-        raise DamagedState(f"unknown checkpoint format {str(state.get('format'))[:60]!r}")
-    return arrays, state
+    return arrays, _pop_state(arrays)
 
 
 def read_checkpoint_state(path):
     """Only the run state of a checkpoint file (cheap: the variables are not read)."""
-    try:
-        stored = np.load(path, allow_pickle=False)
-        if not isinstance(stored, np.lib.npyio.NpzFile):
-            raise DamagedState("not an .npz archive")
-        with stored:
-            raw = stored[STATE_KEY].tobytes()
-    except DamagedState:
-        raise
-    except Exception as error:  # noqa: BLE001 - see _read_npz
-        raise DamagedState(f"unreadable checkpoint ({type(error).__name__}: {str(error)[:120]})") from None
-    return _decode_state(raw)
+    return _pop_state(_read_npz(path, only=(STATE_KEY,)))
 
 
 def read_legacy_checkpoint(npz_path, json_path, model_paths, optimizer_paths):
@@ -154,18 +139,28 @@ def check_checkpoint(arrays, state, variables, max_epochs, steps_per_epoch, per_
                                f"epoch {epochs} (step {epochs * steps_per_epoch})")
 
 
-def _read_npz(path):
-    """Every array of an .npz file; any failure to read it (it is untrusted) is DamagedState."""
+def _read_npz(path, only=None):
+    """The arrays of an .npz file (those named in ``only``, if given); any failure to read it
+    (it is untrusted) is DamagedState."""
     try:
         stored = np.load(path, allow_pickle=False)
         if not isinstance(stored, np.lib.npyio.NpzFile):
             raise DamagedState("not an .npz archive")
         with stored:
-            return {key: stored[key] for key in stored.files}
+            return {key: stored[key] for key in stored.files if only is None or key in only}
     except DamagedState:
         raise
     except Exception as error:  # noqa: BLE001 - truncated zips and bad headers raise many types
         raise DamagedState(f"unreadable checkpoint ({type(error).__name__}: {str(error)[:120]})") from None
+
+
+def _pop_state(arrays):
+    if STATE_KEY not in arrays:
+        raise DamagedState("checkpoint without its run state")
+    state = _decode_state(arrays.pop(STATE_KEY).tobytes())
+    if state.get("format") != FORMAT:
+        raise DamagedState(f"unknown checkpoint format {str(state.get('format'))[:60]!r}")
+    return state
 
 
 def _decode_state(raw):
