@@ -37,8 +37,6 @@ def parse_args(argv):
 
 
 LOCK_FILE = ".lock"
-# Keys that left the schema, with the one value they could have had: old results folders still match.
-RETIRED_KEYS = {"optimizer": {"name": "sgdw"}}
 
 
 @contextlib.contextmanager
@@ -84,7 +82,7 @@ def claim_results_folder(config, out_root):
 def check_same_config(saved, config):
     """Refuse to mix runs of different configs in one results folder (keys marked
     ``affects_results=False`` in the schema may differ)."""
-    from training.config import ExperimentConfig, deep_merge, read_yaml_mapping
+    from training.config import ExperimentConfig, deep_merge, read_yaml_mapping, without_retired_keys
     from training.schema import ConfigError, from_dict, to_dict, without_keys_that_keep_results
 
     try:
@@ -92,10 +90,7 @@ def check_same_config(saved, config):
     except ConfigError as error:
         raise ConfigError(f"{error}; this file records which config made the results there: restore it, "
                           f"or delete it if those runs may be overwritten") from None
-    for section, keys in RETIRED_KEYS.items():
-        for key, value in keys.items():
-            if isinstance(previous.get(section), dict) and previous[section].get(key) == value:
-                del previous[section][key]
+    previous = without_retired_keys(previous)
     # Keys added to the schema after those results were written count at their default.
     previous = deep_merge(to_dict(from_dict(ExperimentConfig, {})), previous)
     current = to_dict(config)

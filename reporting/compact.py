@@ -25,7 +25,7 @@ import yaml
 from masking import MASKED_LAYER_TYPES, ScaledInitializer, iter_layers, layer_seed, masked_layers
 from models.layer_factory import WEIGHT_STREAM
 from reporting.runmodel import buildable_config
-from training.config import ExperimentConfig, config_to_yaml
+from training.config import ExperimentConfig, config_to_yaml, without_retired_keys
 from training.runner import build_experiment_model
 from training.schema import from_dict
 
@@ -123,7 +123,7 @@ def read_compact(path):
     meta = json.loads(arrays["meta"].tobytes().decode())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unsupported format {meta.get('format')!r}, expected {FORMAT}")
-    config = from_dict(ExperimentConfig, yaml.safe_load(meta["config"]))
+    config = from_dict(ExperimentConfig, without_retired_keys(yaml.safe_load(meta["config"])))
     model = build_experiment_model(buildable_config(config), meta["seed"])
     layers = masked_layers(model)
     if [layer.name for layer in layers] != [r["name"] for r in meta["layers"]]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from data import load_dataset
 from masking import MASKED_LAYER_TYPES, iter_layers
-from training.config import load_config
+from training.config import load_saved_config
 from training.results import read_json
 from training.runner import build_experiment_model
 
@@ -52,7 +52,7 @@ def load_run(run_directory):
     weights = directory / "model.weights.h5"
     if not weights.is_file():
         raise ValueError(f"{weights}: missing; the run's trained variables are needed")
-    config = load_config(directory / "config.yaml")
+    config = load_saved_config(directory / "config.yaml")
     seed = int(info.get("seed", config.seed + int(info.get("run_index", 0))))
     model = build_experiment_model(buildable_config(config), seed)
     model.load_weights(weights)

@@ -184,9 +184,14 @@ def test_keys_that_keep_results_are_marked_in_the_schema():
     assert "| `training.steps_per_execution` | `50` | no |" in key_reference_markdown()
 
 
-def test_optimizer_name_is_gone():
+def test_optimizer_name_is_gone_but_old_results_still_load(tmp_path):
+    from training.config import load_saved_config
+    old = write(tmp_path, "optimizer:\n  name: sgdw\n  lr: 0.02\n", "config.yaml")
+    with pytest.raises(ConfigError, match=r"config\.yaml: optimizer\.name: unknown key"):
+        load_config(old)
+    assert load_saved_config(old).optimizer.lr == 0.02
     with pytest.raises(ConfigError, match="optimizer.name: unknown key"):
-        from_dict(ExperimentConfig, {"optimizer": {"name": "sgdw"}})
+        load_saved_config(write(tmp_path, "optimizer:\n  name: adam\n", "config.yaml"))
 
 
 def test_narrowest_layer_table_matches_the_models():

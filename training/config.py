@@ -27,6 +27,9 @@ MAX_WIDTH_MULTIPLIER = 64
 # A config is a few hundred bytes; the caps keep a hostile file from costing time or memory.
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_DEPTH = 16
+# Keys that left the schema, with the one value they could have had: results written before (their
+# config.yaml, compact exports) still load through load_saved_config; a config that sets them is refused.
+RETIRED_KEYS = {"optimizer": {"name": "sgdw"}}
 
 
 @dataclass
@@ -245,14 +248,14 @@ def _names_key(raw, dotted_key):
     return True
 
 
-def load_config(path, overrides=()):
+def load_config(path, overrides=(), retired_keys_allowed=False):
     """Read (with its ``base:`` chain), override and validate a YAML config; errors name the file and key."""
     path = Path(path)
     chain = read_config_chain(path)
     raw = {}
     for _, own_keys in reversed(chain):
         raw = deep_merge(raw, own_keys)
-    raw = copy.deepcopy(raw)
+    raw = copy.deepcopy(without_retired_keys(raw) if retired_keys_allowed else raw)
     parsed = []
     try:
         for override in overrides:
@@ -265,6 +268,23 @@ def load_config(path, overrides=()):
         config.experiment = path.stem
     check_experiment_name(config.experiment, path)
     return config
+
+
+def load_saved_config(path):
+    """The resolved config a results folder was made with (``config.yaml``); retired keys are dropped."""
+    return load_config(path, retired_keys_allowed=True)
+
+
+def without_retired_keys(raw):
+    """``raw`` less the RETIRED_KEYS that hold their one possible value (other values stay, and are refused)."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = dict(raw)
+    for section, keys in RETIRED_KEYS.items():
+        if isinstance(raw.get(section), dict):
+            raw[section] = {key: value for key, value in raw[section].items()
+                            if key not in keys or keys[key] != value}
+    return raw
 
 
 def _file_naming(key, chain, overrides):
