@@ -106,7 +106,7 @@ def test_base_chain_merges_section_by_section_and_names_the_child(tmp_path):
     (tmp_path / "sub").mkdir()
     write(tmp_path, "description: root\nmodel:\n  threshold_fraction: 0.3\n  width_multiplier: 2.0\n"
                     "optimizer: {lr: 0.02, wd: 1e-4}\n", "root.yaml")
-    write(tmp_path, "base: root.yaml\nmodel:\n  threshold_fraction: 0.5\n", "middle.yaml")
+    write(tmp_path, "base: root.yaml\nexperiment: middle_folder\nmodel:\n  threshold_fraction: 0.5\n", "middle.yaml")
     child = write(tmp_path, "# child\nbase: ../middle.yaml\noptimizer: {lr: 0.07}\n", "sub/child.yaml")
     config = load_config(child, ["model.signed=false"])
     assert config.experiment == "child" and config.description == "root"

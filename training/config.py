@@ -253,7 +253,9 @@ def load_config(path, overrides=(), retired_keys_allowed=False):
     path = Path(path)
     chain = read_config_chain(path)
     raw = {}
-    for _, own_keys in reversed(chain):
+    for index, (_, own_keys) in reversed(list(enumerate(chain))):
+        if index:  # a base's experiment name is the base's own results folder: never inherited
+            own_keys = {key: value for key, value in own_keys.items() if key != "experiment"}
         raw = deep_merge(raw, own_keys)
     raw = copy.deepcopy(without_retired_keys(raw) if retired_keys_allowed else raw)
     parsed = []
