@@ -86,7 +86,8 @@ def main(argv=None):
         return 2
 
     from data import DatasetError
-    from masking.init_files import InitFileError, atomic_write_bytes
+    from fileio import atomic_write_bytes
+    from masking.init_files import InitFileError
     from training.results import summarize_experiment
     from training.runner import RunTrainer, TrainingError
 

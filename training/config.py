@@ -13,28 +13,22 @@ from typing import Optional
 
 import yaml
 
-from masking.fans import DISTRIBUTIONS, SCALINGS
+from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT,
+                               InitSpec)
+from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
 from training.schema import ConfigError, describe, from_dict, option, set_dotted, to_dict
 
-MODEL_NAMES = ("FCN", "Conv2", "Conv4", "Conv6", "Conv8", "ResNet20", "ResNet56", "ResNet110")
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant")
-
-
-@dataclass
-class InitConfig:
-    distribution: str = option("uniform", choices=DISTRIBUTIONS, doc="signed_constant | constant | uniform | normal (authors: dist)")
-    scaling: str = option("xavier", choices=SCALINGS, doc="he | xavier | elu | elus (+-sqrt(3/fan_in)) | elus_sqrt6 (authors: method)")
-    factor: float = option(1.0, minimum=0.0, exclusive_minimum=True, doc="variance multiplier")
 
 
 @dataclass
 class ModelConfig:
     name: str = option("FCN", choices=MODEL_NAMES, doc="architecture")
     signed: bool = option(True, doc="true: signed supermask (only scores train); false: ordinary baseline")
-    threshold_fraction: float = option(0.4, minimum=0.0, maximum=0.999, doc="p in tau = p * max|S_0| per layer (authors: tanh_th)")
+    threshold_fraction: float = option(DEFAULT_THRESHOLD_FRACTION, minimum=0.0, maximum=0.999, doc="p in tau = p * max|S_0| per layer (authors: tanh_th)")
     width_multiplier: float = option(1.0, minimum=0.0, exclusive_minimum=True, doc="scales every layer width (authors: width_multiplier / filter_size_multi)")
     head_activation: str = option("elu", choices=("elu", "relu"), doc="Conv nets: activation of the two 256-unit dense layers (relu = authors' Conv8 baseline, METHOD B21)")
-    bn_mode: Optional[str] = option(None, choices=("none", "frozen", "stem_only", "full"), doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
+    bn_mode: Optional[str] = option(None, choices=BN_MODES, doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
     extra_head: bool = option(False, doc="ResNets: the instance_2 ResNet110 extra ELU + dense head (METHOD B19)")
     projection_every: Optional[int] = option(None, minimum=1, doc="ResNets: a projection block every N blocks of a stage (9 = the authors' signed ResNet110 layout); null = only the first")
 
@@ -43,8 +37,8 @@ class ModelConfig:
 class InitSection:
     source: str = option("on_the_fly", choices=("on_the_fly", "files"), doc="on_the_fly: draw from the seed; files: load init_example.py pickles")
     weights_dir: str = option("weights", doc="root folder of the init_example.py pickles")
-    weight: InitConfig = option(InitConfig("signed_constant", "elus"), doc="frozen weights W (baseline: its kernels)")
-    mask: InitConfig = option(InitConfig("uniform", "xavier"), doc="scores S")
+    weight: InitSpec = option(SIGNED_WEIGHT_INIT, doc="frozen weights W (baseline: its kernels)")
+    mask: InitSpec = option(SIGNED_SCORE_INIT, doc="scores S")
 
 
 @dataclass
@@ -97,7 +91,7 @@ class ExperimentConfig:
     experiment: Optional[str] = option(None, doc="results/<experiment>/; null = the config file's name")
     description: str = option("", doc="free text: which paper row, where the values come from")
     runs: int = option(1, minimum=1, doc="number of runs; run i uses seed + i (authors: no_experiments)")
-    seed: int = option(7531, minimum=0, doc="base seed (METHOD §2.7)")
+    seed: int = option(DEFAULT_SEED, minimum=0, doc="base seed (METHOD §2.7)")
     model: ModelConfig = option(ModelConfig())
     init: InitSection = option(InitSection())
     optimizer: OptimizerConfig = option(OptimizerConfig())
@@ -105,16 +99,14 @@ class ExperimentConfig:
     data: DataConfig = option(DataConfig())
 
     def validate(self, prefix=""):
-        if not self.model.name.startswith("ResNet"):
-            for key in ("bn_mode", "projection_every"):
-                if getattr(self.model, key) is not None:
-                    raise ConfigError(f"{prefix}model.{key}: only for ResNets (model.name is {self.model.name})")
-            if self.model.extra_head:
-                raise ConfigError(f"{prefix}model.extra_head: only for ResNets (model.name is {self.model.name})")
-        if self.model.name == "FCN" and self.data.dataset != "mnist":
-            raise ConfigError(f"{prefix}data.dataset: FCN takes MNIST, got {self.data.dataset}")
-        if self.model.name != "FCN" and self.data.dataset == "mnist":
-            raise ConfigError(f"{prefix}data.dataset: {self.model.name} needs a CIFAR dataset, got mnist")
+        """The family's own options and datasets, from the model registry (models/registry.py)."""
+        family, defaults = MODEL_FAMILIES[self.model.name], ModelConfig()
+        for key, kind in OPTION_KINDS.items():
+            if kind != family.kind and getattr(self.model, key) != getattr(defaults, key):
+                raise ConfigError(f"{prefix}model.{key}: only for {KIND_LABELS[kind]} (model.name is {family.name})")
+        if self.data.dataset not in family.datasets:
+            raise ConfigError(f"{prefix}data.dataset: {family.name} takes {' or '.join(family.datasets)}, "
+                              f"got {self.data.dataset}")
 
 
 def parse_override(text):
