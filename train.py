@@ -56,6 +56,7 @@ def claim_results_folder(config, out_root):
 
     Check and write happen under the experiment lock and before any slow work, so of two jobs with
     different configs started together exactly one gets the folder. Returns the experiment folder."""
+    from fileio import atomic_write_text
     from training.config import config_to_yaml
     from training.schema import ConfigError
 
@@ -70,9 +71,7 @@ def claim_results_folder(config, out_root):
             if saved.exists():
                 check_same_config(saved, config)
             else:
-                temporary = experiment_dir / ".config.yaml.tmp"  # one name: only the lock holder writes it
-                temporary.write_text(config_to_yaml(config))
-                os.replace(temporary, saved)
+                atomic_write_text(saved, config_to_yaml(config))
     except OSError as error:
         raise ConfigError(f"--out {out_root}: cannot write results there "
                           f"({error.strerror or error}: {error.filename or experiment_dir})") from None

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data import epoch_arrays, load_dataset  # noqa: E402
 from training.config import load_config  # noqa: E402
-from training.results import write_npz  # noqa: E402
+from fileio import write_npz  # noqa: E402
 from training.runner import RunTrainer, _checkpoint_arrays, mask_statistics  # noqa: E402
 
 

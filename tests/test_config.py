@@ -194,18 +194,14 @@ def test_optimizer_name_is_gone_but_old_results_still_load(tmp_path):
         load_saved_config(write(tmp_path, "optimizer:\n  name: adam\n", "config.yaml"))
 
 
-def test_narrowest_layer_table_matches_the_models():
-    """config.NARROWEST_LAYER restates models/ widths so that validation needs no Keras (read here with ast)."""
-    import ast
-    from training.config import NARROWEST_LAYER
+def test_narrowest_layer_of_the_registry_matches_the_built_models():
+    """The width check reads models/registry.py; the built models must agree with it."""
+    import keras
+    from models import build_model
+    from models.registry import MODEL_FAMILIES
 
-    def constant(module, name):
-        tree = ast.parse((ROOT / "models" / module).read_text())
-        return next(ast.literal_eval(node.value) for node in tree.body
-                    if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets))
-
-    conv = constant("conv.py", "CONV_STAGE_WIDTHS")
-    expected = {"FCN": min(constant("fcn.py", "FCN_HIDDEN_UNITS")),
-                **{name: min(widths + constant("conv.py", "HEAD_UNITS")) for name, widths in conv.items()},
-                **{name: min(constant("resnet.py", "STAGE_WIDTHS")) for name in ("ResNet20", "ResNet56", "ResNet110")}}
-    assert NARROWEST_LAYER == expected
+    for name, family in MODEL_FAMILIES.items():
+        model = build_model(name, signed=False, num_classes=100)
+        widths = [layer.units if hasattr(layer, "units") else layer.filters for layer in model.layers
+                  if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))][:-1]
+        assert min(widths) == family.narrowest_layer, name

@@ -14,15 +14,12 @@ from typing import Optional
 
 import yaml
 
-from masking.fans import DISTRIBUTIONS, SCALINGS
+from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT,
+                               InitSpec)
+from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
 from training.schema import ConfigError, describe, from_dict, option, set_dotted, shown, to_dict
 
-MODEL_NAMES = ("FCN", "Conv2", "Conv4", "Conv6", "Conv8", "ResNet20", "ResNet56", "ResNet110")
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant")
-# Units of each model's narrowest layer at width_multiplier 1 (models/: FCN_HIDDEN_UNITS, CONV_STAGE_WIDTHS,
-# resnet.STAGE_WIDTHS), written here so that validation needs no Keras; tests/test_config.py checks them.
-NARROWEST_LAYER = {"FCN": 100, "Conv2": 64, "Conv4": 64, "Conv6": 64, "Conv8": 64,
-                   "ResNet20": 16, "ResNet56": 16, "ResNet110": 16}
 MAX_WIDTH_MULTIPLIER = 64
 # A config is a few hundred bytes; the caps keep a hostile file from costing time or memory.
 MAX_CONFIG_BYTES = 1 << 20
@@ -33,20 +30,13 @@ RETIRED_KEYS = {"optimizer": {"name": "sgdw"}}
 
 
 @dataclass
-class InitConfig:
-    distribution: str = option("uniform", choices=DISTRIBUTIONS, doc="signed_constant | constant | uniform | normal (authors: dist)")
-    scaling: str = option("xavier", choices=SCALINGS, doc="he | xavier | elu | elus (+-sqrt(3/fan_in)) | elus_sqrt6 (authors: method)")
-    factor: float = option(1.0, minimum=0.0, exclusive_minimum=True, doc="variance multiplier")
-
-
-@dataclass
 class ModelConfig:
     name: str = option("FCN", choices=MODEL_NAMES, doc="architecture")
     signed: bool = option(True, doc="true: signed supermask (only scores train); false: ordinary baseline")
-    threshold_fraction: float = option(0.4, minimum=0.0, maximum=0.999, doc="p in tau = p * max|S_0| per layer (authors: tanh_th)")
+    threshold_fraction: float = option(DEFAULT_THRESHOLD_FRACTION, minimum=0.0, maximum=0.999, doc="p in tau = p * max|S_0| per layer (authors: tanh_th)")
     width_multiplier: float = option(1.0, minimum=0.0, maximum=MAX_WIDTH_MULTIPLIER, exclusive_minimum=True, doc="scales every layer width (authors: width_multiplier / filter_size_multi); every layer must keep at least one unit")
     head_activation: str = option("elu", choices=("elu", "relu"), doc="Conv nets: activation of the two 256-unit dense layers (relu = authors' Conv8 baseline, METHOD B21)")
-    bn_mode: Optional[str] = option(None, choices=("none", "frozen", "stem_only", "full"), doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
+    bn_mode: Optional[str] = option(None, choices=BN_MODES, doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
     extra_head: bool = option(False, doc="ResNets: the instance_2 ResNet110 extra ELU + dense head (METHOD B19)")
     projection_every: Optional[int] = option(None, minimum=1, doc="ResNets: a projection block every N blocks of a stage (9 = the authors' signed ResNet110 layout); null = only the first")
 
@@ -55,8 +45,8 @@ class ModelConfig:
 class InitSection:
     source: str = option("on_the_fly", choices=("on_the_fly", "files"), doc="on_the_fly: draw from the seed; files: load init_example.py pickles")
     weights_dir: str = option("weights", doc="root folder of the init_example.py pickles")
-    weight: InitConfig = option(InitConfig("signed_constant", "elus"), doc="frozen weights W (baseline: its kernels)")
-    mask: InitConfig = option(InitConfig("uniform", "xavier"), doc="scores S")
+    weight: InitSpec = option(SIGNED_WEIGHT_INIT, doc="frozen weights W (baseline: its kernels)")
+    mask: InitSpec = option(SIGNED_SCORE_INIT, doc="scores S")
 
 
 @dataclass
@@ -110,7 +100,7 @@ class ExperimentConfig:
     experiment: Optional[str] = option(None, doc="results/<experiment>/; null = the config file's name")
     description: str = option("", doc="free text: which paper row, where the values come from", affects_results=False)
     runs: int = option(1, minimum=1, doc="number of runs; run i uses seed + i (authors: no_experiments)", affects_results=False)
-    seed: int = option(7531, minimum=0, doc="base seed (METHOD §2.7)")
+    seed: int = option(DEFAULT_SEED, minimum=0, doc="base seed (METHOD §2.7)")
     model: ModelConfig = option(ModelConfig())
     init: InitSection = option(InitSection())
     optimizer: OptimizerConfig = option(OptimizerConfig())
@@ -118,113 +108,20 @@ class ExperimentConfig:
     data: DataConfig = option(DataConfig())
 
     def validate(self, prefix=""):
-        model = self.model
-        if not model.name.startswith("ResNet"):
-            for key in ("bn_mode", "projection_every"):
-                if getattr(model, key) is not None:
-                    raise ConfigError(f"{prefix}model.{key}: only for ResNets (model.name is {model.name})",
-                                      f"{prefix}model.{key}")
-            if model.extra_head:
-                raise ConfigError(f"{prefix}model.extra_head: only for ResNets (model.name is {model.name})",
-                                  f"{prefix}model.extra_head")
-        narrowest = NARROWEST_LAYER[model.name]
-        if int(narrowest * model.width_multiplier) < 1:
-            raise ConfigError(f"{prefix}model.width_multiplier: {model.width_multiplier:g} leaves no unit in the "
-                              f"narrowest {model.name} layer ({narrowest} units); use >= {1 / narrowest:g}",
+        """The family's own options, datasets and narrowest layer, from the model registry (models/registry.py)."""
+        family, defaults = MODEL_FAMILIES[self.model.name], ModelConfig()
+        for key, kind in OPTION_KINDS.items():
+            if kind != family.kind and getattr(self.model, key) != getattr(defaults, key):
+                raise ConfigError(f"{prefix}model.{key}: only for {KIND_LABELS[kind]} (model.name is {family.name})",
+                                  f"{prefix}model.{key}")
+        narrowest = family.narrowest_layer
+        if int(narrowest * self.model.width_multiplier) < 1:
+            raise ConfigError(f"{prefix}model.width_multiplier: {self.model.width_multiplier:g} leaves no unit in the "
+                              f"narrowest {family.name} layer ({narrowest} units); use >= {1 / narrowest:g}",
                               f"{prefix}model.width_multiplier")
-        if model.name == "FCN" and self.data.dataset != "mnist":
-            raise ConfigError(f"{prefix}data.dataset: FCN takes MNIST, got {self.data.dataset}", f"{prefix}data.dataset")
-        if model.name != "FCN" and self.data.dataset == "mnist":
-            raise ConfigError(f"{prefix}data.dataset: {model.name} needs a CIFAR dataset, got mnist",
-                              f"{prefix}data.dataset")
-
-
-class _StrictYamlLoader(yaml.SafeLoader):
-    """Safe YAML without aliases (``*name``: a 0.5 KB file of nested aliases expands to gigabytes)
-    and without deep nesting (the composer recurses once per level)."""
-
-    depth = 0
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor[:40]}) are not allowed",
-                                              event.start_mark)
-        if self.depth >= MAX_YAML_DEPTH:
-            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
-                                              event.start_mark)
-        self.depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-def parse_yaml(text):
-    """The value of one YAML document; a ValueError with one short line if it is not acceptable."""
-    try:
-        return yaml.load(text, Loader=_StrictYamlLoader)
-    except yaml.MarkedYAMLError as error:
-        where = f" at line {error.problem_mark.line + 1}" if error.problem_mark else ""
-        raise ValueError(f"not valid YAML ({str(error.problem)[:100]}{where})") from None
-    except (yaml.YAMLError, ValueError) as error:  # ValueError: an integer of more than 4300 digits
-        raise ValueError(f"not valid YAML ({str(error).splitlines()[0][:100]})") from None
-
-
-def read_yaml_mapping(path):
-    """The top-level mapping of one config file; anything else is a one-line ConfigError naming the file."""
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a config file")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
-    try:
-        raw = parse_yaml(data.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    except ValueError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got a {type(raw).__name__}")
-    return raw
-
-
-def deep_merge(base, override):
-    """``override`` laid over ``base``: sections merge key by key, any other value is replaced."""
-    result = dict(base)
-    for key, value in override.items():
-        both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
-        result[key] = deep_merge(base[key], value) if both_sections else value
-    return result
-
-
-def read_config_chain(path):
-    """[(file, its own keys)] from ``path`` down its ``base:`` chain; a missing base or a cycle is refused."""
-    chain = []
-    while True:
-        raw = read_yaml_mapping(path)
-        chain.append((path, raw))
-        base = raw.pop("base", None)
-        if base is None:
-            return chain
-        if not isinstance(base, str) or not base.strip():
-            raise ConfigError(f"{path}: base: expected a config file name, got {shown(base)}", "base")
-        target = path.parent / base
-        if not target.is_file() and not target.is_dir():
-            raise ConfigError(f"{path}: base: {target}: no such config file", "base")
-        seen = [file.resolve() for file, _ in chain]
-        if target.resolve() in seen:
-            cycle = " -> ".join(str(file) for file, _ in chain[seen.index(target.resolve()):])
-            raise ConfigError(f"{path}: base: cycle {cycle} -> {target}", "base")
-        path = target
+        if self.data.dataset not in family.datasets:
+            raise ConfigError(f"{prefix}data.dataset: {family.name} takes {' or '.join(family.datasets)}, "
+                              f"got {self.data.dataset}", f"{prefix}data.dataset")
 
 
 def parse_override(text):

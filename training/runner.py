@@ -8,20 +8,19 @@ the same masks as an uninterrupted run. The epoch's batches depend only on
 import contextlib
 import sys
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from data import epoch_arrays, load_dataset
+from fileio import atomic_write_bytes, read_json, save_weights_atomically, write_json, write_npz
 from masking import mask_report, masked_layers, remaining_percent
-from masking.init_files import InitFileError, apply_init_file, atomic_write_bytes, init_file_path
-from models import DATASET_CLASSES, build_model
+from models import build_experiment_model
 from training.config import config_to_yaml
 from training.optim import TrainingLossPlateau, current_learning_rate, make_optimizer, steps_per_epoch
+from training.results import empty_history, is_finite, run_dir
+from training.run_record import RunRecord
 from training.schema import ConfigError
-from training.results import (empty_history, is_finite, read_json, run_dir, save_weights_atomically,
-                              write_json, write_npz)
 
 
 class TrainingError(RuntimeError):
@@ -49,46 +48,6 @@ def distribution_scope(name):
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     print(f"distribution: data_parallel over {len(devices)} devices", flush=True)
     return contextlib.nullcontext()
-
-
-def build_experiment_model(config, seed):
-    """The config's model with its initial values (on the fly from the seed, or from files)."""
-    model_config = config.model
-    options = {"width_multiplier": model_config.width_multiplier,
-               "num_classes": DATASET_CLASSES[config.data.dataset]}
-    if model_config.name.startswith("Conv"):
-        options["head_activation"] = model_config.head_activation
-    if model_config.name.startswith("ResNet"):
-        options.update(bn_mode=model_config.bn_mode, extra_head=model_config.extra_head,
-                       projection_every=model_config.projection_every)
-    weight_init, score_init = vars(config.init.weight), vars(config.init.mask)
-    model = build_model(model_config.name, signed=model_config.signed, seed=seed,
-                        threshold_fraction=model_config.threshold_fraction,
-                        weight_init=dict(weight_init), score_init=dict(score_init), **options)
-    if config.init.source == "files":
-        load_initial_files(model, config, seed - config.seed)
-    return model
-
-
-def load_initial_files(model, config, run_index):
-    """Load the init_example.py pickles of this run; a missing one names the command that writes it."""
-    def spec_text(spec):
-        return f"{spec.distribution}/{spec.scaling}" + (f"/{spec.factor:g}" if spec.factor != 1.0 else "")
-
-    if config.model.signed:
-        kinds = (("weights", config.init.weight), ("scores", config.init.mask))
-        init_flags = f"--weight-init {spec_text(config.init.weight)} --score-init {spec_text(config.init.mask)}"
-    else:
-        kinds = (("baseline", config.init.weight),)
-        init_flags = f"--baseline-init {spec_text(config.init.weight)}"
-    for kind, spec in kinds:
-        path = init_file_path(config.init.weights_dir, config.model.name, kind, vars(spec), run_index)
-        if not Path(path).is_file():
-            command = (f"python init_example.py --model {config.model.name} --runs {run_index + 1} {init_flags} "
-                       f"--width-multiplier {config.model.width_multiplier:g} "
-                       f"--num-classes {DATASET_CLASSES[config.data.dataset]} --out {config.init.weights_dir}")
-            raise InitFileError(f"{path}: missing init file; create it with: {command}")
-        apply_init_file(model, path, kind)
 
 
 def mask_statistics(model, signed):
@@ -147,8 +106,8 @@ class RunTrainer:
 
     @property
     def finished(self):
-        info = read_json(self.directory / "run.json")
-        return bool(info and info.get("status") == "finished")
+        record = RunRecord.read(self.directory)
+        return record is not None and record.finished
 
     def _log(self, message):
         print(f"[{self.config.experiment} run {self.run_index}] {message}", flush=True)
@@ -156,7 +115,7 @@ class RunTrainer:
     def run(self):
         if self.finished:
             self._log("already finished, skipped")
-            return read_json(self.directory / "run.json")
+            return RunRecord.read(self.directory).to_json()
         config = self.config
         data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
         model = self._compiled_model(len(data.x_train))
@@ -233,8 +192,8 @@ class RunTrainer:
 
     def _write_failure(self, history, epoch, loss):
         write_json(self.directory / "history.json", history)
-        write_json(self.directory / "run.json", {"status": "failed", "seed": self.seed, "run_index": self.run_index,
-                                                  "reason": f"non-finite training loss {loss} in epoch {epoch + 1}"})
+        RunRecord("failed", self.config.experiment, self.run_index, self.seed,
+                  reason=f"non-finite training loss {loss} in epoch {epoch + 1}").write(self.directory)
         raise TrainingError(f"{self.directory}: training loss became {loss} in epoch {epoch + 1}; "
                             f"history so far kept in history.json (lower optimizer.lr?)")
 
@@ -245,20 +204,17 @@ class RunTrainer:
             write_npz(self.directory / "masks.npz", {layer.name: layer.ternary_mask() for layer in masked_layers(model)})
         save_weights_atomically(model, self.directory / "model.weights.h5")
         write_json(self.directory / "history.json", history)
-        info = {
-            "status": "finished", "experiment": self.config.experiment, "run_index": self.run_index,
-            "seed": self.seed, "epochs_trained": len(history["train_loss"]),
-            "final": {"test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
-                      "train_accuracy": history["train_accuracy"][-1], "remaining_percent": remaining,
-                      "remaining_count": remaining_count},
-            "training_seconds": float(sum(history["epoch_seconds"])),
-            "versions": library_versions(),
-        }
-        write_json(self.directory / "run.json", info)
+        record = RunRecord(
+            "finished", self.config.experiment, self.run_index, self.seed, epochs_trained=len(history["train_loss"]),
+            final={"test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
+                   "train_accuracy": history["train_accuracy"][-1], "remaining_percent": remaining,
+                   "remaining_count": remaining_count},
+            training_seconds=float(sum(history["epoch_seconds"])), versions=library_versions())
+        record.write(self.directory)
         for name in ("checkpoint.npz", "checkpoint.json"):
             (self.directory / name).unlink(missing_ok=True)
-        self._log(f"finished: test_acc {info['final']['test_accuracy']:.4f}  remaining {remaining:.2f}%")
-        return info
+        self._log(f"finished: test_acc {record.final['test_accuracy']:.4f}  remaining {remaining:.2f}%")
+        return record.to_json()
 
 
 def library_versions():
