@@ -124,6 +124,94 @@ class ExperimentConfig:
                               f"got {self.data.dataset}", f"{prefix}data.dataset")
 
 
+class _StrictYamlLoader(yaml.SafeLoader):
+    """Safe YAML without aliases (``*name``: a 0.5 KB file of nested aliases expands to gigabytes)
+    and without deep nesting (the composer recurses once per level)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor[:40]}) are not allowed",
+                                              event.start_mark)
+        if self.depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                              event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def parse_yaml(text):
+    """The value of one YAML document; a ValueError with one short line if it is not acceptable."""
+    try:
+        return yaml.load(text, Loader=_StrictYamlLoader)
+    except yaml.MarkedYAMLError as error:
+        where = f" at line {error.problem_mark.line + 1}" if error.problem_mark else ""
+        raise ValueError(f"not valid YAML ({str(error.problem)[:100]}{where})") from None
+    except (yaml.YAMLError, ValueError) as error:  # ValueError: an integer of more than 4300 digits
+        raise ValueError(f"not valid YAML ({str(error).splitlines()[0][:100]})") from None
+
+
+def read_yaml_mapping(path):
+    """The top-level mapping of one config file; anything else is a one-line ConfigError naming the file."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
+    try:
+        raw = parse_yaml(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got a {type(raw).__name__}")
+    return raw
+
+
+def deep_merge(base, override):
+    """``override`` laid over ``base``: sections merge key by key, any other value is replaced."""
+    result = dict(base)
+    for key, value in override.items():
+        both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
+        result[key] = deep_merge(base[key], value) if both_sections else value
+    return result
+
+
+def read_config_chain(path):
+    """[(file, its own keys)] from ``path`` down its ``base:`` chain; a missing base or a cycle is refused."""
+    chain = []
+    while True:
+        raw = read_yaml_mapping(path)
+        chain.append((path, raw))
+        base = raw.pop("base", None)
+        if base is None:
+            return chain
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"{path}: base: expected a config file name, got {shown(base)}", "base")
+        target = path.parent / base
+        if not target.is_file() and not target.is_dir():
+            raise ConfigError(f"{path}: base: {target}: no such config file", "base")
+        seen = [file.resolve() for file, _ in chain]
+        if target.resolve() in seen:
+            cycle = " -> ".join(str(file) for file, _ in chain[seen.index(target.resolve()):])
+            raise ConfigError(f"{path}: base: cycle {cycle} -> {target}", "base")
+        path = target
+
+
 def parse_override(text):
     """'optimizer.lr=0.01' -> ('optimizer.lr', 0.01); the value is read as YAML."""
     if "=" not in text:
