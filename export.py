@@ -22,6 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402  (after the log level is set)
 import numpy as np  # noqa: E402
 
+from data import DATASET_NAMES  # noqa: E402
+from fileio import atomic_path  # noqa: E402
 from masking import masked_layers  # noqa: E402
 from reporting.compact import read_compact, write_compact  # noqa: E402
 from reporting.runmodel import (dataset_of, effective_kernel, load_run, measure_test_accuracy,  # noqa: E402
@@ -46,14 +48,15 @@ def export_run(run_directory, out_dir=None):
     keras_path = out_dir / f"{run.stem}.keras"
     signed = run.config.model.signed
     plain = plain_model(run.config, run.seed, run.model) if signed else without_repository_initializers(run.model)
-    plain.save(keras_path)
+    with atomic_path(keras_path) as temporary:
+        plain.save(temporary)
     reloaded = keras.models.load_model(keras_path, compile=False)
     result = {"keras": keras_path, "compact": None, "sizes": None,
               "max_difference": float(np.max(np.abs(eager_predict(reloaded, inputs) - reference)))}
     if not signed:
         return result
     compact_path = out_dir / f"{run.stem}.compact.npz"
-    result["sizes"] = write_compact(compact_path, run.model, run.config, run.seed, run.info.get("final"))
+    result["sizes"] = write_compact(compact_path, run.model, run.config, run.seed, run.record.final)
     rebuilt, _, _ = read_compact(compact_path)
     kernels_equal = all(np.array_equal(effective_kernel(a), effective_kernel(b))
                         for a, b in zip(masked_layers(run.model), masked_layers(rebuilt)))
@@ -67,7 +70,7 @@ def evaluate_path(path, data_dir=None, test_limit=None, dataset=None):
     path, recorded, config = Path(path), None, None
     if path.is_dir():
         run = load_run(path)
-        model, config, recorded = run.model, run.config, run.info.get("final")
+        model, config, recorded = run.model, run.config, run.record.final
     elif path.name.endswith(".npz"):
         model, config, meta = read_compact(path)
         recorded = meta.get("recorded")
@@ -101,7 +104,7 @@ def _evaluate_command(parser, argv):
     parser.add_argument("path", help="run folder, .keras or .compact.npz")
     parser.add_argument("--data-dir", help="folder of Keras-layout .npz files (else $SUPERMASK_DATA_DIR)")
     parser.add_argument("--test-limit", type=int, help="first N test images (default: the run's data.test_limit)")
-    parser.add_argument("--dataset", choices=("mnist", "cifar10", "cifar100"), help="override the dataset")
+    parser.add_argument("--dataset", choices=DATASET_NAMES, help="override the dataset")
     args = parser.parse_args(argv)
     try:
         result = evaluate_path(args.path, args.data_dir, args.test_limit, args.dataset)

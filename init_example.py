@@ -17,22 +17,16 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # one-line errors, not TensorFlow start-up logs
 
 from masking.init_files import InitFileError, init_file_path, load_init_file, save_init_file
-from models import MODEL_FAMILIES, BASELINE_WEIGHT_INIT, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec, build_model
-
-DEFAULT_SEED = 7531
+from masking.init_spec import BASELINE_WEIGHT_INIT, DEFAULT_SEED, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec
+from models import MODEL_NAMES, build_model
 
 
 def parse_init(text):
-    """'distribution/scaling[/factor]' -> InitSpec, e.g. 'signed_constant/elus' or 'uniform/he/0.75'."""
-    parts = text.split("/")
-    if len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"expected distribution/scaling[/factor], got {text!r}")
+    """``InitSpec.parse`` with argparse's error type, so that a bad spec is a usage error naming it."""
     try:
-        spec = InitSpec(parts[0], parts[1], float(parts[2]) if len(parts) == 3 else 1.0)
-        spec.initializer(seed=0)  # validates names and factor
+        return InitSpec.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    return spec
 
 
 def write_run_files(model_name, run, seed, out, weight_init, score_init, baseline_init, options):
@@ -43,8 +37,8 @@ def write_run_files(model_name, run, seed, out, weight_init, score_init, baselin
     written = []
     for model, kind, spec in ((signed, "weights", weight_init), (signed, "scores", score_init),
                               (baseline, "baseline", baseline_init)):
-        path = init_file_path(out, model_name, kind, spec.to_dict(), run)
-        save_init_file(path, model, kind, spec.to_dict(), seed, run, options)
+        path = init_file_path(out, model_name, kind, spec, run)
+        save_init_file(path, model, kind, spec, seed, run, options)
         written.append(path)
     return written
 
@@ -62,15 +56,15 @@ def inspect(path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="FCN", help=f"one of {', '.join(MODEL_FAMILIES)}, or 'all'")
+    parser.add_argument("--model", default="FCN", help=f"one of {', '.join(MODEL_NAMES)}, or 'all'")
     parser.add_argument("--runs", type=int, default=5, help="number of runs (seeds) to write")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed; run r uses seed + r")
     parser.add_argument("--weight-init", type=parse_init, default=SIGNED_WEIGHT_INIT,
-                        help="signed model weights, distribution/scaling[/factor] (default signed_constant/elus)")
+                        help=f"signed model weights, distribution/scaling[/factor] (default {SIGNED_WEIGHT_INIT})")
     parser.add_argument("--score-init", type=parse_init, default=SIGNED_SCORE_INIT,
-                        help="scores, distribution/scaling[/factor] (default uniform/xavier)")
+                        help=f"scores, distribution/scaling[/factor] (default {SIGNED_SCORE_INIT})")
     parser.add_argument("--baseline-init", type=parse_init, default=BASELINE_WEIGHT_INIT,
-                        help="baseline kernels (default uniform/elu)")
+                        help=f"baseline kernels (default {BASELINE_WEIGHT_INIT})")
     parser.add_argument("--width-multiplier", type=float, default=1.0)
     parser.add_argument("--num-classes", type=int, default=None, help="default: the model's paper dataset")
     parser.add_argument("--out", default="weights", help="output folder (default weights/)")
@@ -84,8 +78,8 @@ def main(argv=None):
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0
-    names = list(MODEL_FAMILIES) if args.model == "all" else [args.model]
-    unknown = [name for name in names if name not in MODEL_FAMILIES]
+    names = list(MODEL_NAMES) if args.model == "all" else [args.model]
+    unknown = [name for name in names if name not in MODEL_NAMES]
     if unknown or args.runs < 1:
         parser.error(f"unknown model {unknown[0]!r}" if unknown else "--runs must be >= 1")
     for name in names:

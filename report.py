@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fileio import atomic_write_text
 from reporting import figures
 from reporting.collect import find_experiments
 from reporting.tables import build_tables, csv_text, latex_report, markdown_report
@@ -66,9 +67,9 @@ def write_report(root, out_dir=None, data_dir=None, digit_source=None, draw=True
         source = digit_source or (lambda: figures.mnist_eight(data_dir))
         written, notes = draw_figures(experiments, out_dir, source)
     paths = {"md": out_dir / "report.md", "csv": out_dir / "report.csv", "tex": out_dir / "report.tex"}
-    paths["md"].write_text(markdown_report(tables, experiments, written, notes))
-    paths["csv"].write_text(csv_text(tables))
-    paths["tex"].write_text(latex_report(tables))
+    atomic_write_text(paths["md"], markdown_report(tables, experiments, written, notes))
+    atomic_write_text(paths["csv"], csv_text(tables))
+    atomic_write_text(paths["tex"], latex_report(tables))
     return {**paths, "figures": [out_dir / name for _, name in written], "notes": notes}
 
 

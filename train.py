@@ -9,6 +9,8 @@ Exit codes: 0 done, 1 training failed (e.g. non-finite loss), 2 invalid input
 (config, data or init files), with one line naming the culprit.
 """
 import argparse
+import contextlib
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -35,54 +37,84 @@ def parse_args(argv):
     return args
 
 
-# Keys that change speed or bookkeeping, not what a run computes: a run may resume under other values.
-NOT_COMPARED = {"": ("runs", "description"), "training": ("jit_compile", "steps_per_execution", "eval_batch_size",
-                                                          "distribution", "tensorboard"), "data": ("dir",)}
+LOCK_FILE = ".lock"
 
 
-def merged(defaults, values):
-    """``values`` laid over ``defaults``, section by section."""
-    result = dict(defaults)
-    for key, value in values.items():
-        both_sections = isinstance(value, dict) and isinstance(defaults.get(key), dict)
-        result[key] = merged(defaults[key], value) if both_sections else value
-    return result
-
-
-def check_results_folder(config, out_root):
-    """Refuse to mix runs of different configs in one results folder."""
-    import yaml
-    from training.config import ExperimentConfig, config_to_yaml
-    from training.run_state import set_aside
-    from training.schema import ConfigError, from_dict, to_dict
-
-    saved = Path(out_root) / config.experiment / "config.yaml"
-    if not saved.exists():
-        return
+@contextlib.contextmanager
+def experiment_lock(experiment_dir):
+    """Exclusive hold on one experiment folder (flock on its .lock file) while a job reads and then
+    writes a file that other jobs sharing the folder also write: config.yaml, summary.json."""
+    handle = os.open(os.path.join(experiment_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        stored = yaml.safe_load(saved.read_text())
-    except (OSError, ValueError, yaml.YAMLError):  # UnicodeDecodeError is a ValueError
-        stored = None
-    if not isinstance(stored, dict):  # damaged: set aside (README "Resuming"), this config takes its place
-        set_aside(saved, "damaged experiment config, not a YAML mapping", lambda line: print(line, file=sys.stderr))
-        return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def claim_results_folder(config, out_root):
+    """Create ``<out>/<experiment>/config.yaml``, or check that the one there was made by the same config.
+
+    Check and write happen under the experiment lock and before any slow work, so of two jobs with
+    different configs started together exactly one gets the folder. Returns the experiment folder."""
+    from fileio import atomic_write_text
+    from training.config import config_to_yaml
+    from training.schema import ConfigError
+
+    out_root = Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise ConfigError(f"--out {out_root}: not a directory")
+    experiment_dir = out_root / config.experiment
+    saved = experiment_dir / "config.yaml"
+    try:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        with experiment_lock(experiment_dir):
+            if saved.exists():
+                check_same_config(saved, config)
+            else:
+                atomic_write_text(saved, config_to_yaml(config))
+    except OSError as error:
+        raise ConfigError(f"--out {out_root}: cannot write results there "
+                          f"({error.strerror or error}: {error.filename or experiment_dir})") from None
+    return experiment_dir
+
+
+def check_same_config(saved, config):
+    """Refuse to mix runs of different configs in one results folder (keys marked
+    ``affects_results=False`` in the schema may differ)."""
+    from training.config import ExperimentConfig, deep_merge, read_yaml_mapping, without_retired_keys
+    from training.schema import ConfigError, from_dict, to_dict, without_keys_that_keep_results
+
+    try:
+        previous = read_yaml_mapping(saved)
+    except ConfigError as error:
+        raise ConfigError(f"{error}; this file records which config made the results there: restore it, "
+                          f"or delete it if those runs may be overwritten") from None
+    previous = without_retired_keys(previous)
     # Keys added to the schema after those results were written count at their default.
-    previous = merged(to_dict(from_dict(ExperimentConfig, {})), stored)
-    current = yaml.safe_load(config_to_yaml(config))
-    for resolved in (previous, current):
-        for section, keys in NOT_COMPARED.items():
-            for key in keys:
-                (resolved.get(section, {}) if section else resolved).pop(key, None)
+    previous = deep_merge(to_dict(from_dict(ExperimentConfig, {})), previous)
+    current = to_dict(config)
+    previous, current = (without_keys_that_keep_results(ExperimentConfig, resolved)
+                         for resolved in (previous, current))
     if previous != current:
-        differing = sorted(key for key in set(previous) | set(current) if previous.get(key) != current.get(key))
+        differing = sorted(str(key) for key in set(previous) | set(current) if previous.get(key) != current.get(key))
         raise ConfigError(f"{saved}: results there were made with a different config (section "
-                          f"{differing[0]!r}); use --out or another experiment name")
+                          f"{differing[0][:40]!r}); use --out or another experiment name")
+
+
+def update_summary(experiment_dir):
+    """Recompute summary.json from the run folders, under the lock: a concurrent job cannot drop a run."""
+    from training.results import summarize_experiment
+
+    with experiment_lock(experiment_dir):
+        return summarize_experiment(experiment_dir)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    # Validate before importing Keras: bad input fails fast, with nothing written.
-    from training.config import config_to_yaml, load_config
+    # Validate and claim the results folder before importing Keras: bad input fails fast, with nothing
+    # written, and a job with another config cannot slip into the folder while this one starts up.
+    from training.config import load_config
     from training.schema import ConfigError
 
     try:
@@ -91,24 +123,21 @@ def main(argv=None):
             config.runs = args.runs
         if args.tensorboard:
             config.training.tensorboard = True
-        check_results_folder(config, args.out)
+        experiment_dir = claim_results_folder(config, args.out)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     from data import DatasetError
-    from masking.init_files import InitFileError, atomic_write_bytes
-    from training.results import summarize_experiment
+    from masking.init_files import InitFileError
     from training.runner import RunTrainer, TrainingError
 
     run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
-    experiment_dir = os.path.join(args.out, config.experiment)
-    atomic_write_bytes(os.path.join(experiment_dir, "config.yaml"), config_to_yaml(config).encode())
     try:
         for run_index in run_indices:
             RunTrainer(config, run_index, args.out, data_dir=args.data_dir or config.data.dir,
                        verbose=False if args.quiet else None).run()
-            summary = summarize_experiment(experiment_dir)
+            summary = update_summary(experiment_dir)
     except (ConfigError, DatasetError, InitFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

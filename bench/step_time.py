@@ -23,22 +23,23 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_DEPTHS = {"ResNet20": 20, "ResNet56": 56, "ResNet110": 110}
+sys.path.insert(0, str(ROOT))
+
+from fileio import atomic_write_text  # noqa: E402  (Keras-free; the child imports Keras itself)
+from models.registry import MODEL_NAMES  # noqa: E402
 
 
 def measure(name, signed, steps, repeats, jit_compile, steps_per_execution, batch_size):
     """Median seconds per training step of one model variant (runs in the child process)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, str(ROOT))
     import keras
     import numpy as np
 
-    from models import build_model
-    from models.resnet import default_bn_mode
+    from models import build_model, model_family
 
     # The floor has the signed model's BN layout (baselines default to real BN everywhere).
-    options = {"bn_mode": default_bn_mode(MODEL_DEPTHS[name], signed=True)} if name in MODEL_DEPTHS else {}
-    model = build_model(name, signed=signed, **options)
+    bn_mode = model_family(name).default_bn_mode(signed=True)
+    model = build_model(name, signed=signed, **({"bn_mode": bn_mode} if bn_mode else {}))
     input_shape = tuple(model.input_shape[1:])
     classes = model.output_shape[-1]
     rng = np.random.default_rng(0)
@@ -70,7 +71,7 @@ def run_child(args, name, signed):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["FCN", "Conv2", "Conv4"])
+    parser.add_argument("--models", nargs="+", default=["FCN", "Conv2", "Conv4"], choices=MODEL_NAMES)
     parser.add_argument("--steps", type=int, default=50, help="batches per timed pass")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -99,7 +100,7 @@ def main():
               f"{row['ratio']:.3f} | {row['signed']['images_per_s']:.0f} | "
               f"{row['plain']['peak_rss_mb']:.0f} / {row['signed']['peak_rss_mb']:.0f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        atomic_write_text(args.json, json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ decoded once into ``SUPERMASK_CACHE_DIR``; with no data dir, ``keras.datasets``
 import functools
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+
+from fileio import write_npz
 
 DATASET_NAMES = ("mnist", "cifar10", "cifar100")
 DATA_DIR_ENV = "SUPERMASK_DATA_DIR"
@@ -193,7 +194,7 @@ def _cached_cifar10_from_jpeg(jpeg_path):
                                               container[f"{split}_offsets"], len(container[f"y_{split}"]))
         decoded[f"y_{split}"] = container[f"y_{split}"]
     os.makedirs(cache_dir, exist_ok=True)
-    _save_npz_atomically(cache_path, decoded)
+    write_npz(cache_path, decoded, compressed=False)   # atomic: concurrent or killed runs never see half a file
     return cache_path
 
 
@@ -217,13 +218,3 @@ def _decode_jpegs(jpeg_path, split, blob, offsets, num_images):
     return images
 
 
-def _save_npz_atomically(path, arrays):
-    """Temp file in the target dir + ``os.replace``: concurrent or killed runs never see half a file."""
-    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".cifar10-", suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as temp_file:
-            np.savez(temp_file, **arrays)
-        os.replace(temp_path, path)
-    except BaseException:
-        os.unlink(temp_path)
-        raise

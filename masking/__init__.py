@@ -1,16 +1,20 @@
 """Signed-supermask layers, initializers and mask read-outs (Keras 3, backend-agnostic).
 
-Names are imported lazily (PEP 562) so that ``masking.fans``, which config
-validation uses, can be imported without loading Keras and its backend.
+Names are imported lazily (PEP 562) so that the NumPy-only modules (``masking.fans``,
+``masking.init_spec``, ``masking.mask_rule``), which config validation and reports use, can
+be imported without loading Keras and its backend.
 """
 import importlib
 
 _EXPORTS = {
     "masking.fans": ("DISTRIBUTIONS", "SCALINGS", "compute_fans", "layer_seed"),
+    "masking.init_spec": ("BASELINE_WEIGHT_INIT", "DEFAULT_SEED", "DEFAULT_THRESHOLD_FRACTION", "InitSpec",
+                          "SIGNED_SCORE_INIT", "SIGNED_WEIGHT_INIT"),
     "masking.initializers": ("ScaledInitializer",),
+    "masking.mask_rule": ("mask_counts", "masked_weights", "straight_through_mask", "ternary_mask",
+                          "ternary_mask_numpy"),
     "masking.layers": ("MASKED_LAYER_TYPES", "SignedSupermaskConv2D", "SignedSupermaskDense", "iter_layers",
-                       "mask_report", "masked_layers", "remaining_percent", "straight_through_mask",
-                       "ternary_mask"),
+                       "mask_report", "masked_layers", "remaining_percent"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -14,14 +14,14 @@ unpickler that admits only NumPy arrays, dtypes and plain containers, so loading
 file can never execute code from it.
 """
 import io
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from fileio import atomic_write_bytes
+from masking.init_spec import InitSpec
 from masking.layers import iter_layers, masked_layers
 
 FORMAT = "signed-supermask-init/1"
@@ -49,37 +49,11 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 
 
 def init_file_path(root, model_name, kind, initializer, run):
-    """weights/<model>/<kind>/<distribution>_<scaling>[_x<factor>]/<model>_<kind>_<run>.pkl"""
-    family = f"{initializer['distribution']}_{initializer['scaling']}"
-    if float(initializer.get("factor", 1.0)) != 1.0:
-        family += f"_x{float(initializer['factor']):g}"
-    return Path(root) / model_name / kind / family / f"{model_name}_{kind}_{run}.pkl"
+    """weights/<model>/<kind>/<distribution>_<scaling>[_x<factor>]/<model>_<kind>_<run>.pkl
 
-
-def umask_file_mode():
-    """The mode open() would give a new file (0o666 less the umask); mkstemp's 0o600 would hide
-    results from the other users of a shared cluster."""
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path, data):
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fchmod(stream.fileno(), umask_file_mode())
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    ``initializer`` is an InitSpec or its dict."""
+    folder = InitSpec.of(initializer).folder_name()
+    return Path(root) / model_name / kind / folder / f"{model_name}_{kind}_{run}.pkl"
 
 
 def target_layers(model, kind):
@@ -102,7 +76,7 @@ def save_init_file(path, model, kind, initializer, seed, run, options=None):
     layers = [{"name": layer.name, "shape": tuple(_layer_values(layer, kind).shape),
                "values": np.asarray(keras.ops.convert_to_numpy(_layer_values(layer, kind)), dtype=np.float32)}
               for layer in target_layers(model, kind)]
-    payload = {"format": FORMAT, "model": model.name, "kind": kind, "initializer": dict(initializer),
+    payload = {"format": FORMAT, "model": model.name, "kind": kind, "initializer": InitSpec.of(initializer).to_dict(),
                "seed": int(seed), "run": int(run), "options": dict(options or {}), "layers": layers}
     atomic_write_bytes(path, pickle.dumps(payload, protocol=4))
 

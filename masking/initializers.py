@@ -13,7 +13,8 @@ So ``uniform/he`` is He-uniform U(+-sqrt(6/fan_in)), ``uniform/xavier`` is
 Glorot-uniform, ``uniform/elu`` is the authors' U(+-sqrt(4.5/fan_in)) and
 ``signed_constant/elus`` is their ELUS weight +-sqrt(3/fan_in) (METHOD §2.4, B1).
 ``elus_sqrt6`` is the +-sqrt(6/fan_in) that the authors' old ``init_example.py``
-arithmetic produced (METHOD §2.5).
+arithmetic produced (METHOD §2.5). The (distribution, scaling, factor) triple is an
+``InitSpec`` (``masking/init_spec.py``).
 
 Values are drawn with NumPy so that a seed gives bit-identical arrays on every
 Keras backend; the pickles written by ``init_example.py`` rely on that.
@@ -23,24 +24,28 @@ import math
 import keras
 import numpy as np
 
-from masking.fans import DISTRIBUTIONS, SCALINGS, VARIANCE_RULES, target_variance
+from masking.fans import target_variance
+from masking.init_spec import InitSpec
 
 
 @keras.saving.register_keras_serializable(package="signed_supermask")
 class ScaledInitializer(keras.initializers.Initializer):
-    """One of the paper's initializer families (see module docstring)."""
+    """One of the paper's initializer families (see module docstring) with its own seed."""
 
     def __init__(self, distribution="uniform", scaling="xavier", factor=1.0, seed=None):
-        if distribution not in DISTRIBUTIONS:
-            raise ValueError(f"unknown distribution {distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
-        if scaling not in VARIANCE_RULES:
-            raise ValueError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
-        if not factor > 0:
-            raise ValueError(f"initializer factor must be > 0, got {factor}")
-        self.distribution = distribution
-        self.scaling = scaling
-        self.factor = float(factor)
+        spec = InitSpec(distribution, scaling, factor)   # validates the three
+        self.distribution = spec.distribution
+        self.scaling = spec.scaling
+        self.factor = spec.factor
         self.seed = seed
+
+    @classmethod
+    def from_spec(cls, spec, seed=None):
+        return cls(spec.distribution, spec.scaling, spec.factor, seed=seed)
+
+    @property
+    def spec(self):
+        return InitSpec(self.distribution, self.scaling, self.factor)
 
     def sample(self, shape):
         """The initial values as a float32 NumPy array."""

@@ -1,6 +1,6 @@
 """Signed-supermask layers: frozen weights W, trainable scores S, ternary mask q(S).
 
-Forward (METHOD §1.2):  W_eff = W * q(S),  q = +1 if S > tau, -1 if S < -tau, else 0.
+Forward (METHOD §1.2):  W_eff = W * q(S), q(S) as in ``masking/mask_rule.py``.
 Backward (METHOD §1.3): straight-through, dL/dS = dL/dW_eff * W, also inside the dead band.
 tau = p * max|S| of the layer's initial scores (METHOD §1.4), fixed afterwards and stored as
 a non-trainable weight so that it is saved and restored with the model.
@@ -11,41 +11,24 @@ import keras
 import numpy as np
 from keras import ops
 
+from masking.init_spec import DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT
 from masking.initializers import ScaledInitializer
-
-
-def ternary_mask(scores, threshold):
-    """q(S) in {-1, 0, +1}: strict inequalities, so |S| == tau is hidden."""
-    scores = ops.convert_to_tensor(scores)
-    threshold = ops.convert_to_tensor(threshold, dtype=scores.dtype)
-    return ops.cast(ops.greater(scores, threshold), scores.dtype) - ops.cast(
-        ops.less(scores, -threshold), scores.dtype)
-
-
-def straight_through_mask(scores, threshold):
-    """Equals q(S) exactly in the forward pass; its gradient w.r.t. S is the identity.
-
-    ``S - stop_gradient(S)`` is exactly zero, so adding it keeps q(S) bit-exact
-    (the authors' ``q + S - sg(S)`` can round to 0.99999994).
-    """
-    scores = ops.convert_to_tensor(scores)
-    mask = ops.stop_gradient(ternary_mask(scores, threshold))
-    return mask + (scores - ops.stop_gradient(scores))
+from masking.mask_rule import mask_counts, straight_through_mask, ternary_mask_numpy
 
 
 class _SignedSupermaskBase(keras.layers.Layer):
     """Shared variables, threshold handling and read-outs of the masked layers."""
 
-    def __init__(self, threshold_fraction=0.4, weight_initializer=None, score_initializer=None,
+    def __init__(self, threshold_fraction=DEFAULT_THRESHOLD_FRACTION, weight_initializer=None, score_initializer=None,
                  activation=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= float(threshold_fraction) < 1.0:
             raise ValueError(f"{self.name}: threshold_fraction must be in [0, 1), got {threshold_fraction}")
         self.threshold_fraction = float(threshold_fraction)
         self.weight_initializer = keras.initializers.get(
-            weight_initializer or ScaledInitializer("signed_constant", "elus"))
+            weight_initializer or ScaledInitializer.from_spec(SIGNED_WEIGHT_INIT))
         self.score_initializer = keras.initializers.get(
-            score_initializer or ScaledInitializer("uniform", "xavier"))
+            score_initializer or ScaledInitializer.from_spec(SIGNED_SCORE_INIT))
         self.activation = keras.activations.get(activation)
 
     def _build_masked_kernel(self, kernel_shape):
@@ -87,15 +70,11 @@ class _SignedSupermaskBase(keras.layers.Layer):
 
     def ternary_mask(self):
         """The current mask as an int8 NumPy array."""
-        scores = ops.convert_to_numpy(self.scores)
-        threshold = float(ops.convert_to_numpy(self.threshold))
-        return ((scores > threshold).astype(np.int8) - (scores < -threshold).astype(np.int8))
+        return ternary_mask_numpy(ops.convert_to_numpy(self.scores), ops.convert_to_numpy(self.threshold))
 
     def mask_counts(self):
         """Counts of kept (+1), hidden (0) and inverted (-1) weights."""
-        mask = self.ternary_mask()
-        kept, inverted = int(np.count_nonzero(mask == 1)), int(np.count_nonzero(mask == -1))
-        return {"kept": kept, "hidden": int(mask.size) - kept - inverted, "inverted": inverted}
+        return mask_counts(self.ternary_mask())
 
     def get_config(self):
         config = super().get_config()

@@ -1,17 +1,11 @@
-"""VGG-like Conv2/4/6/8 for CIFAR-10 (METHOD §3.2), all from one builder.
+"""VGG-like Conv2/4/6/8 for CIFAR-10 (METHOD §3.2), all from one builder (widths: models/registry.py).
 
 Each stage is two 3x3 convs with ELU and a 2x2 max-pool; the head is two dense
 layers of 256 with ELU and a softmax output.
 """
 import keras
 
-CONV_STAGE_WIDTHS = {
-    "Conv2": (64,),
-    "Conv4": (64, 128),
-    "Conv6": (64, 128, 256),
-    "Conv8": (64, 128, 256, 512),
-}
-HEAD_UNITS = (256, 256)
+from models.registry import CONV_HEAD_UNITS
 
 
 def build_conv(factory, stage_widths, name, width_multiplier=1.0, scale_head=True, head_activation="elu",
@@ -26,7 +20,7 @@ def build_conv(factory, stage_widths, name, width_multiplier=1.0, scale_head=Tru
             x = factory.conv(filters, 3, activation="elu", name=f"stage{stage}_conv{position}")(x)
         x = keras.layers.MaxPooling2D(2, strides=2, padding="same", name=f"stage{stage}_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    for index, units in enumerate(HEAD_UNITS, start=1):
+    for index, units in enumerate(CONV_HEAD_UNITS, start=1):
         units = int(units * width_multiplier) if scale_head else units
         x = factory.dense(units, activation=head_activation, name=f"dense_{index}")(x)
     outputs = factory.dense(num_classes, activation="softmax", name="output")(x)

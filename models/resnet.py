@@ -30,19 +30,11 @@ with the stage's stride, as in every stored version of ``ResNet110_Mask`` (its b
 """
 import keras
 
-BN_MODES = ("none", "frozen", "stem_only", "full")
+from models.registry import BN_MODES, RESNET_STAGE_WIDTHS, default_bn_mode
+
 # (stem BN, block BNs) per mode; None = no layer, False = frozen, True = real.
 _BN_LAYOUT = {"none": (None, None), "frozen": (False, False), "stem_only": (True, False), "full": (True, True)}
-STAGE_WIDTHS = (16, 32, 64)
 STAGE_STRIDES = (1, 2, 2)
-
-
-def default_bn_mode(depth, signed):
-    """What the authors' submitted code ran: baselines always had real BN; the signed
-    ResNet20 a real stem BN only; the signed ResNet56/110 frozen BNs everywhere."""
-    if not signed:
-        return "full"
-    return "stem_only" if depth == 20 else "frozen"
 
 
 def blocks_per_stage(depth):
@@ -88,7 +80,7 @@ def identity_block(x, factory, filters, real_bn, name):
 
 
 def build_resnet(factory, depth, name, width_multiplier=1.0, num_classes=10, input_shape=(32, 32, 3),
-                 bn_mode=None, extra_head=False, projection_every=None):
+                 bn_mode=None, extra_head=False, projection_every=None, stage_widths=RESNET_STAGE_WIDTHS):
     """``bn_mode=None`` picks :func:`default_bn_mode`; ``projection_every=k`` starts a new
     C-block every k blocks of a stage (default: only the first block)."""
     blocks = blocks_per_stage(depth)
@@ -101,10 +93,10 @@ def build_resnet(factory, depth, name, width_multiplier=1.0, num_classes=10, inp
     stem_bn, block_bn = _BN_LAYOUT[bn_mode]
 
     inputs = keras.Input(shape=input_shape, name="images")
-    x = factory.conv(int(STAGE_WIDTHS[0] * width_multiplier), 3, name="stem_conv")(inputs)
+    x = factory.conv(int(stage_widths[0] * width_multiplier), 3, name="stem_conv")(inputs)
     x = _elu("stem_elu")(_batch_norm(stem_bn, "stem_bn")(x))
     x = keras.layers.MaxPooling2D(3, strides=1, padding="same", name="stem_pool")(x)
-    for stage, (width, strides) in enumerate(zip(STAGE_WIDTHS, STAGE_STRIDES), start=1):
+    for stage, (width, strides) in enumerate(zip(stage_widths, STAGE_STRIDES), start=1):
         filters = int(width * width_multiplier)
         for block in range(blocks):
             block_name = f"stage{stage}_block{block + 1}"

@@ -4,27 +4,24 @@ The run files are the truth: ``summary.json`` may be stale while runs still trai
 report reads each ``run.json`` itself. A run is *finished* (run.json status finished with
 final metrics), *running* (a checkpoint but no finished run.json), *failed*, *corrupt*
 (unreadable JSON or missing fields) or *empty* (a folder with neither). Nothing here raises
-on bad files; problems end up in ``RunRecord.detail`` / ``Experiment.problems``.
+on bad files; problems end up in ``RunStatus.detail`` / ``Experiment.problems``.
 """
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
+from fileio import UnreadableFileError, read_json, run_folder_index
 from reporting.paper import architecture_label, match_paper_row
 from training.run_state import CHECKPOINT, DamagedState, read_checkpoint_state
-
-RUN_DIR_PATTERN = re.compile(r"run_(\d+)$")
-FINAL_KEYS = ("test_accuracy", "remaining_percent", "remaining_count")
+from training.run_record import RunRecord, is_finite_number
 
 
 @dataclass
-class RunRecord:
-    """One run folder; metrics in percent (accuracy converted from run.json's fraction)."""
+class RunStatus:
+    """One run folder as the report shows it; metrics in percent (accuracy converted from run.json's fraction)."""
 
     index: int
     path: Path
@@ -58,7 +55,7 @@ class Experiment:
     def width_multiplier(self):
         """NaN when the config holds no number, so that it matches no paper row."""
         width = config_value(self.config, "model", "width_multiplier", 1.0)
-        return float(width) if _is_number(width) else math.nan
+        return float(width) if is_finite_number(width) else math.nan
 
     @property
     def signed(self):
@@ -100,46 +97,40 @@ def config_value(config, section, key, default=None):
 def _read_json(path):
     """(payload, problem): payload None when the file is missing or unreadable."""
     try:
-        return json.loads(Path(path).read_text()), ""
-    except FileNotFoundError:
-        return None, ""
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return None, f"{Path(path).name} unreadable ({type(error).__name__})"
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return read_json(path), ""
+    except UnreadableFileError as error:
+        return None, error.brief
 
 
 def read_run(path, index, planned_epochs=None):
-    """A RunRecord for ``path`` (never raises)."""
-    info, problem = _read_json(path / "run.json")
-    if problem or (info is not None and not isinstance(info, dict)):
-        return RunRecord(index, path, "corrupt", problem or "run.json is not a JSON object")
-    if info is None:
+    """A RunStatus for ``path`` (never raises)."""
+    try:
+        record = RunRecord.read(path)
+    except UnreadableFileError as error:
+        return RunStatus(index, path, "corrupt", error.brief)
+    except ValueError as error:   # RunRecordError: JSON, but not a run record
+        return RunStatus(index, path, "corrupt", str(error))
+    if record is None:
         try:
             epochs = read_checkpoint_state(path / CHECKPOINT)["epochs"]
-            return RunRecord(index, path, "running", f"after epoch {epochs}/{planned_epochs or '?'}")
+            return RunStatus(index, path, "running", f"after epoch {epochs}/{planned_epochs or '?'}")
         except (DamagedState, KeyError):
             pass  # none, damaged, or the two-file checkpoint of earlier versions (checkpoint.json)
         checkpoint, problem = _read_json(path / "checkpoint.json")
         if checkpoint is None and not problem:
-            return RunRecord(index, path, "empty", "no run.json and no checkpoint")
+            return RunStatus(index, path, "empty", "no run.json and no checkpoint")
         history = checkpoint.get("history") if isinstance(checkpoint, dict) else None
         if not isinstance(history, dict) or not isinstance(history.get("train_loss"), list):
-            return RunRecord(index, path, "running", "checkpoint.json unreadable")
-        return RunRecord(index, path, "running", f"after epoch {len(history['train_loss'])}/{planned_epochs or '?'}")
-    if info.get("status") != "finished":
-        return RunRecord(index, path, "failed" if info.get("status") == "failed" else "corrupt",
-                         str(info.get("reason") or f"status {info.get('status')!r}"))
-    final = info.get("final") if isinstance(info.get("final"), dict) else {}
-    missing = [key for key in FINAL_KEYS if not _is_number(final.get(key))]
-    if missing:
-        return RunRecord(index, path, "corrupt", f"run.json lacks final.{missing[0]}")
+            return RunStatus(index, path, "running", "checkpoint.json unreadable")
+        return RunStatus(index, path, "running", f"after epoch {len(history['train_loss'])}/{planned_epochs or '?'}")
+    if not record.finished:
+        return RunStatus(index, path, "failed" if record.status == "failed" else "corrupt",
+                         str(record.reason or f"status {record.status!r}"))
     history, problem = _read_json(path / "history.json")
     if history is not None and not _plottable(history):
         history, problem = None, "history.json lacks numeric test_accuracy / remaining_percent lists"
-    return RunRecord(index, path, "finished", problem, accuracy=100.0 * final["test_accuracy"],
+    final = record.final
+    return RunStatus(index, path, "finished", problem, accuracy=100.0 * final["test_accuracy"],
                      remaining_percent=float(final["remaining_percent"]),
                      remaining_count=int(final["remaining_count"]), history=history)
 
@@ -147,7 +138,7 @@ def read_run(path, index, planned_epochs=None):
 def _plottable(history):
     """The per-epoch series the figures draw: lists of finite numbers."""
     return isinstance(history, dict) and all(
-        isinstance(history.get(key), list) and all(_is_number(v) for v in history[key])
+        isinstance(history.get(key), list) and all(is_finite_number(v) for v in history[key])
         for key in ("test_accuracy", "remaining_percent"))
 
 
@@ -170,12 +161,8 @@ def _read_config(directory):
 
 
 def _run_dirs(directory):
-    runs = []
-    for child in directory.iterdir():
-        match = RUN_DIR_PATTERN.match(child.name)
-        if match and child.is_dir():
-            runs.append((int(match.group(1)), child))
-    return sorted(runs)
+    runs = [(run_folder_index(child.name), child) for child in directory.iterdir() if child.is_dir()]
+    return sorted((index, child) for index, child in runs if index is not None)
 
 
 def read_experiment(directory, name):
@@ -196,7 +183,7 @@ def find_experiments(root):
         raise ValueError(f"{root}: results root is not a directory")
     experiments = []
     for directory in sorted([root] + [path for path in root.rglob("*") if path.is_dir()]):
-        if any(RUN_DIR_PATTERN.match(part) for part in directory.relative_to(root).parts):
+        if any(run_folder_index(part) is not None for part in directory.relative_to(root).parts):
             continue
         if _is_experiment_dir(directory):
             name = directory.relative_to(root).as_posix() if directory != root else directory.name

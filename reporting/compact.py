@@ -11,9 +11,9 @@ File layout (an uncompressed .npz, loadable with ``allow_pickle=False``)::
     variable_<j>      other variables (e.g. BN) by position in ``meta["variables"]``
 
 ``weights`` is tried in this order and verified bit-exactly before it is chosen:
-``initializer`` (spec + per-layer seed ``masking.layer_seed(run seed, i, 0)``: on-the-fly
-inits), ``signed_constant`` (one magnitude + sign bits) and ``float32`` (anything else,
-e.g. uniform weights from init files).
+``initializer`` (the layer's own weight initializer: spec + seed, as the layer factory gave
+it), ``signed_constant`` (one magnitude + sign bits) and ``float32`` (anything else, e.g.
+uniform weights from init files).
 """
 import json
 from pathlib import Path
@@ -22,11 +22,11 @@ import keras
 import numpy as np
 import yaml
 
-from masking import MASKED_LAYER_TYPES, ScaledInitializer, iter_layers, layer_seed, masked_layers
-from models.layer_factory import WEIGHT_STREAM
+from fileio import write_npz
+from masking import MASKED_LAYER_TYPES, ScaledInitializer, iter_layers, masked_layers
+from models import build_experiment_model
 from reporting.runmodel import buildable_config
-from training.config import ExperimentConfig, config_to_yaml
-from training.runner import build_experiment_model
+from training.config import ExperimentConfig, config_to_yaml, without_retired_keys
 from training.schema import from_dict
 
 FORMAT = "signed-supermask-compact/1"
@@ -50,12 +50,12 @@ def _same_bits(a, b):
     return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
-def _weight_record(weights, index, config, seed, arrays):
+def _weight_record(layer, index, arrays):
     """The cheapest verified description of the frozen W of masked layer ``index``."""
-    spec = {"distribution": config.init.weight.distribution, "scaling": config.init.weight.scaling,
-            "factor": config.init.weight.factor, "seed": layer_seed(seed, index, WEIGHT_STREAM)}
-    if _same_bits(ScaledInitializer(**spec).sample(weights.shape), weights):
-        return {"kind": "initializer", **spec}
+    weights = keras.ops.convert_to_numpy(layer.frozen_kernel).astype(np.float32)
+    initializer = layer.weight_initializer
+    if isinstance(initializer, ScaledInitializer) and _same_bits(initializer.sample(weights.shape), weights):
+        return {"kind": "initializer", **initializer.get_config()}
     magnitude = np.abs(weights.reshape(-1)[:1]).astype(np.float32)
     if weights.size and magnitude[0] > 0 and np.all(np.abs(weights) == magnitude[0]):
         arrays[f"magnitude_{index}"] = magnitude.reshape(())
@@ -94,10 +94,9 @@ def write_compact(path, model, config, seed, recorded=None):
         raise ValueError(f"{config.experiment}: compact export needs a signed model (model.signed is false)")
     arrays, records = {}, []
     for index, layer in enumerate(layers):
-        weights = keras.ops.convert_to_numpy(layer.frozen_kernel).astype(np.float32)
         arrays[f"mask_{index}"] = pack_ternary(layer.ternary_mask())
-        records.append({"name": layer.name, "shape": list(weights.shape),
-                        "weights": _weight_record(weights, index, config, seed, arrays)})
+        records.append({"name": layer.name, "shape": list(layer.frozen_kernel.shape),
+                        "weights": _weight_record(layer, index, arrays)})
     others = _other_variables(model)
     for index, (_, variable) in enumerate(others):
         arrays[f"variable_{index}"] = keras.ops.convert_to_numpy(variable).astype(np.float32)
@@ -105,8 +104,7 @@ def write_compact(path, model, config, seed, recorded=None):
             "layers": records, "variables": [{"layer": name, "shape": list(v.shape)} for name, v in others]}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     path = Path(path)
-    with open(path, "wb") as stream:
-        np.savez(stream, **arrays)
+    write_npz(path, arrays, compressed=False)
     dense = 4 * (sum(int(np.prod(r["shape"])) for r in records) + sum(int(np.prod(v.shape)) for _, v in others))
     compact = path.stat().st_size
     return {"dense_bytes": dense, "compact_bytes": compact, "ratio": dense / compact,
@@ -123,7 +121,7 @@ def read_compact(path):
     meta = json.loads(arrays["meta"].tobytes().decode())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unsupported format {meta.get('format')!r}, expected {FORMAT}")
-    config = from_dict(ExperimentConfig, yaml.safe_load(meta["config"]))
+    config = from_dict(ExperimentConfig, without_retired_keys(yaml.safe_load(meta["config"])))
     model = build_experiment_model(buildable_config(config), meta["seed"])
     layers = masked_layers(model)
     if [layer.name for layer in layers] != [r["name"] for r in meta["layers"]]:

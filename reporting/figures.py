@@ -14,6 +14,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, ScalarFormatter  # noqa: E402
 
+from fileio import atomic_path  # noqa: E402
+from masking.mask_rule import mask_counts  # noqa: E402
 from reporting.paper import PAPER_ROWS, architecture_label  # noqa: E402
 
 UNREADABLE_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
@@ -29,7 +31,8 @@ def slug(name):
 
 
 def _save(figure, path):
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)
     return True
 
@@ -118,8 +121,7 @@ def layer_fractions(run):
     """[(layer, {kept, hidden, inverted})] of a finished run: masks.npz, else history's last mask_counts."""
     try:
         with np.load(run.path / "masks.npz", allow_pickle=False) as masks:
-            return [(name, {"kept": int(np.sum(masks[name] == 1)), "hidden": int(np.sum(masks[name] == 0)),
-                            "inverted": int(np.sum(masks[name] == -1))}) for name in masks.files]
+            return [(name, mask_counts(masks[name])) for name in masks.files]
     except UNREADABLE_NPZ:
         counts = ((run.history or {}).get("mask_counts") or [{}])[-1]
         layers = counts.items() if isinstance(counts, dict) else []

@@ -11,28 +11,29 @@ import keras
 import numpy as np
 
 from data import load_dataset
-from masking import MASKED_LAYER_TYPES, iter_layers
-from training.config import load_config
-from training.results import read_json
-from training.runner import build_experiment_model
+from data.datasets import INPUT_SHAPES, NUM_CLASSES
+from masking import MASKED_LAYER_TYPES, iter_layers, masked_weights
+from models import build_experiment_model, model_family
+from training.config import load_saved_config
+from training.run_record import RunRecord
 
 PLAIN_KERNEL_TYPES = (keras.layers.Dense, keras.layers.Conv2D)
 
 
 @dataclass
 class LoadedRun:
-    """A finished run: its resolved config, seed, run.json and the trained signed (or baseline) model."""
+    """A finished run: its resolved config, seed, run record and the trained signed (or baseline) model."""
 
     directory: Path
     config: object
     seed: int
-    info: dict
+    record: RunRecord
     model: object
 
     @property
     def stem(self):
         """File-name stem of the run's exports, e.g. 'fcn_signed_run0'."""
-        return f"{self.config.experiment.replace('/', '__')}_run{self.info.get('run_index', 0)}"
+        return f"{self.config.experiment.replace('/', '__')}_run{self.record.run_index or 0}"
 
 
 def buildable_config(config):
@@ -45,33 +46,29 @@ def buildable_config(config):
 def load_run(run_directory):
     """Rebuild a finished run's model from config.yaml, run.json and model.weights.h5."""
     directory = Path(run_directory)
-    info = read_json(directory / "run.json")
-    if not info or info.get("status") != "finished":
-        status = info.get("status") if info else "no run.json"
-        raise ValueError(f"{directory}: not a finished run ({status})")
+    record = RunRecord.read(directory)
+    if record is None or not record.finished:
+        raise ValueError(f"{directory}: not a finished run ({record.status if record else 'no run.json'})")
     weights = directory / "model.weights.h5"
     if not weights.is_file():
         raise ValueError(f"{weights}: missing; the run's trained variables are needed")
-    config = load_config(directory / "config.yaml")
-    seed = int(info.get("seed", config.seed + int(info.get("run_index", 0))))
+    config = load_saved_config(directory / "config.yaml")
+    seed = int(record.seed if record.seed is not None else config.seed + int(record.run_index or 0))
     model = build_experiment_model(buildable_config(config), seed)
     model.load_weights(weights)
-    return LoadedRun(directory, config, seed, info, model)
+    return LoadedRun(directory, config, seed, record, model)
 
 
 def effective_kernel(layer):
-    """W * q(S) of a masked layer, exactly as its forward pass computes it (multiplying by -1/0/+1 is exact)."""
-    frozen = keras.ops.convert_to_numpy(layer.frozen_kernel).astype(np.float32)
-    return frozen * layer.ternary_mask().astype(np.float32)
+    """W * q(S) of a masked layer, exactly as its forward pass computes it."""
+    return masked_weights(keras.ops.convert_to_numpy(layer.frozen_kernel), layer.ternary_mask())
 
 
 def _signed_bn_mode(config):
     """The signed model's BN layout, made explicit so the baseline builder does not pick its own default."""
-    if not config.model.name.startswith("ResNet") or config.model.bn_mode is not None:
+    if config.model.bn_mode is not None:
         return config.model.bn_mode
-    from models.resnet import default_bn_mode
-
-    return default_bn_mode(int(config.model.name[len("ResNet"):]), signed=True)
+    return model_family(config.model.name).default_bn_mode(signed=True)
 
 
 def plain_model(config, seed, signed_model):
@@ -132,10 +129,11 @@ def model_remaining_percent(model):
 def dataset_of(model):
     """mnist / cifar10 / cifar100 from the model's input and output shapes (for bare .keras files)."""
     input_shape, classes = tuple(model.input_shape[1:]), int(model.output_shape[-1])
-    if input_shape == (784,):
-        return "mnist"
-    if input_shape == (32, 32, 3) and classes in (10, 100):
-        return "cifar10" if classes == 10 else "cifar100"
+    candidates = [name for name, shape in INPUT_SHAPES.items() if shape == input_shape]
+    if len(candidates) > 1:   # CIFAR-10 and CIFAR-100 share the input shape: the classes decide
+        candidates = [name for name in candidates if NUM_CLASSES[name] == classes]
+    if len(candidates) == 1:
+        return candidates[0]
     raise ValueError(f"model {model.name}: input {input_shape} / {classes} classes match no dataset; pass --dataset")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from training.config import load_config
-from training.results import read_json, write_json
+from fileio import read_json, write_json
 from training.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -100,3 +100,108 @@ def test_train_cli_rejects_missing_config(tmp_path):
 def test_config_reference_doc_is_current():
     assert (ROOT / "docs" / "CONFIG.md").read_text() == key_reference_markdown(), \
         "regenerate with: python -m training.config > docs/CONFIG.md"
+
+
+def test_base_chain_merges_section_by_section_and_names_the_child(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path, "description: root\nmodel:\n  threshold_fraction: 0.3\n  width_multiplier: 2.0\n"
+                    "optimizer: {lr: 0.02, wd: 1e-4}\n", "root.yaml")
+    write(tmp_path, "base: root.yaml\nexperiment: middle_folder\nmodel:\n  threshold_fraction: 0.5\n", "middle.yaml")
+    child = write(tmp_path, "# child\nbase: ../middle.yaml\noptimizer: {lr: 0.07}\n", "sub/child.yaml")
+    config = load_config(child, ["model.signed=false"])
+    assert config.experiment == "child" and config.description == "root"
+    assert (config.model.threshold_fraction, config.model.width_multiplier, config.model.signed) == (0.5, 2.0, False)
+    assert (config.optimizer.lr, config.optimizer.wd) == (0.07, 1e-4)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, r"b\.yaml: base: cycle .*a\.yaml -> .*b\.yaml -> .*a\.yaml"),
+    ({"a.yaml": "base: a.yaml\n"}, r"a\.yaml: base: cycle"),
+    ({"a.yaml": "base: gone.yaml\n"}, r"a\.yaml: base: .*gone\.yaml: no such config file"),
+    ({"a.yaml": "base: [1]\n"}, r"a\.yaml: base: expected a config file name"),
+    ({"a.yaml": "base: b.yaml\n", "b.yaml": "model: {threshold_fraction: 7}\n"},
+     r"b\.yaml: model\.threshold_fraction: must be <= 0\.999"),
+])
+def test_bad_bases_are_one_line_errors_naming_the_file(tmp_path, files, message):
+    for name, text in files.items():
+        write(tmp_path, text, name)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(tmp_path / "a.yaml")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("ablations/conv2_high_threshold.yaml", {"model.name": "Conv2", "model.threshold_fraction": 0.6,
+                                             "optimizer.lr": 0.01, "optimizer.wd": 5e-4, "runs": 50,
+                                             "training.schedule.kind": "exp_staircase",
+                                             "training.schedule.decay_epochs": 5, "training.epochs": 100}),
+    ("ablations/fcn_unihe_mask_xavier.yaml", {"init.weight.distribution": "uniform", "init.weight.scaling": "he",
+                                              "init.mask.scaling": "xavier", "training.jit_compile": True}),
+    ("resnet20x3_5_baseline.yaml", {"model.width_multiplier": 3.5, "model.signed": False, "training.epochs": 110,
+                                    "training.schedule.kind": "plateau", "training.schedule.factor": 0.2}),
+    ("fcn_signed_closest_to_paper.yaml", {"init.weight.scaling": "elus_sqrt6", "optimizer.wd": 1.3e-4,
+                                          "training.schedule.kind": "exp_continuous", "optimizer.lr": 0.05}),
+    ("resnet110_signed_var.yaml", {"runs": 2, "model.extra_head": True, "model.projection_every": 9,
+                                   "init.weight.factor": 1.3, "init.mask.scaling": "elu", "data.repeat": 7}),
+])
+def test_override_only_configs_resolve_to_the_expected_values(name, expected):
+    config = load_config(ROOT / "configs" / name)
+    for key, value in expected.items():
+        actual = config
+        for part in key.split("."):
+            actual = getattr(actual, part)
+        assert actual == value, key
+
+
+def test_configs_with_a_base_name_only_what_differs():
+    """Override-only: no key repeats its base's value (every ablation has a base)."""
+    from training.config import read_config_chain
+    derived = [path for path in ALL_CONFIGS if len(read_config_chain(path)) > 1]
+    assert {path.parent.name for path in ALL_CONFIGS if path not in derived} == {"configs"}
+    assert len(derived) >= 50
+
+    def leaves(raw, prefix=""):
+        for key, value in raw.items():
+            yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+
+    for path in derived:
+        chain = read_config_chain(path)
+        base = vars(load_config(chain[1][0]))
+        for key, value in leaves(chain[0][1]):
+            if key == "description":
+                continue
+            inherited = base
+            for part in key.split("."):
+                inherited = getattr(inherited, part) if not isinstance(inherited, dict) else inherited[part]
+            assert inherited != (float(value) if isinstance(inherited, float) else value), f"{path.name}: {key}"
+
+
+def test_keys_that_keep_results_are_marked_in_the_schema():
+    from training.schema import describe
+    unmarked = {key for key, *_, affects_results in describe(ExperimentConfig) if not affects_results}
+    assert unmarked == {"description", "runs", "training.eval_batch_size", "training.jit_compile",
+                        "training.steps_per_execution", "training.distribution", "data.dir"}
+    assert "| `training.steps_per_execution` | `50` | no |" in key_reference_markdown()
+
+
+def test_optimizer_name_is_gone_but_old_results_still_load(tmp_path):
+    from training.config import load_saved_config
+    old = write(tmp_path, "optimizer:\n  name: sgdw\n  lr: 0.02\n", "config.yaml")
+    with pytest.raises(ConfigError, match=r"config\.yaml: optimizer\.name: unknown key"):
+        load_config(old)
+    assert load_saved_config(old).optimizer.lr == 0.02
+    with pytest.raises(ConfigError, match="optimizer.name: unknown key"):
+        load_saved_config(write(tmp_path, "optimizer:\n  name: adam\n", "config.yaml"))
+
+
+def test_narrowest_layer_of_the_registry_matches_the_built_models():
+    """The width check reads models/registry.py; the built models must agree with it."""
+    import keras
+    from models import build_model
+    from models.registry import MODEL_FAMILIES
+
+    for name, family in MODEL_FAMILIES.items():
+        model = build_model(name, signed=False, num_classes=100)
+        widths = [layer.units if hasattr(layer, "units") else layer.filters for layer in model.layers
+                  if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))][:-1]
+        assert min(widths) == family.narrowest_layer, name

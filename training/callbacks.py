@@ -22,8 +22,8 @@ import keras
 import numpy as np
 
 from data import epoch_arrays
+from fileio import atomic_write_bytes
 from masking import mask_report, remaining_percent
-from masking.init_files import atomic_write_bytes
 from training.optim import current_learning_rate
 from training.run_state import checkpoint_bytes
 

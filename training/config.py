@@ -3,6 +3,7 @@
 Section names follow the authors' configs (``model``, ``init``, ``optimizer``,
 ``training``); ``docs/CONFIG.md`` is generated from the ``doc`` strings below
 (``python -m training.config``). Authors' key names are given where they differ.
+A config may name another with ``base: other.yaml`` and then holds only what differs.
 """
 import copy
 import os
@@ -13,28 +14,29 @@ from typing import Optional
 
 import yaml
 
-from masking.fans import DISTRIBUTIONS, SCALINGS
-from training.schema import ConfigError, describe, from_dict, option, set_dotted, to_dict
+from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT,
+                               InitSpec)
+from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
+from training.schema import ConfigError, describe, from_dict, option, set_dotted, shown, to_dict
 
-MODEL_NAMES = ("FCN", "Conv2", "Conv4", "Conv6", "Conv8", "ResNet20", "ResNet56", "ResNet110")
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant")
-
-
-@dataclass
-class InitConfig:
-    distribution: str = option("uniform", choices=DISTRIBUTIONS, doc="signed_constant | constant | uniform | normal (authors: dist)")
-    scaling: str = option("xavier", choices=SCALINGS, doc="he | xavier | elu | elus (+-sqrt(3/fan_in)) | elus_sqrt6 (authors: method)")
-    factor: float = option(1.0, minimum=0.0, exclusive_minimum=True, doc="variance multiplier")
+MAX_WIDTH_MULTIPLIER = 64
+# A config is a few hundred bytes; the caps keep a hostile file from costing time or memory.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_DEPTH = 16
+# Keys that left the schema, with the one value they could have had: results written before (their
+# config.yaml, compact exports) still load through load_saved_config; a config that sets them is refused.
+RETIRED_KEYS = {"optimizer": {"name": "sgdw"}}
 
 
 @dataclass
 class ModelConfig:
     name: str = option("FCN", choices=MODEL_NAMES, doc="architecture")
     signed: bool = option(True, doc="true: signed supermask (only scores train); false: ordinary baseline")
-    threshold_fraction: float = option(0.4, minimum=0.0, maximum=0.999, doc="p in tau = p * max|S_0| per layer (authors: tanh_th)")
-    width_multiplier: float = option(1.0, minimum=0.0, exclusive_minimum=True, doc="scales every layer width (authors: width_multiplier / filter_size_multi)")
+    threshold_fraction: float = option(DEFAULT_THRESHOLD_FRACTION, minimum=0.0, maximum=0.999, doc="p in tau = p * max|S_0| per layer (authors: tanh_th)")
+    width_multiplier: float = option(1.0, minimum=0.0, maximum=MAX_WIDTH_MULTIPLIER, exclusive_minimum=True, doc="scales every layer width (authors: width_multiplier / filter_size_multi); every layer must keep at least one unit")
     head_activation: str = option("elu", choices=("elu", "relu"), doc="Conv nets: activation of the two 256-unit dense layers (relu = authors' Conv8 baseline, METHOD B21)")
-    bn_mode: Optional[str] = option(None, choices=("none", "frozen", "stem_only", "full"), doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
+    bn_mode: Optional[str] = option(None, choices=BN_MODES, doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
     extra_head: bool = option(False, doc="ResNets: the instance_2 ResNet110 extra ELU + dense head (METHOD B19)")
     projection_every: Optional[int] = option(None, minimum=1, doc="ResNets: a projection block every N blocks of a stage (9 = the authors' signed ResNet110 layout); null = only the first")
 
@@ -43,13 +45,14 @@ class ModelConfig:
 class InitSection:
     source: str = option("on_the_fly", choices=("on_the_fly", "files"), doc="on_the_fly: draw from the seed; files: load init_example.py pickles")
     weights_dir: str = option("weights", doc="root folder of the init_example.py pickles")
-    weight: InitConfig = option(InitConfig("signed_constant", "elus"), doc="frozen weights W (baseline: its kernels)")
-    mask: InitConfig = option(InitConfig("uniform", "xavier"), doc="scores S")
+    weight: InitSpec = option(SIGNED_WEIGHT_INIT, doc="frozen weights W (baseline: its kernels)")
+    mask: InitSpec = option(SIGNED_SCORE_INIT, doc="scores S")
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = option("sgdw", choices=("sgdw",), doc="SGD with decoupled weight decay (tfa SGDW)")
+    """SGD with decoupled weight decay (the authors' tfa SGDW), the only optimizer of the paper."""
+
     lr: float = option(0.05, minimum=0.0, exclusive_minimum=True, doc="initial learning rate lr0")
     wd: float = option(5e-4, minimum=0.0, doc="decoupled weight decay in the authors' SGDW units; Keras weight_decay = wd / lr (METHOD §7)")
     momentum: float = option(0.9, minimum=0.0, maximum=1.0)
@@ -74,19 +77,19 @@ class ScheduleConfig:
 class TrainingConfig:
     epochs: int = option(100, minimum=1, doc="epochs (plateau: upper bound)")
     batch_size: int = option(128, minimum=1)
-    eval_batch_size: int = option(1000, minimum=1, doc="batch size for test evaluation (does not change results)")
+    eval_batch_size: int = option(1000, minimum=1, doc="batch size for test evaluation", affects_results=False)
     shuffle: bool = option(False, doc="reshuffle the training set every epoch (authors: MNIST no, CIFAR yes)")
     schedule: ScheduleConfig = option(ScheduleConfig())
-    jit_compile: Optional[bool] = option(None, doc="XLA compilation of the train step; null = always on JAX, Keras 'auto' on TensorFlow (XLA only with a GPU), off on torch")
-    steps_per_execution: int = option(50, minimum=1, doc="train steps per compiled call (fewer host round trips; results unchanged)")
-    distribution: str = option("none", choices=("none", "mirrored", "data_parallel"), doc="mirrored: tf.distribute (TensorFlow); data_parallel: keras.distribution (JAX)")
-    tensorboard: bool = option(False, doc="per-epoch scalars in run_<i>/tensorboard/ (tensorboard --logdir results/); results unchanged")
+    jit_compile: Optional[bool] = option(None, doc="XLA compilation of the train step; null = always on JAX, Keras 'auto' on TensorFlow (XLA only with a GPU), off on torch", affects_results=False)
+    steps_per_execution: int = option(50, minimum=1, doc="train steps per compiled call (fewer host round trips)", affects_results=False)
+    distribution: str = option("none", choices=("none", "mirrored", "data_parallel"), doc="mirrored: tf.distribute (TensorFlow); data_parallel: keras.distribution (JAX)", affects_results=False)
+    tensorboard: bool = option(False, doc="per-epoch scalars in each run folder's tensorboard/ (tensorboard --logdir results/)", affects_results=False)
 
 
 @dataclass
 class DataConfig:
     dataset: str = option("mnist", choices=("mnist", "cifar10", "cifar100"))
-    dir: Optional[str] = option(None, doc="folder of Keras-layout .npz files; null = --data-dir, $SUPERMASK_DATA_DIR or keras.datasets")
+    dir: Optional[str] = option(None, doc="folder of Keras-layout .npz files; null = --data-dir, $SUPERMASK_DATA_DIR or keras.datasets", affects_results=False)
     train_limit: Optional[int] = option(None, minimum=1, doc="use only the first N training images (smoke tests)")
     test_limit: Optional[int] = option(None, minimum=1, doc="use only the first N test images")
     augment: bool = option(False, doc="pad-4 / flip / crop training augmentation (authors: CIFAR-100 only)")
@@ -96,9 +99,9 @@ class DataConfig:
 @dataclass
 class ExperimentConfig:
     experiment: Optional[str] = option(None, doc="results/<experiment>/; null = the config file's name")
-    description: str = option("", doc="free text: which paper row, where the values come from")
-    runs: int = option(1, minimum=1, doc="number of runs; run i uses seed + i (authors: no_experiments)")
-    seed: int = option(7531, minimum=0, doc="base seed (METHOD §2.7)")
+    description: str = option("", doc="free text: which paper row, where the values come from", affects_results=False)
+    runs: int = option(1, minimum=1, doc="number of runs; run i uses seed + i (authors: no_experiments)", affects_results=False)
+    seed: int = option(DEFAULT_SEED, minimum=0, doc="base seed (METHOD §2.7)")
     model: ModelConfig = option(ModelConfig())
     init: InitSection = option(InitSection())
     optimizer: OptimizerConfig = option(OptimizerConfig())
@@ -106,53 +109,184 @@ class ExperimentConfig:
     data: DataConfig = option(DataConfig())
 
     def validate(self, prefix=""):
-        if not self.model.name.startswith("ResNet"):
-            for key in ("bn_mode", "projection_every"):
-                if getattr(self.model, key) is not None:
-                    raise ConfigError(f"{prefix}model.{key}: only for ResNets (model.name is {self.model.name})")
-            if self.model.extra_head:
-                raise ConfigError(f"{prefix}model.extra_head: only for ResNets (model.name is {self.model.name})")
-        if self.model.name == "FCN" and self.data.dataset != "mnist":
-            raise ConfigError(f"{prefix}data.dataset: FCN takes MNIST, got {self.data.dataset}")
-        if self.model.name != "FCN" and self.data.dataset == "mnist":
-            raise ConfigError(f"{prefix}data.dataset: {self.model.name} needs a CIFAR dataset, got mnist")
+        """The family's own options, datasets and narrowest layer, from the model registry (models/registry.py)."""
+        family, defaults = MODEL_FAMILIES[self.model.name], ModelConfig()
+        for key, kind in OPTION_KINDS.items():
+            if kind != family.kind and getattr(self.model, key) != getattr(defaults, key):
+                raise ConfigError(f"{prefix}model.{key}: only for {KIND_LABELS[kind]} (model.name is {family.name})",
+                                  f"{prefix}model.{key}")
+        narrowest = family.narrowest_layer
+        if int(narrowest * self.model.width_multiplier) < 1:
+            raise ConfigError(f"{prefix}model.width_multiplier: {self.model.width_multiplier:g} leaves no unit in the "
+                              f"narrowest {family.name} layer ({narrowest} units); use >= {1 / narrowest:g}",
+                              f"{prefix}model.width_multiplier")
+        if self.data.dataset not in family.datasets:
+            raise ConfigError(f"{prefix}data.dataset: {family.name} takes {' or '.join(family.datasets)}, "
+                              f"got {self.data.dataset}", f"{prefix}data.dataset")
+
+
+class _StrictYamlLoader(yaml.SafeLoader):
+    """Safe YAML without aliases (``*name``: a 0.5 KB file of nested aliases expands to gigabytes)
+    and without deep nesting (the composer recurses once per level)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor[:40]}) are not allowed",
+                                              event.start_mark)
+        if self.depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                              event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def parse_yaml(text):
+    """The value of one YAML document; a ValueError with one short line if it is not acceptable."""
+    try:
+        return yaml.load(text, Loader=_StrictYamlLoader)
+    except yaml.MarkedYAMLError as error:
+        where = f" at line {error.problem_mark.line + 1}" if error.problem_mark else ""
+        raise ValueError(f"not valid YAML ({str(error.problem)[:100]}{where})") from None
+    except (yaml.YAMLError, ValueError) as error:  # ValueError: an integer of more than 4300 digits
+        raise ValueError(f"not valid YAML ({str(error).splitlines()[0][:100]})") from None
+
+
+def read_yaml_mapping(path):
+    """The top-level mapping of one config file; anything else is a one-line ConfigError naming the file."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
+    try:
+        raw = parse_yaml(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got a {type(raw).__name__}")
+    return raw
+
+
+def deep_merge(base, override):
+    """``override`` laid over ``base``: sections merge key by key, any other value is replaced."""
+    result = dict(base)
+    for key, value in override.items():
+        both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
+        result[key] = deep_merge(base[key], value) if both_sections else value
+    return result
+
+
+def read_config_chain(path):
+    """[(file, its own keys)] from ``path`` down its ``base:`` chain; a missing base or a cycle is refused."""
+    chain = []
+    while True:
+        raw = read_yaml_mapping(path)
+        chain.append((path, raw))
+        base = raw.pop("base", None)
+        if base is None:
+            return chain
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"{path}: base: expected a config file name, got {shown(base)}", "base")
+        target = path.parent / base
+        if not target.is_file() and not target.is_dir():
+            raise ConfigError(f"{path}: base: {target}: no such config file", "base")
+        seen = [file.resolve() for file, _ in chain]
+        if target.resolve() in seen:
+            cycle = " -> ".join(str(file) for file, _ in chain[seen.index(target.resolve()):])
+            raise ConfigError(f"{path}: base: cycle {cycle} -> {target}", "base")
+        path = target
 
 
 def parse_override(text):
     """'optimizer.lr=0.01' -> ('optimizer.lr', 0.01); the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"--set {text}: expected key=value")
+        raise ConfigError(f"--set {shown(text)}: expected key=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
-
-
-def load_config(path, overrides=()):
-    """Read, override and validate a YAML config; errors name the file and key."""
-    path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    raw = copy.deepcopy(raw)
+        value = parse_yaml(raw) if raw.strip() else ""
+    except ValueError as error:
+        raise ConfigError(f"--set {shown(key.strip(), 40)}: {error}", key.strip()) from None
+    return key.strip(), value
+
+
+def _names_key(raw, dotted_key):
+    node = raw
+    for part in dotted_key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def load_config(path, overrides=(), retired_keys_allowed=False):
+    """Read (with its ``base:`` chain), override and validate a YAML config; errors name the file and key."""
+    path = Path(path)
+    chain = read_config_chain(path)
+    raw = {}
+    for index, (_, own_keys) in reversed(list(enumerate(chain))):
+        if index:  # a base's experiment name is the base's own results folder: never inherited
+            own_keys = {key: value for key, value in own_keys.items() if key != "experiment"}
+        raw = deep_merge(raw, own_keys)
+    raw = copy.deepcopy(without_retired_keys(raw) if retired_keys_allowed else raw)
+    parsed = []
     try:
         for override in overrides:
-            set_dotted(raw, *parse_override(override))
+            parsed.append(parse_override(override))
+            set_dotted(raw, *parsed[-1])
         config = from_dict(ExperimentConfig, raw)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{_file_naming(error.key, chain, parsed)}: {error}", error.key) from None
     if config.experiment is None:
         config.experiment = path.stem
     check_experiment_name(config.experiment, path)
     return config
 
 
+def load_saved_config(path):
+    """The resolved config a results folder was made with (``config.yaml``); retired keys are dropped."""
+    return load_config(path, retired_keys_allowed=True)
+
+
+def without_retired_keys(raw):
+    """``raw`` less the RETIRED_KEYS that hold their one possible value (other values stay, and are refused)."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = dict(raw)
+    for section, keys in RETIRED_KEYS.items():
+        if isinstance(raw.get(section), dict):
+            raw[section] = {key: value for key, value in raw[section].items()
+                            if key not in keys or keys[key] != value}
+    return raw
+
+
+def _file_naming(key, chain, overrides):
+    """The file to blame for ``key``: the nearest in the base chain that sets it (else the config itself)."""
+    if key is None or any(key == set_key or key.startswith(set_key + ".") for set_key, _ in overrides):
+        return chain[0][0]
+    return next((file for file, own_keys in chain if _names_key(own_keys, key)), chain[0][0])
+
+
 def check_experiment_name(name, path):
     """Results go to <out>/<experiment>/, so the name must be one plain folder name, never a path."""
     if (not name or name in (".", "..") or name != name.strip() or any(c in name for c in "/\\\0")
             or os.path.isabs(name)):
-        raise ConfigError(f"{path}: experiment: {name[:80]!r} is not a plain folder name "
+        raise ConfigError(f"{path}: experiment: {shown(name)} is not a plain folder name "
                           f"(no '/', '\\', '..' or empty names; results go to <out>/<experiment>/)")
 
 
@@ -165,10 +299,17 @@ def key_reference_markdown():
     lines = ["# Config keys", "",
              "Generated by `python -m training.config > docs/CONFIG.md` from the schema in `training/config.py`.",
              "Every key can be set in the YAML or on the command line: `--set section.key=value`.", "",
-             "| key | default | meaning |", "|---|---|---|"]
-    for key, default, doc, choices in describe(ExperimentConfig):
+             "`base: other.yaml` (a path relative to the file) makes a config start from another one: the",
+             "file then names only the keys it changes, section by section (`model: {threshold_fraction: 0.6}`",
+             "keeps the base's other `model` keys). Bases may have bases; a cycle or a missing base is an error.",
+             "`experiment` still defaults to the name of the file given to `train.py`, not to the base's.", "",
+             "Keys marked *no* under \"changes results\" only change speed or bookkeeping: a results folder",
+             "made under other values of them counts as made by the same config (train.py resumes there).", "",
+             "| key | default | changes results | meaning |", "|---|---|---|---|"]
+    for key, default, doc, choices, affects_results in describe(ExperimentConfig):
         meaning = doc + (f" (one of: {', '.join(map(str, choices))})" if choices and "|" not in doc else "")
-        lines.append(f"| `{key}` | `{default}` | {meaning} |")
+        meaning = meaning.replace("|", "\\|")
+        lines.append(f"| `{key}` | `{default}` | {'yes' if affects_results else 'no'} | {meaning} |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,8 +22,10 @@ CHECKPOINT = "checkpoint.npz"
 LEGACY_STATE = "checkpoint.json"  # the two-file checkpoint of earlier versions (positional keys)
 FORMAT = "supermask-checkpoint/2"
 STATE_KEY = "__state__"
-# Leftovers of an atomic write killed before its rename: ``.tmp-*`` (weights) and ``.<name>.*.tmp``.
-STALE_PATTERNS = (".tmp-*", ".*.tmp")
+# A run folder holds no hidden files but the temporaries of atomic writes (fileio.atomic_path:
+# ``.<target>.<random><suffix>``; earlier versions ``.tmp-*``), so a hidden file at run start is
+# what a killed write left.
+STALE_PATTERN = ".*"
 
 
 class DamagedState(ValueError):
@@ -47,11 +49,10 @@ def set_aside(path, reason, log=print):
 def remove_stale_temporaries(folder):
     """Delete what killed atomic writes left in ``folder``; returns the names removed."""
     removed = []
-    for pattern in STALE_PATTERNS:
-        for path in Path(folder).glob(pattern):
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed.append(path.name)
+    for path in Path(folder).glob(STALE_PATTERN):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
     return sorted(removed)
 
 

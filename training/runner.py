@@ -9,24 +9,24 @@ and the run starts again (training/run_state.py).
 """
 import contextlib
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from data import load_dataset
+from fileio import atomic_write_bytes, save_weights_atomically, write_json, write_npz
 from masking import masked_layers
-from masking.init_files import InitFileError, apply_init_file, atomic_write_bytes, init_file_path
-from models import DATASET_CLASSES, build_model
+from models import build_experiment_model
 from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, EpochScalars, MaskHistory,
                                 NonFiniteLoss, NonFiniteLossGuard, mask_statistics, variables_by_path)
 from training.config import config_to_yaml
 from training.optim import TrainingLossPlateau, make_optimizer, steps_per_epoch
+from training.results import empty_history, run_dir
+from training.run_record import RunRecord
 from training.run_state import (CHECKPOINT, LEGACY_STATE, DamagedState, check_checkpoint, read_checkpoint,
                                 read_legacy_checkpoint, remove_stale_temporaries, set_aside)
 from training.schema import ConfigError
 from training.tensorboard import ScalarLog
-from training.results import empty_history, read_json, run_dir, save_weights_atomically, write_json, write_npz
 
 
 class TrainingError(RuntimeError):
@@ -54,46 +54,6 @@ def distribution_scope(name):
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     print(f"distribution: data_parallel over {len(devices)} devices", flush=True)
     return contextlib.nullcontext()
-
-
-def build_experiment_model(config, seed):
-    """The config's model with its initial values (on the fly from the seed, or from files)."""
-    model_config = config.model
-    options = {"width_multiplier": model_config.width_multiplier,
-               "num_classes": DATASET_CLASSES[config.data.dataset]}
-    if model_config.name.startswith("Conv"):
-        options["head_activation"] = model_config.head_activation
-    if model_config.name.startswith("ResNet"):
-        options.update(bn_mode=model_config.bn_mode, extra_head=model_config.extra_head,
-                       projection_every=model_config.projection_every)
-    weight_init, score_init = vars(config.init.weight), vars(config.init.mask)
-    model = build_model(model_config.name, signed=model_config.signed, seed=seed,
-                        threshold_fraction=model_config.threshold_fraction,
-                        weight_init=dict(weight_init), score_init=dict(score_init), **options)
-    if config.init.source == "files":
-        load_initial_files(model, config, seed - config.seed)
-    return model
-
-
-def load_initial_files(model, config, run_index):
-    """Load the init_example.py pickles of this run; a missing one names the command that writes it."""
-    def spec_text(spec):
-        return f"{spec.distribution}/{spec.scaling}" + (f"/{spec.factor:g}" if spec.factor != 1.0 else "")
-
-    if config.model.signed:
-        kinds = (("weights", config.init.weight), ("scores", config.init.mask))
-        init_flags = f"--weight-init {spec_text(config.init.weight)} --score-init {spec_text(config.init.mask)}"
-    else:
-        kinds = (("baseline", config.init.weight),)
-        init_flags = f"--baseline-init {spec_text(config.init.weight)}"
-    for kind, spec in kinds:
-        path = init_file_path(config.init.weights_dir, config.model.name, kind, vars(spec), run_index)
-        if not Path(path).is_file():
-            command = (f"python init_example.py --model {config.model.name} --runs {run_index + 1} {init_flags} "
-                       f"--width-multiplier {config.model.width_multiplier:g} "
-                       f"--num-classes {DATASET_CLASSES[config.data.dataset]} --out {config.init.weights_dir}")
-            raise InitFileError(f"{path}: missing init file; create it with: {command}")
-        apply_init_file(model, path, kind)
 
 
 def execution_settings(training):
@@ -153,10 +113,10 @@ class RunTrainer:
         print(f"[{self.config.experiment} run {self.run_index}] {message}", file=sys.stderr, flush=True)
 
     def run(self):
-        info = self._run_record()
-        if info is not None and info.get("status") == "finished":
+        record = self._run_record()
+        if record is not None and record.finished:
             self._log("already finished, skipped")
-            return info
+            return record.to_json()
         config = self.config
         data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
         model = compiled_model(config, self.seed, len(data.x_train))
@@ -192,17 +152,13 @@ class RunTrainer:
         return self._finish(model, history)
 
     def _run_record(self):
-        """This run's run.json, or None; an unreadable one is set aside, so the run is trained again."""
-        path = self.directory / "run.json"
+        """This run's RunRecord, or None; an unreadable run.json or one that is no run record is
+        set aside, so the run is trained again."""
         try:
-            info = read_json(path)
-        except (ValueError, OSError) as error:
-            set_aside(path, f"unreadable run record ({type(error).__name__})", self._warn)
+            return RunRecord.read(self.directory)
+        except ValueError as error:  # UnreadableFileError, RunRecordError
+            set_aside(self.directory / "run.json", str(error).split(": ", 1)[-1][:200], self._warn)
             return None
-        if info is not None and not (isinstance(info, dict) and isinstance(info.get("status"), str)):
-            set_aside(path, "not a run record", self._warn)
-            return None
-        return info
 
     def _restore(self, model, steps):
         """(history, plateau callback) of the last finished epoch, with the model's and optimizer's
@@ -257,9 +213,8 @@ class RunTrainer:
 
     def _write_failure(self, history, failure):
         write_json(self.directory / "history.json", history)
-        write_json(self.directory / "run.json", {"status": "failed", "seed": self.seed, "run_index": self.run_index,
-                                                  "reason": f"non-finite training loss {failure.loss} "
-                                                            f"in epoch {failure.epoch + 1}"})
+        RunRecord("failed", self.config.experiment, self.run_index, self.seed,
+                  reason=f"non-finite training loss {failure.loss} in epoch {failure.epoch + 1}").write(self.directory)
         raise TrainingError(f"{self.directory}: {failure}; "
                             f"history so far kept in history.json (lower optimizer.lr?)") from None
 
@@ -270,20 +225,17 @@ class RunTrainer:
             write_npz(self.directory / "masks.npz", {layer.name: layer.ternary_mask() for layer in masked_layers(model)})
         save_weights_atomically(model, self.directory / "model.weights.h5")
         write_json(self.directory / "history.json", history)
-        info = {
-            "status": "finished", "experiment": self.config.experiment, "run_index": self.run_index,
-            "seed": self.seed, "epochs_trained": len(history["train_loss"]),
-            "final": {"test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
-                      "train_accuracy": history["train_accuracy"][-1], "remaining_percent": remaining,
-                      "remaining_count": remaining_count},
-            "training_seconds": float(sum(history["epoch_seconds"])),
-            "versions": library_versions(),
-        }
-        write_json(self.directory / "run.json", info)
+        record = RunRecord(
+            "finished", self.config.experiment, self.run_index, self.seed, epochs_trained=len(history["train_loss"]),
+            final={"test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
+                   "train_accuracy": history["train_accuracy"][-1], "remaining_percent": remaining,
+                   "remaining_count": remaining_count},
+            training_seconds=float(sum(history["epoch_seconds"])), versions=library_versions())
+        record.write(self.directory)
         for name in (CHECKPOINT, LEGACY_STATE):
             (self.directory / name).unlink(missing_ok=True)
-        self._log(f"finished: test_acc {info['final']['test_accuracy']:.4f}  remaining {remaining:.2f}%")
-        return info
+        self._log(f"finished: test_acc {record.final['test_accuracy']:.4f}  remaining {remaining:.2f}%")
+        return record.to_json()
 
 
 def library_versions():

@@ -2,22 +2,43 @@
 
 Every field's type comes from its annotation (int, float, bool, str, Optional[...],
 nested dataclass); ``choices``/``minimum``/``maximum`` in the field metadata bound
-it. Unknown keys, wrong types and out-of-range values raise ``ConfigError`` with
-the dotted key in the message. Numbers written as strings (YAML reads ``5e-4`` as
-a string) are coerced.
+it. Unknown keys, wrong types, non-finite numbers and out-of-range values raise
+``ConfigError`` with the dotted key in the message; offending values are shown
+abbreviated, so a hostile value cannot make the message itself huge or slow. Numbers
+written as strings (YAML reads ``5e-4`` as a string) are coerced.
 """
 import dataclasses
+import math
+import reprlib
 import typing
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 2, 60, 60, 40
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+
+
+def shown(value, limit=80):
+    """repr() bounded in time and length (reprlib stops at depth 2 and 4 items), for error messages."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class ConfigError(ValueError):
-    """An invalid configuration; the message names the offending key."""
+    """An invalid configuration; the message names the offending key (``key``, when known)."""
+
+    def __init__(self, message, key=None):
+        super().__init__(message)
+        self.key = key
 
 
-def option(default, *, choices=None, minimum=None, maximum=None, exclusive_minimum=False, doc=""):
-    """A dataclass field with validation metadata and a one-line description."""
+def option(default, *, choices=None, minimum=None, maximum=None, exclusive_minimum=False, doc="",
+           affects_results=True):
+    """A dataclass field with validation metadata and a one-line description.
+
+    ``affects_results=False`` marks keys that change speed or bookkeeping only: a results
+    folder made under other values of them still counts as made by the same config."""
     metadata = {"choices": choices, "minimum": minimum, "maximum": maximum,
-                "exclusive_minimum": exclusive_minimum, "doc": doc}
+                "exclusive_minimum": exclusive_minimum, "doc": doc, "affects_results": affects_results}
     if isinstance(default, (dict, list)) or dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: _copy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -25,6 +46,26 @@ def option(default, *, choices=None, minimum=None, maximum=None, exclusive_minim
 
 def _copy(value):
     return dataclasses.replace(value) if dataclasses.is_dataclass(value) else type(value)(value)
+
+
+def _number(value, annotation, key):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key}: expected a number, got {shown(value)}", key)
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {shown(value)}", key) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {shown(value)}", key)
+    if annotation is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{key}: expected an integer, got {shown(value)}", key)
+        return int(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        raise ConfigError(f"{key}: expected a finite number, got {shown(value)}", key) from None
 
 
 def _coerce(value, annotation, key):
@@ -36,30 +77,17 @@ def _coerce(value, annotation, key):
         return _coerce(value, inner[0], key)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {shown(value)}", key)
         return from_dict(annotation, value, prefix=f"{key}.")
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(f"{key}: expected true or false, got {shown(value)}", key)
     if annotation in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-        if not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if annotation is int:
-            if float(value) != int(value):
-                raise ConfigError(f"{key}: expected an integer, got {value!r}")
-            return int(value)
-        return float(value)
+        return _number(value, annotation, key)
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {shown(value)}", key)
         return value
     raise TypeError(f"unsupported annotation {annotation!r} for {key}")
 
@@ -69,13 +97,13 @@ def _check_bounds(value, field, key):
     if value is None:
         return
     if meta.get("choices") is not None and value not in meta["choices"]:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
+        raise ConfigError(f"{key}: {shown(value)} is not one of {', '.join(map(str, meta['choices']))}", key)
     minimum, maximum = meta.get("minimum"), meta.get("maximum")
     if minimum is not None and (value < minimum or (meta.get("exclusive_minimum") and value == minimum)):
         relation = ">" if meta.get("exclusive_minimum") else ">="
-        raise ConfigError(f"{key}: must be {relation} {minimum}, got {value}")
+        raise ConfigError(f"{key}: must be {relation} {minimum}, got {shown(value)}", key)
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{key}: must be <= {maximum}, got {value}")
+        raise ConfigError(f"{key}: must be <= {maximum}, got {shown(value)}", key)
 
 
 def from_dict(cls, data, prefix=""):
@@ -83,11 +111,13 @@ def from_dict(cls, data, prefix=""):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+        where = prefix.rstrip(".") or "config"
+        raise ConfigError(f"{where}: expected a mapping, got {shown(data)}", prefix.rstrip(".") or None)
     fields = {field.name: field for field in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted((key for key in data if key not in fields), key=str)
     if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (allowed: {', '.join(fields)})")
+        name = unknown[0] if isinstance(unknown[0], str) else shown(unknown[0])
+        raise ConfigError(f"{prefix}{name[:40]}: unknown key (allowed: {', '.join(fields)})", f"{prefix}{name}")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in data.items():
@@ -105,6 +135,18 @@ def to_dict(instance):
     return dataclasses.asdict(instance)
 
 
+def without_keys_that_keep_results(cls, data):
+    """``data`` (a to_dict-like mapping of ``cls``) less the keys marked ``affects_results=False``."""
+    hints = typing.get_type_hints(cls)
+    result = dict(data)
+    for field in dataclasses.fields(cls):
+        if not field.metadata.get("affects_results", True):
+            result.pop(field.name, None)
+        elif dataclasses.is_dataclass(hints[field.name]) and isinstance(result.get(field.name), dict):
+            result[field.name] = without_keys_that_keep_results(hints[field.name], result[field.name])
+    return result
+
+
 def set_dotted(data, dotted_key, value):
     """Apply ``a.b.c=value`` to a nested dict (creating sections as needed)."""
     parts = dotted_key.split(".")
@@ -112,21 +154,27 @@ def set_dotted(data, dotted_key, value):
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"{dotted_key}: {part} is not a section")
+            raise ConfigError(f"{dotted_key}: {part} is not a section", dotted_key)
         node = child
     node[parts[-1]] = value
 
 
-def describe(cls, prefix=""):
-    """(dotted key, default, doc) for every leaf key: the generated key reference."""
+def describe(cls, prefix="", defaults=None):
+    """(dotted key, default, doc, choices, affects_results) for every leaf key: the key reference.
+
+    ``defaults`` is the enclosing field's default instance (``init.weight`` defaults differ from
+    the bare ``InitConfig`` defaults)."""
     rows = []
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         annotation = hints[field.name]
+        if defaults is not None:
+            default = getattr(defaults, field.name)
+        else:
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         if dataclasses.is_dataclass(annotation):
-            rows += describe(annotation, f"{prefix}{field.name}.")
+            rows += describe(annotation, f"{prefix}{field.name}.", default)
             continue
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         rows.append((f"{prefix}{field.name}", default, field.metadata.get("doc", ""),
-                     field.metadata.get("choices")))
+                     field.metadata.get("choices"), field.metadata.get("affects_results", True)))
     return rows

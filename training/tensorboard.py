@@ -15,7 +15,7 @@ import struct
 import time
 from pathlib import Path
 
-from masking.init_files import atomic_write_bytes
+from fileio import atomic_write_bytes
 
 FOLDER = "tensorboard"
 

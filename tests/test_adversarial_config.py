@@ -1,0 +1,236 @@
+"""Hostile and clumsy config input and shared results folders (issue 13, causes 3, 5 and 6).
+
+Each test builds the hostile file itself. Bad input must give one line naming the file and the
+key, exit code 2 and nothing written."""
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import train
+from training.config import load_config
+from training.schema import ConfigError, from_dict, shown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi")) + "description: *i\n"
+
+
+def refused(capsys, tmp_path, config, *args, key=None):
+    """train.main's exit code and stderr line for a config that must be refused before anything is written."""
+    out = tmp_path / "results"
+    code = train.main([str(config), "--out", str(out), *args])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert not out.exists()
+    if key is not None:
+        assert Path(config).name in lines[0] and key in lines[0], lines[0]
+    return lines[0]
+
+
+def test_billion_laughs_is_refused_quickly_within_bounded_memory(tmp_path):
+    config = tmp_path / "laughs.yaml"
+    config.write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS) < 1024
+    limit = 1 << 30  # 1 GiB of address space: expanding the aliases needs far more
+    script = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
+              f"sys.path.insert(0, {str(ROOT)!r}); import train; "
+              f"sys.exit(train.main([{str(config)!r}, '--out', {str(tmp_path / 'out')!r}]))")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert time.monotonic() - started < 30
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "laughs.yaml" in lines[0] and "aliases" in lines[0] and len(lines[0]) < 300
+    assert not (tmp_path / "out").exists()
+
+
+def test_error_messages_show_values_abbreviated():
+    """A value built from shared references (2^40 leaves) must not be printed whole, or even walked."""
+    value = ["x" * 1000]
+    for _ in range(40):
+        value = [value, value]
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as error:
+        from_dict(train_config_class(), {"description": value})
+    assert time.monotonic() - started < 1 and len(str(error.value)) < 200 and "description" in str(error.value)
+    assert len(shown("y" * 10**6)) <= 80 and len(shown(10**5000 if sys.version_info < (3, 11) else 10**4000)) <= 80
+
+
+def train_config_class():
+    from training.config import ExperimentConfig
+    return ExperimentConfig
+
+
+@pytest.mark.parametrize("text, key", [
+    ("description: " + "[" * 2000 + "]" * 2000 + "\n", "nested deeper"),
+    ("training:\n  epochs: .inf\n", "training.epochs"),
+    ("training:\n  epochs: -.inf\n", "training.epochs"),
+    ("training:\n  epochs: .nan\n", "training.epochs"),
+    ("training:\n  epochs: 1e400\n", "training.epochs"),
+    ("training:\n  batch_size: 1.0e400\n", "training.batch_size"),
+    ("runs: '.nan'\n", "runs"),
+    ("optimizer:\n  lr: .nan\n", "optimizer.lr"),
+    ("optimizer:\n  lr: .inf\n", "optimizer.lr"),
+    ("optimizer:\n  wd: 1e999\n", "optimizer.wd"),
+    ("model:\n  threshold_fraction: .nan\n", "model.threshold_fraction"),
+    ("optimizer:\n  momentum: " + "9" * 400 + "\n", "optimizer.momentum"),
+    ("training:\n  epochs: " + "9" * 5000 + "\n", "not valid YAML"),
+    ("model:\n  width_multiplier: 65\n", "model.width_multiplier"),
+    ("model:\n  width_multiplier: 0.005\n", "model.width_multiplier"),
+    ("model: {name: ResNet20, width_multiplier: 0.05}\ndata: {dataset: cifar10}\n", "model.width_multiplier"),
+    ("model:\n  width_multiplier: .inf\n", "model.width_multiplier"),
+    ("description: !!python/object/apply:os.system ['echo hacked']\n", "python/object"),
+    ("[1, 2, 3]\n", "top level"),
+    ("just a string\n", "top level"),
+    ("{1: x, b: y}\n", "unknown key"),
+], ids=lambda value: value[:30])
+def test_hostile_values_are_one_line_errors(capsys, tmp_path, text, key):
+    config = tmp_path / "hostile.yaml"
+    config.write_text(text)
+    refused(capsys, tmp_path, config, key=key)
+
+
+@pytest.mark.parametrize("text", ["[1, 2, 3]\n", "42\n", "just a string\n"])
+def test_top_level_list_or_scalar_with_set_is_one_line_error(capsys, tmp_path, text):
+    config = tmp_path / "flat.yaml"
+    config.write_text(text)
+    refused(capsys, tmp_path, config, "--set", "training.epochs=1", key="top level")
+
+
+@pytest.mark.parametrize("override, key", [
+    ("training.epochs=[1, 2", "not valid YAML"),
+    ("description=!!python/object/apply:os.system ['echo hacked']", "python/object"),
+    ("description=!!python/name:os.system", "python/name"),
+    ("training.epochs=.inf", "training.epochs"),
+    ("optimizer.lr=.nan", "optimizer.lr"),
+    ("model.width_multiplier=1e6", "model.width_multiplier"),
+    ("model.threshold_fraction.x=1", "model.threshold_fraction: expected a number"),
+    ("training.epochs.x=1", "epochs is not a section"),
+    ("description=&a [*a]", "alias"),
+])
+def test_bad_set_values_are_one_line_errors(capsys, tmp_path, override, key):
+    config = tmp_path / "ok.yaml"
+    config.write_text("training: {epochs: 2}\n")
+    line = refused(capsys, tmp_path, config, "--set", override, key=key)
+    assert "Traceback" not in line
+
+
+def test_non_utf8_directory_and_oversized_configs_are_one_line_errors(capsys, tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("description: café\n".encode("latin-1"))
+    assert "UTF-8" in refused(capsys, tmp_path, latin, key="latin.yaml")
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    assert "directory" in refused(capsys, tmp_path, folder, key="folder.yaml")
+    big = tmp_path / "big.yaml"
+    big.write_text("description: '" + "x" * (2 << 20) + "'\n")
+    assert "MiB" in refused(capsys, tmp_path, big, key="big.yaml")
+
+
+def test_bad_out_is_one_line_error_and_nothing_written(capsys, tmp_path):
+    config = tmp_path / "ok.yaml"
+    config.write_text("training: {epochs: 1}\n")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    for out in (a_file, a_file / "below"):
+        assert train.main([str(config), "--out", str(out)]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "--out" in lines[0] and "directory" in lines[0], lines
+    assert a_file.read_text() == "keep me"
+
+
+@pytest.mark.skipif(hasattr(train.os, "geteuid") and train.os.geteuid() == 0, reason="root writes anywhere")
+def test_read_only_out_is_one_line_error(capsys, tmp_path):
+    config = tmp_path / "ok.yaml"
+    config.write_text("training: {epochs: 1}\n")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir(mode=0o555)
+    assert train.main([str(config), "--out", str(read_only)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--out" in lines[0] and not any(read_only.iterdir())
+
+
+CLAIM = """
+import sys, time
+sys.path.insert(0, {root!r})
+import train
+from training.config import load_config
+from training.schema import ConfigError
+config = load_config({config!r}, ["optimizer.lr=" + sys.argv[1]])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+try:
+    train.claim_results_folder(config, {out!r})
+    print("claimed", "keras" in sys.modules)
+except ConfigError as error:
+    print("refused", "different config" in str(error))
+"""
+
+
+def test_jobs_with_different_configs_started_together_cannot_share_a_folder(tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("training: {epochs: 1}\n")
+    script = CLAIM.format(root=str(ROOT), config=str(config), out=str(tmp_path / "results"))
+    start = time.time() + 3.0
+    jobs = [subprocess.Popen([sys.executable, "-c", script, lr, str(start)], stdout=subprocess.PIPE, text=True)
+            for lr in ("0.01", "0.02") * 3]
+    outcomes = [(lr, job.communicate(timeout=60)[0].split()) for lr, job in zip(("0.01", "0.02") * 3, jobs)]
+    winners = {lr for lr, outcome in outcomes if outcome[0] == "claimed"}
+    assert len(winners) == 1, outcomes
+    assert all(outcome == (["claimed", "False"] if lr in winners else ["refused", "True"]) for lr, outcome in outcomes)
+    saved = load_config(tmp_path / "results" / "exp" / "config.yaml")
+    assert saved.optimizer.lr == float(winners.pop())
+
+
+def test_folder_made_with_other_bookkeeping_keys_or_the_retired_optimizer_name_is_reused(tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("training: {epochs: 1}\n")
+    out = tmp_path / "results"
+    experiment = train.claim_results_folder(load_config(config), out)
+    saved = experiment / "config.yaml"
+    saved.write_text(saved.read_text().replace("optimizer:\n", "optimizer:\n  name: sgdw\n"))
+    assert "name: sgdw" in saved.read_text()
+    again = load_config(config, ["runs=9", "training.steps_per_execution=3", "training.eval_batch_size=7",
+                                 "description=other words", "data.dir=/elsewhere"])
+    assert train.claim_results_folder(again, out) == experiment
+    with pytest.raises(ConfigError, match="different config"):
+        train.claim_results_folder(load_config(config, ["training.batch_size=64"]), out)
+    saved.write_text("[unreadable")
+    with pytest.raises(ConfigError, match=r"config\.yaml: not valid YAML.*restore it"):
+        train.claim_results_folder(again, out)
+
+
+def test_concurrent_summaries_never_drop_a_finished_run(tmp_path, monkeypatch):
+    """Each job writes its run.json, then recomputes summary.json; a slow writer must not overwrite
+    the summary with a stale run list (the lock serialises list-then-write)."""
+    import training.results as results
+
+    original_write = results.write_json
+
+    def slow_summary_write(path, payload):
+        if Path(path).name == "summary.json":
+            time.sleep(0.3)
+        original_write(path, payload)
+
+    monkeypatch.setattr(results, "write_json", slow_summary_write)
+    final = {"test_accuracy": 0.9, "remaining_percent": 3.0, "remaining_count": 30}
+
+    def job(index):
+        (tmp_path / f"run_{index}").mkdir()
+        original_write(tmp_path / f"run_{index}" / "run.json", {"status": "finished", "final": final})
+        train.update_summary(tmp_path)
+
+    threads = [threading.Thread(target=job, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["finished_runs"] == ["run_0", "run_1", "run_2", "run_3"]
