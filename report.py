@@ -1,6 +1,7 @@
 """Summarize every experiment under a results root next to the paper's numbers.
 
     python report.py                       # reads results/, writes results/report.{md,csv,tex} + fig_*.png
+                                           # (on a fresh clone: the shipped measured/ runs, report in results/)
     python report.py /tmp/rep_results --out /tmp/report --data-dir ../shared/datasets
     python report.py results/ --no-figures
 
@@ -73,15 +74,30 @@ def write_report(root, out_dir=None, data_dir=None, digit_source=None, draw=True
     return {**paths, "figures": [out_dir / name for _, name in written], "notes": notes}
 
 
+OWN_RESULTS, SHIPPED_RESULTS = Path("results"), Path("measured")
+
+
+def default_root():
+    """results/ once it holds an experiment; before that (a fresh clone) the runs the repository ships."""
+    if OWN_RESULTS.is_dir() and find_experiments(OWN_RESULTS):
+        return OWN_RESULTS
+    return SHIPPED_RESULTS
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", nargs="?", default="results", help="results root (default results/)")
-    parser.add_argument("--out", help="where to write the report (default: the results root)")
+    parser.add_argument("root", nargs="?", help="results root (default results/, or the shipped measured/ "
+                                                "while results/ holds no experiment)")
+    parser.add_argument("--out", help="where to write the report (default: the results root; results/ for measured/)")
     parser.add_argument("--data-dir", help="folder with mnist.npz for Figure 1 (else $SUPERMASK_DATA_DIR)")
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     try:
-        written = write_report(args.root, args.out, args.data_dir, draw=not args.no_figures)
+        root = Path(args.root) if args.root else default_root()
+        out = args.out or (OWN_RESULTS if root == SHIPPED_RESULTS else None)
+        if not args.root:
+            print(f"reading {root}/")
+        written = write_report(root, out, args.data_dir, draw=not args.no_figures)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

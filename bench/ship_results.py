@@ -1,0 +1,74 @@
+"""Copy the small files of an experiment's runs into the tracked measured/ folder.
+
+    python bench/ship_results.py /work/longruns/results/conv2_signed [--dest measured]
+
+Shipped: the experiment's config.yaml and summary.json, and per run config.yaml, run.json,
+history.json and masks.npz; never weights, checkpoints or TensorBoard files. A run still
+training ships its history so far (from its checkpoint), so the epochs reached are on record.
+"""
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fileio import read_json, run_folder_index, write_json  # noqa: E402
+from training.run_state import read_checkpoint_state  # noqa: E402
+
+EXPERIMENT_FILES = ("config.yaml", "summary.json")
+RUN_FILES = ("config.yaml", "run.json", "history.json", "masks.npz")
+
+
+def ship(experiment_dir, dest_root):
+    experiment_dir = Path(experiment_dir)
+    target = Path(dest_root) / experiment_dir.name
+    copied = []
+    for name in EXPERIMENT_FILES:
+        if (experiment_dir / name).is_file():
+            copied.append(_copy(experiment_dir / name, target / name))
+    for run in sorted(experiment_dir.iterdir()):
+        if not run.is_dir() or run_folder_index(run.name) is None:
+            continue
+        for name in RUN_FILES:
+            if (run / name).is_file():
+                copied.append(_copy(run / name, target / run.name / name))
+        history = None if (run / "history.json").is_file() else _history_so_far(run)
+        if history is not None:
+            write_json(target / run.name / "history.json", history)
+            copied.append(target / run.name / "history.json")
+    return copied
+
+
+def _history_so_far(run):
+    """The history in a running run's checkpoint (the two-file format of earlier versions too)."""
+    legacy = run / "checkpoint.json"
+    if legacy.is_file():
+        return read_json(legacy)["history"]
+    if (run / "checkpoint.npz").is_file():
+        return read_checkpoint_state(run / "checkpoint.npz")["history"]
+    return None
+
+
+def _copy(source, destination):
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, destination)
+    return destination
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiments", nargs="+", help="experiment folders (results/<experiment>)")
+    parser.add_argument("--dest", default="measured", help="tracked folder of measured results")
+    args = parser.parse_args(argv)
+    for experiment in args.experiments:
+        if not Path(experiment).is_dir():
+            print(f"error: {experiment}: not an experiment folder", file=sys.stderr)
+            return 2
+        for path in ship(experiment, args.dest):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The shipped measured/ folder: only small files, readable by the report on a fresh clone."""
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from conftest import REPO_ROOT
+
+import report
+from bench.ship_results import RUN_FILES, ship
+from fileio import run_folder_index
+from training.run_record import RunRecord
+from test_report import write_config, write_finished_run
+
+MEASURED = Path(REPO_ROOT) / "measured"
+ALLOWED = set(RUN_FILES) | {"summary.json", "README.md"}
+
+
+def test_shipped_results_hold_only_small_readable_files():
+    for path in MEASURED.rglob("*"):
+        if path.is_dir():
+            continue
+        assert path.name in ALLOWED, f"{path}: not a file measured/ ships (no weights or checkpoints)"
+        assert path.stat().st_size < 2_000_000, f"{path}: too large to ship"
+        if path.name == "run.json":
+            assert RunRecord.from_json(json.loads(path.read_text())).finished, path
+        if path.name == "config.yaml":
+            assert isinstance(yaml.safe_load(path.read_text()), dict), path
+
+
+def test_every_shipped_run_has_its_config_and_history():
+    runs = [path for path in MEASURED.rglob("run_*") if path.is_dir() and run_folder_index(path.name) is not None]
+    for run in runs:
+        assert (run / "config.yaml").is_file() and (run / "history.json").is_file(), run
+
+
+def test_ship_copies_small_files_and_the_history_of_a_running_run(tmp_path):
+    source = tmp_path / "results" / "fcn_signed"
+    write_config(source, "FCN", "mnist", runs=2)
+    write_finished_run(source, 0, 0.97, 3.7, 9000)
+    (source / "run_0" / "model.weights.h5").write_bytes(b"weights")
+    running = source / "run_1"
+    running.mkdir()
+    (running / "config.yaml").write_text("{}\n")
+    (running / "checkpoint.npz").write_bytes(b"not shipped")
+    (running / "checkpoint.json").write_text(json.dumps({"history": {"test_accuracy": [0.5, 0.6]}}))
+    ship(source, tmp_path / "measured")
+    shipped = sorted(p.relative_to(tmp_path / "measured").as_posix()
+                     for p in (tmp_path / "measured").rglob("*") if p.is_file())
+    assert shipped == ["fcn_signed/config.yaml", "fcn_signed/run_0/history.json", "fcn_signed/run_0/masks.npz",
+                       "fcn_signed/run_0/run.json", "fcn_signed/run_1/config.yaml", "fcn_signed/run_1/history.json"]
+    history = json.loads((tmp_path / "measured" / "fcn_signed" / "run_1" / "history.json").read_text())
+    assert history == {"test_accuracy": [0.5, 0.6]}
+
+
+def test_report_without_arguments_renders_the_shipped_results_on_a_fresh_clone(tmp_path, monkeypatch, capsys):
+    write_config(tmp_path / "measured" / "fcn_signed", "FCN", "mnist", runs=1)
+    write_finished_run(tmp_path / "measured" / "fcn_signed", 0, 0.9749, 3.70, 9000)
+    before = sorted(p.name for p in (tmp_path / "measured").rglob("*"))
+    monkeypatch.chdir(tmp_path)
+    assert report.main(["--no-figures"]) == 0
+    assert "reading measured/" in capsys.readouterr().out
+    text = (tmp_path / "results" / "report.md").read_text()
+    assert "97.49" in text
+    assert sorted(p.name for p in (tmp_path / "measured").rglob("*")) == before  # nothing written there
+    # Once results/ holds an experiment of one's own, that is what the report reads.
+    shutil.copytree(tmp_path / "measured" / "fcn_signed", tmp_path / "results" / "mine")
+    assert report.main(["--no-figures"]) == 0
+    assert "reading results/" in capsys.readouterr().out
