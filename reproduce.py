@@ -6,9 +6,10 @@
 
 Each paper row of ``reporting/paper.py`` (FCN, Conv2, ..., ResNet110) has two configs,
 ``configs/<row>_signed.yaml`` and ``configs/<row>_baseline.yaml`` (``--columns`` picks). The plan lists
-every config with its runs and epochs and an estimated time on this machine, from two tiny real runs
-of each config (2 epochs of ``--measure-steps`` and of 4 x as many batches, thrown away): their second
-epochs give the step time and the per-epoch overhead, the first epoch's extra time the compilation.
+every config with its runs and epochs and an estimated time on this machine, from tiny real runs of
+each config (2 epochs of ``--measure-steps`` batches, then of 4 x, 16 x ... as many until the time
+per epoch at least doubles and reaches 3 s; thrown away): their second epochs give the step time and the per-epoch
+overhead, the first epoch's extra time the compilation.
 Then every run trains in order through the normal run trainer (``train.py``'s path), so finished runs
 are skipped and interrupted ones resume; a failed run is reported and the rest continue. Progress
 lines give run k of N, the time elapsed and an estimate of the time remaining (the plan's estimate,
@@ -41,6 +42,8 @@ TRAIN_EXAMPLES = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
 TEST_EXAMPLES = {"mnist": 10_000, "cifar10": 10_000, "cifar100": 10_000}
 # A test forward pass costs about a third of a training step (forward + backward ~ 3 forwards).
 FORWARD_SHARE = 1 / 3
+# The longer timing epoch must last at least this long, or noise decides the step time.
+MIN_TIMED_SECONDS = 3.0
 
 
 def paper_rows():
@@ -64,7 +67,6 @@ class PlannedExperiment:
     column: str
     path: Path
     config: object
-    finished: list
     to_train: list
     epoch_seconds: Optional[float] = None
     compile_seconds: Optional[float] = None
@@ -107,8 +109,8 @@ class Progress:
         return scale * sum(estimates)
 
     def line(self, index, label, estimates):
-        remaining = self.remaining(estimates)
-        return (f"[reproduce] run {index} of {self.total}: {label} (elapsed {clock(time.perf_counter() - self.started)}, "
+        remaining, elapsed = self.remaining(estimates), time.perf_counter() - self.started
+        return (f"[reproduce] run {index} of {self.total}: {label} (elapsed {clock(elapsed)}, "
                 f"estimated remaining {clock(remaining) if remaining is not None else 'unknown'})")
 
 
@@ -178,9 +180,8 @@ def build_plan(rows, columns, runs, overrides, out_root):
             if runs is not None:
                 config.runs = runs
             check_results_folder(config, out_root)
-            finished = [i for i in range(config.runs) if finished_run(out_root, config.experiment, i)]
-            plan.append(PlannedExperiment(row, column, path, config, finished,
-                                          [i for i in range(config.runs) if i not in finished]))
+            to_train = [i for i in range(config.runs) if not finished_run(out_root, config.experiment, i)]
+            plan.append(PlannedExperiment(row, column, path, config, to_train))
     return plan
 
 
@@ -205,29 +206,31 @@ def timed_epochs(config, train_limit, data_dir):
 def measure(experiment, steps, data_dir):
     """(seconds per epoch, compile seconds) of ``experiment``'s config on this machine.
 
-    Two scratch runs of ``steps`` and 4 x ``steps`` batches per epoch: the difference of their second
-    epochs is the step time, the rest of an epoch (fit set-up, test batch, mask counts, checkpoint)
-    the per-epoch overhead; the first epoch's extra time is compilation. When 4 x ``steps`` batches
-    cover the whole (limited) training set, that run's second epoch is a real epoch.
+    Scratch runs of ``steps`` and of 4 x, 16 x, ... as many batches per epoch, until the longer one's
+    second epoch takes at least twice the shorter one's and ``MIN_TIMED_SECONDS`` (fast models are
+    dominated by per-epoch overhead, and short times by noise): the difference of the second epochs gives the step time, the rest of an epoch (fit
+    set-up, a test batch, mask counts, checkpoint) the per-epoch overhead, the longer run's first
+    epoch's extra time the compilation. A run that covers the whole (limited) training set times a
+    real epoch directly.
     """
     config = experiment.config
     batch, repeat, dataset = config.training.batch_size, config.data.repeat, config.data.dataset
     examples = min(config.data.train_limit or TRAIN_EXAMPLES[dataset], TRAIN_EXAMPLES[dataset])
     tests = min(config.data.test_limit or TEST_EXAMPLES[dataset], TEST_EXAMPLES[dataset])
     real_steps = math.ceil(examples * repeat / batch)
-    long_limit = min(4 * steps * batch, examples)
-    long_first, long_second = timed_epochs(config, long_limit, data_dir)
+    short_limit = min(steps * batch, examples)
+    short_steps = math.ceil(short_limit * repeat / batch)
+    short_first, short_second = timed_epochs(config, short_limit, data_dir)
+    long_limit, long_first, long_second = short_limit, short_first, short_second
+    while long_limit < examples and long_second < max(2 * short_second, MIN_TIMED_SECONDS):
+        long_limit = min(4 * long_limit, examples)
+        long_first, long_second = timed_epochs(config, long_limit, data_dir)
     long_steps = math.ceil(long_limit * repeat / batch)
-    if long_limit == examples:
-        step, epoch = long_second / long_steps, long_second
-    else:
-        short_limit = steps * batch
-        _, short_second = timed_epochs(config, short_limit, data_dir)
-        step = (long_second - short_second) / (long_steps - math.ceil(short_limit * repeat / batch))
-        if step <= 0:  # timing noise on a busy machine: fall back to the whole epoch per step
-            step = long_second / long_steps
-        overhead = max(long_second - long_steps * step, 0.0)
-        epoch = overhead + real_steps * step
+    if long_steps > short_steps:
+        step = max((long_second - short_second) / (long_steps - short_steps), 0.0)
+    else:  # one run covered the whole (limited) training set: no overhead to separate
+        step = long_second / long_steps
+    epoch = max(long_second - long_steps * step, 0.0) + real_steps * step
     test_batches_left = max(tests - min(batch, tests), 0) / batch
     return epoch + test_batches_left * step * FORWARD_SHARE, max(long_first - long_second, 0.0)
 
@@ -237,7 +240,7 @@ def measure_plan(plan, steps, data_dir):
     if steps < 1 or not any(experiment.to_train for experiment in plan):
         return
     pending = [experiment for experiment in plan if experiment.to_train]
-    print(f"timing {len(pending)} configs (scratch runs of 2 epochs of {steps} and {4 * steps} batches) ...", flush=True)
+    print(f"timing {len(pending)} configs (scratch runs of 2 epochs of {steps}, {4 * steps}, ... batches) ...", flush=True)
     for experiment in pending:
         try:
             experiment.epoch_seconds, experiment.compile_seconds = measure(experiment, steps, data_dir)
@@ -261,8 +264,8 @@ def plan_text(plan, out_root):
             f"| {experiment.row} | {experiment.column} | {experiment.path.relative_to(ROOT)} | "
             f"{experiment.config.runs} ({to_train}) | {bound}{experiment.epochs} | "
             f"{f'{experiment.epoch_seconds:.1f}' if experiment.epoch_seconds is not None else '?'} | "
-            f"{bound}{clock(per_run) if per_run is not None else '?'} | "
-            f"{bound}{clock(per_run * to_train) if per_run is not None else '?'} |")
+            f"{f'{bound}{clock(per_run)}' if per_run is not None else '?'} | "
+            f"{f'{bound}{clock(per_run * to_train)}' if per_run is not None else '?'} |")
     runs = sum(experiment.config.runs for experiment in plan)
     to_train = sum(len(experiment.to_train) for experiment in plan)
     lines += ["", f"plan: {len(plan)} configs, {runs} runs, {to_train} to train ({runs - to_train} finished "
@@ -291,8 +294,8 @@ def train_all(plan, args):
         experiment_dir = Path(args.out) / config.experiment
         if index == 0 or not (experiment_dir / "config.yaml").exists():
             atomic_write_bytes(experiment_dir / "config.yaml", config_to_yaml(config).encode())
-        estimates = [experiment.run_estimate() for experiment, index in jobs[position - 1:]
-                     if index in experiment.to_train]
+        estimates = [planned.run_estimate() for planned, run_index in jobs[position - 1:]
+                     if run_index in planned.to_train]
         print(progress.line(position, f"{config.experiment} run {index}", estimates), flush=True)
         started = time.perf_counter()
         try:

@@ -66,7 +66,7 @@ def row_estimates(rows, tflops):
 
 
 def markdown(results, tflops):
-    lines = [f"| row | column | forward MFLOP/image | epochs | PFLOP per run | est. per run | est. all runs |",
+    lines = ["| row | column | forward MFLOP/image | epochs | PFLOP per run | est. per run | est. all runs |",
              "|---|---|---|---|---|---|---|"]
     for item in results:
         bound = "≤ " if item["epochs_are_bound"] else ""

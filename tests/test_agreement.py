@@ -3,7 +3,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
 from conftest import real_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]

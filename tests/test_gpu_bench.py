@@ -1,7 +1,6 @@
 """bench/flops.py (FLOP counts, estimates) and bench/gpu.py (the GPU script) in its CPU smoke mode."""
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest

@@ -108,3 +108,24 @@ def test_real_run_of_two_rows_reports_a_failed_run_continues_and_exits_1(tmp_pat
     assert info["status"] == "finished" and info["epochs_trained"] == 1
     assert json.loads((out / "conv2_signed" / "summary.json").read_text())["finished_runs"] == ["run_0"]
     assert "Conv2" in (out / "report.md").read_text() and (out / "report.csv").exists()
+
+
+def test_timing_grows_the_run_until_steps_dominate_and_separates_overhead_and_compilation(monkeypatch):
+    """A simulated machine: 0.5 s per-epoch overhead, 10 ms per FCN step, 4 s compilation."""
+    calls = []
+
+    def simulated_epochs(config, train_limit, data_dir):
+        calls.append(train_limit)
+        steps = -(-train_limit // 128)
+        return [4.0 + 0.5 + 0.01 * steps, 0.5 + 0.01 * steps]
+
+    monkeypatch.setattr(reproduce, "timed_epochs", simulated_epochs)
+    config = load_config(reproduce.config_path("FCN", "signed"))
+    experiment = reproduce.PlannedExperiment("FCN", "signed", reproduce.config_path("FCN", "signed"), config, [0])
+    epoch, compile_seconds = reproduce.measure(experiment, 2, None)
+    assert calls == [256, 1024, 4096, 16384, 60000]     # until an epoch doubles and lasts >= 3 s
+    test_forward = (10_000 - 128) / 128 * 0.01 / 3
+    assert epoch == pytest.approx(0.5 + 469 * 0.01 + test_forward)
+    assert compile_seconds == pytest.approx(4.0)
+    experiment.epoch_seconds, experiment.compile_seconds = epoch, compile_seconds
+    assert experiment.run_estimate() == pytest.approx(4.0 + 100 * epoch)
