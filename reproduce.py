@@ -103,15 +103,18 @@ class Progress:
             self.estimated_seconds += estimate
 
     def remaining(self, estimates):
-        if any(estimate is None for estimate in estimates):
-            return None
+        """Text: the rescaled sum of the known estimates, plus how many runs have none."""
+        known = [estimate for estimate in estimates if estimate is not None]
         scale = self.measured_seconds / self.estimated_seconds if self.estimated_seconds else 1.0
-        return scale * sum(estimates)
+        untimed = len(estimates) - len(known)
+        if untimed and not known:
+            return "unknown"
+        return clock(scale * sum(known)) + (f" + {untimed} runs not timed" if untimed else "")
 
     def line(self, index, label, estimates):
-        remaining, elapsed = self.remaining(estimates), time.perf_counter() - self.started
+        elapsed = time.perf_counter() - self.started
         return (f"[reproduce] run {index} of {self.total}: {label} (elapsed {clock(elapsed)}, "
-                f"estimated remaining {clock(remaining) if remaining is not None else 'unknown'})")
+                f"estimated remaining {self.remaining(estimates)})")
 
 
 def clock(seconds):

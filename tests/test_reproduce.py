@@ -129,3 +129,13 @@ def test_timing_grows_the_run_until_steps_dominate_and_separates_overhead_and_co
     assert compile_seconds == pytest.approx(4.0)
     experiment.epoch_seconds, experiment.compile_seconds = epoch, compile_seconds
     assert experiment.run_estimate() == pytest.approx(4.0 + 100 * epoch)
+
+
+def test_progress_rescales_the_remaining_estimate_by_the_runs_so_far():
+    progress = reproduce.Progress(total=4)
+    assert progress.remaining([100.0, 200.0]) == "0:05:00"
+    progress.record(seconds=30.0, estimate=60.0)          # runs took half their estimate so far
+    assert progress.remaining([100.0, 200.0]) == "0:02:30"
+    assert progress.remaining([100.0, None]) == "0:00:50 + 1 runs not timed"
+    assert progress.remaining([None]) == "unknown"
+    assert reproduce.clock(3 * 3600 + 62) == "3:01:02"
