@@ -244,11 +244,16 @@ def measure_plan(plan, steps, data_dir):
         return
     pending = [experiment for experiment in plan if experiment.to_train]
     print(f"timing {len(pending)} configs (scratch runs of 2 epochs of {steps}, {4 * steps}, ... batches) ...", flush=True)
-    for experiment in pending:
+    for position, experiment in enumerate(pending, start=1):
+        started = time.perf_counter()
         try:
             experiment.epoch_seconds, experiment.compile_seconds = measure(experiment, steps, data_dir)
+            result = f"{experiment.epoch_seconds:.1f} s per epoch"
         except Exception as error:  # a config that cannot train fails again, and is reported, when it runs
             experiment.note = f"not timed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
+            result = experiment.note
+        print(f"  timed {position}/{len(pending)} {experiment.config.experiment}: {result} "
+              f"(took {time.perf_counter() - started:.0f} s)", flush=True)
 
 
 def plan_text(plan, out_root):
