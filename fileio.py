@@ -6,6 +6,7 @@ previous version in place. NumPy and the standard library only: no Keras, so tha
 config validation import this without a deep-learning backend.
 """
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -110,3 +111,18 @@ def save_weights_atomically(model, path):
     """A Keras model's variables; the temporary file keeps the .weights.h5 suffix Keras insists on."""
     with atomic_path(path) as temporary:
         model.save_weights(temporary, overwrite=True)
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(directory):
+    """Exclusive hold on a folder (flock on its .lock file) while a job reads and then writes a file
+    that other jobs sharing the folder also write (an experiment's config.yaml and summary.json)."""
+    handle = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock

@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import copy
 import io
-import json
 import math
 import os
 import shutil
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from fileio import read_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 COLUMNS = ("signed", "baseline")
@@ -163,11 +164,14 @@ def selected_rows(args):
 
 def finished_run(out_root, experiment, index):
     """Whether run.json says finished (a missing or unreadable one means: still to train)."""
+    from fileio import run_folder_name
+    from training.run_record import RunRecord
+
     try:
-        info = json.loads((Path(out_root) / experiment / f"run_{index}" / "run.json").read_text())
-    except (OSError, ValueError):
+        record = RunRecord.read(Path(out_root) / experiment / run_folder_name(index))
+    except ValueError:  # unreadable or not a run record: the trainer sets it aside and trains again
         return False
-    return isinstance(info, dict) and info.get("status") == "finished"
+    return record is not None and record.finished
 
 
 def build_plan(rows, columns, runs, overrides, out_root):
@@ -200,7 +204,7 @@ def timed_epochs(config, train_limit, data_dir):
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             RunTrainer(timing, 0, scratch, data_dir=data_dir or config.data.dir, verbose=False).run()
-        history = json.loads((Path(scratch) / "timing" / "run_0" / "history.json").read_text())
+        history = read_json(Path(scratch) / "timing" / "run_0" / "history.json")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return history["epoch_seconds"][:2]
@@ -290,9 +294,7 @@ def plan_text(plan, out_root):
 
 def train_all(plan, args):
     """Train every run in plan order; returns the failures as (experiment, run index, reason)."""
-    from masking.init_files import atomic_write_bytes
-    from training.config import config_to_yaml
-    from training.results import summarize_experiment
+    from train import claim_results_folder, update_summary
     from training.runner import RunTrainer
 
     jobs = [(experiment, index) for experiment in plan for index in range(experiment.config.runs)]
@@ -300,8 +302,8 @@ def train_all(plan, args):
     for position, (experiment, index) in enumerate(jobs, start=1):
         config = experiment.config
         experiment_dir = Path(args.out) / config.experiment
-        if index == 0 or not (experiment_dir / "config.yaml").exists():
-            atomic_write_bytes(experiment_dir / "config.yaml", config_to_yaml(config).encode())
+        if index == 0:
+            claim_results_folder(config, args.out)
         estimates = [planned.run_estimate() for planned, run_index in jobs[position - 1:]
                      if run_index in planned.to_train]
         print(progress.line(position, f"{config.experiment} run {index}", estimates), flush=True)
@@ -318,7 +320,7 @@ def train_all(plan, args):
             if index in experiment.to_train:
                 progress.record(time.perf_counter() - started, experiment.run_estimate())
         try:
-            summarize_experiment(experiment_dir)
+            update_summary(experiment_dir)
         except OSError as error:
             print(f"[reproduce] warning: summary of {experiment_dir} not written: {error}", flush=True)
     print(f"[reproduce] {len(jobs) - len(failures)} of {len(jobs)} runs finished, {len(failures)} failed "

@@ -9,8 +9,6 @@ Exit codes: 0 done, 1 training failed (e.g. non-finite loss), 2 invalid input
 (config, data or init files), with one line naming the culprit.
 """
 import argparse
-import contextlib
-import fcntl
 import os
 import sys
 from pathlib import Path
@@ -37,19 +35,17 @@ def parse_args(argv):
     return args
 
 
-LOCK_FILE = ".lock"
+def check_results_folder(config, out_root):
+    """Check, writing nothing, that ``<out>/<experiment>/`` can take this config's runs
+    (e.g. for a plan printed before training); ConfigError names the culprit."""
+    from training.schema import ConfigError
 
-
-@contextlib.contextmanager
-def experiment_lock(experiment_dir):
-    """Exclusive hold on one experiment folder (flock on its .lock file) while a job reads and then
-    writes a file that other jobs sharing the folder also write: config.yaml, summary.json."""
-    handle = os.open(os.path.join(experiment_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)  # releases the lock
+    out_root = Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise ConfigError(f"--out {out_root}: not a directory")
+    saved = out_root / config.experiment / "config.yaml"
+    if saved.exists():
+        check_same_config(saved, config)
 
 
 def claim_results_folder(config, out_root):
@@ -57,7 +53,7 @@ def claim_results_folder(config, out_root):
 
     Check and write happen under the experiment lock and before any slow work, so of two jobs with
     different configs started together exactly one gets the folder. Returns the experiment folder."""
-    from fileio import atomic_write_text
+    from fileio import atomic_write_text, folder_lock
     from training.config import config_to_yaml
     from training.schema import ConfigError
 
@@ -68,7 +64,7 @@ def claim_results_folder(config, out_root):
     saved = experiment_dir / "config.yaml"
     try:
         experiment_dir.mkdir(parents=True, exist_ok=True)
-        with experiment_lock(experiment_dir):
+        with folder_lock(experiment_dir):
             if saved.exists():
                 check_same_config(saved, config)
             else:
@@ -104,9 +100,10 @@ def check_same_config(saved, config):
 
 def update_summary(experiment_dir):
     """Recompute summary.json from the run folders, under the lock: a concurrent job cannot drop a run."""
+    from fileio import folder_lock
     from training.results import summarize_experiment
 
-    with experiment_lock(experiment_dir):
+    with folder_lock(experiment_dir):
         return summarize_experiment(experiment_dir)
 
 

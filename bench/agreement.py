@@ -82,13 +82,10 @@ def case_config(case, seeds, smoke):
 
 def train_case(config, out, data_dir):
     """Train every seed of one case; returns the failures (run index, reason)."""
-    from masking.init_files import atomic_write_bytes
-    from training.config import config_to_yaml
-    from training.results import summarize_experiment
+    from train import claim_results_folder, update_summary
     from training.runner import RunTrainer
 
-    experiment_dir = Path(out) / config.experiment
-    atomic_write_bytes(experiment_dir / "config.yaml", config_to_yaml(config).encode())
+    experiment_dir = claim_results_folder(config, out)
     failures = []
     for index in range(config.runs):
         try:
@@ -96,20 +93,16 @@ def train_case(config, out, data_dir):
         except Exception as error:  # report it and keep the other seeds
             failures.append((index, f"{type(error).__name__}: {error}"))
             print(f"[agreement] {config.experiment} run {index} failed: {failures[-1][1]}", flush=True)
-        summarize_experiment(experiment_dir)
+        update_summary(experiment_dir)
     return failures
 
 
 def read_histories(experiment_dir):
     """history.json of every finished run of an experiment, in run order."""
-    from training.results import read_json
+    from reporting.collect import read_experiment
 
-    histories = []
-    for run in sorted(Path(experiment_dir).glob("run_*"), key=lambda p: (len(p.name), p.name)):
-        info = read_json(run / "run.json")
-        if info and info.get("status") == "finished":
-            histories.append(read_json(run / "history.json"))
-    return histories
+    experiment = read_experiment(Path(experiment_dir), Path(experiment_dir).name)
+    return [run.history for run in experiment.finished if run.history is not None]
 
 
 def spread(values):
@@ -191,9 +184,9 @@ def main(argv=None):
     if not args.table_only:
         for config in configs:
             failures += train_case(config, args.out, args.data_dir)
-    from masking.init_files import atomic_write_bytes
+    from fileio import atomic_write_text
     text = report(cases, args.out, args.smoke)
-    atomic_write_bytes(Path(args.out) / "agreement.md", text.encode())
+    atomic_write_text(Path(args.out) / "agreement.md", text)
     print(text, end="")
     return 1 if failures else 0
 

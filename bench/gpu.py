@@ -15,7 +15,6 @@ step times against). Without a GPU the script stops with exit 2 unless ``--smoke
 Exit codes: 0 all parts done, 1 a part failed, 2 no GPU or bad input.
 """
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -29,6 +28,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from fileio import read_json, write_json  # noqa: E402
 
 STEP_MODELS = ("Conv2", "Conv4", "Conv6", "Conv8", "ResNet20")
 # Smoke mode: XLA off too, since compiling for a CPU costs more than the smoke run itself.
@@ -72,7 +73,7 @@ def step_times(models, steps, repeats, steps_per_execution, jit_compile):
                 results.append({"model": name, "error": (done.stderr or done.stdout).strip()[-1500:],
                                 "wall_seconds": seconds})
             else:
-                results.append({**json.loads(table.read_text())[0], "wall_seconds": seconds})
+                results.append({**read_json(table)[0], "wall_seconds": seconds})
         row = results[-1]
         print(f"[gpu] {name}: " + (f"plain {row['plain']['step_ms']:.2f} ms, signed {row['signed']['step_ms']:.2f} ms "
                                    f"per step" if "error" not in row else f"failed: {row['error'][-300:]}"), flush=True)
@@ -96,8 +97,8 @@ def conv2_run(epochs, overrides, data_dir):
         if done.returncode != 0:
             return {"error": (done.stderr or done.stdout).strip()[-1500:], "exit_code": done.returncode,
                     "wall_seconds": wall}
-        info = json.loads((run_folder / "run.json").read_text())
-        history = json.loads((run_folder / "history.json").read_text())
+        info = read_json(run_folder / "run.json")
+        history = read_json(run_folder / "history.json")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     seconds = history["epoch_seconds"]
@@ -114,12 +115,6 @@ def flop_counts(models):
     from models import build_model
 
     return {name: 2 * forward_macs(build_model(name, signed=True)) for name in models}
-
-
-def write(path, payload):
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=1))
-    os.replace(temporary, path)
 
 
 def summary(payload):
@@ -179,15 +174,15 @@ def main(argv=None):
         print("error: no GPU visible to the backend (use --allow-cpu or --smoke to run anyway)", file=sys.stderr)
         return 2
     payload["flops"] = flop_counts(models)
-    write(out, payload)
+    write_json(out, payload)
     if "steps" in parts:
         payload["step_times"] = step_times(models, steps, repeats, min(args.steps_per_execution, steps), jit_compile)
-        write(out, payload)
+        write_json(out, payload)
     if "run" in parts:
         payload["conv2_run"] = conv2_run(epochs, overrides, args.data_dir)
-        write(out, payload)
+        write_json(out, payload)
     payload["wall_seconds"] = time.perf_counter() - started
-    write(out, payload)
+    write_json(out, payload)
     print(summary(payload), flush=True)
     print(f"[gpu] wrote {out}", flush=True)
     failed = any("error" in row for row in payload.get("step_times", [])) or "error" in payload.get("conv2_run", {})

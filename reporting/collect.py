@@ -2,7 +2,8 @@
 
 The run files are the truth: ``summary.json`` may be stale while runs still train, so the
 report reads each ``run.json`` itself. A run is *finished* (run.json status finished with
-final metrics), *running* (a checkpoint but no finished run.json), *failed*, *corrupt*
+final metrics), *running* (a checkpoint but no finished run.json), *unfinished* (only the history of a run
+that stopped training, as shipped in measured/), *failed*, *corrupt*
 (unreadable JSON or missing fields) or *empty* (a folder with neither). Nothing here raises
 on bad files; problems end up in ``RunStatus.detail`` / ``Experiment.problems``.
 """
@@ -118,7 +119,7 @@ def read_run(path, index, planned_epochs=None):
             pass  # none, damaged, or the two-file checkpoint of earlier versions (checkpoint.json)
         checkpoint, problem = _read_json(path / "checkpoint.json")
         if checkpoint is None and not problem:
-            return RunStatus(index, path, "empty", "no run.json and no checkpoint")
+            return _stopped_run(path, index, planned_epochs)
         history = checkpoint.get("history") if isinstance(checkpoint, dict) else None
         if not isinstance(history, dict) or not isinstance(history.get("train_loss"), list):
             return RunStatus(index, path, "running", "checkpoint.json unreadable")
@@ -133,6 +134,16 @@ def read_run(path, index, planned_epochs=None):
     return RunStatus(index, path, "finished", problem, accuracy=100.0 * final["test_accuracy"],
                      remaining_percent=float(final["remaining_percent"]),
                      remaining_count=int(final["remaining_count"]), history=history)
+
+
+def _stopped_run(path, index, planned_epochs):
+    """A run without run.json or checkpoint: a shipped run that was still training (measured/) has
+    its history so far; a folder with neither is empty."""
+    history, problem = _read_json(path / "history.json")
+    if isinstance(history, dict) and isinstance(history.get("train_loss"), list):
+        return RunStatus(index, path, "unfinished",
+                         f"stopped after epoch {len(history['train_loss'])}/{planned_epochs or '?'}")
+    return RunStatus(index, path, "empty", problem or "no run.json and no checkpoint")
 
 
 def _plottable(history):

@@ -103,7 +103,7 @@ def format_difference(stats, reference, scale=1.0, digits=2, suffix=""):
 
 def format_runs(experiment):
     counts = experiment.status_counts()
-    flags = [f"{counts[s]} {s}" for s in ("running", "failed", "corrupt", "empty", "missing") if counts.get(s)]
+    flags = [f"{counts[s]} {s}" for s in ("running", "unfinished", "failed", "corrupt", "empty", "missing") if counts.get(s)]
     finished = counts.get("finished", 0)
     return f"{finished} ({', '.join(flags)})" if flags else str(finished)
 
@@ -170,7 +170,7 @@ def csv_text(tables):
     placed = [(s, key, "main") for key, sides in tables.main.items() for s in sides.values() if s]
     placed += [(s, s.experiment.paper_row, "other") for s in tables.others]
     fields = ["experiment", "table", "paper_row", "kind", "model", "width_multiplier", "dataset",
-              "runs_finished", "runs_running", "runs_failed", "runs_corrupt", "runs_empty", "runs_missing"]
+              "runs_finished", "runs_running", "runs_unfinished", "runs_failed", "runs_corrupt", "runs_empty", "runs_missing"]
     for metric in ("accuracy", "remaining_percent", "remaining_count"):
         fields += [f"{metric}_{stat}" for stat in CSV_STATS] + [f"paper_{metric}", f"diff_{metric}"]
     buffer = io.StringIO()
@@ -182,7 +182,7 @@ def csv_text(tables):
         record = {"experiment": experiment.name, "table": table, "paper_row": key or "", "kind": summary.side,
                   "model": experiment.model or "", "width_multiplier": experiment.width_multiplier,
                   "dataset": experiment.dataset or "",
-                  **{f"runs_{s}": counts.get(s, 0) for s in ("finished", "running", "failed", "corrupt", "empty",
+                  **{f"runs_{s}": counts.get(s, 0) for s in ("finished", "running", "unfinished", "failed", "corrupt", "empty",
                                                              "missing")},
                   "problems": "; ".join(problem_lines(experiment))}
         accuracy, remaining, count = paper_values(key, summary.side) if key else (None, None, None)

@@ -63,7 +63,19 @@ def test_report_without_arguments_renders_the_shipped_results_on_a_fresh_clone(t
     text = (tmp_path / "results" / "report.md").read_text()
     assert "97.49" in text
     assert sorted(p.name for p in (tmp_path / "measured").rglob("*")) == before  # nothing written there
+    assert "1 unfinished" not in text
     # Once results/ holds an experiment of one's own, that is what the report reads.
     shutil.copytree(tmp_path / "measured" / "fcn_signed", tmp_path / "results" / "mine")
     assert report.main(["--no-figures"]) == 0
     assert "reading results/" in capsys.readouterr().out
+
+
+def test_a_shipped_run_that_stopped_training_shows_its_epochs(tmp_path):
+    from reporting.collect import read_experiment
+
+    experiment = tmp_path / "measured" / "conv2_signed"
+    write_config(experiment, "Conv2", "cifar10", runs=1, epochs=100)
+    (experiment / "run_0").mkdir()
+    (experiment / "run_0" / "history.json").write_text(json.dumps({"train_loss": [1.5, 1.2, 1.0]}))
+    run = read_experiment(experiment, "conv2_signed").runs[0]
+    assert (run.status, run.detail) == ("unfinished", "stopped after epoch 3/100")

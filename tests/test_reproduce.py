@@ -35,7 +35,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "results"
     finished = out / "fcn_signed" / "run_1"
     finished.mkdir(parents=True)
-    (finished / "run.json").write_text(json.dumps({"status": "finished"}))
+    (finished / "run.json").write_text(json.dumps({"status": "finished", "final": {
+        "test_accuracy": 0.97, "remaining_percent": 3.7, "remaining_count": 9000}}))
     code = reproduce.main(["--rows", "fcn,Conv2", "--runs", "3", "--dry-run", "--measure-steps", "0",
                            "--out", str(out)])
     output = capsys.readouterr().out
