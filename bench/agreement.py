@@ -101,6 +101,8 @@ def read_histories(experiment_dir):
     """history.json of every finished run of an experiment, in run order."""
     from reporting.collect import read_experiment
 
+    if not Path(experiment_dir).is_dir():
+        return []
     experiment = read_experiment(Path(experiment_dir), Path(experiment_dir).name)
     return [run.history for run in experiment.finished if run.history is not None]
 
@@ -175,7 +177,7 @@ def main(argv=None):
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         configs = [case_config(case, args.seeds, args.smoke) for case in cases]
-        for config in configs:
+        for config in configs if not args.table_only else ():  # the table only reads finished runs
             check_results_folder(config, args.out)
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
