@@ -12,7 +12,14 @@ import math
 import reprlib
 import typing
 
-_SHORT = reprlib.Repr()
+
+class _ShortRepr(reprlib.Repr):
+    def repr_ndarray(self, array, level):
+        """NumPy's own repr prints the items of an object array in full."""
+        return f"<{array.dtype} array of shape {array.shape}>"
+
+
+_SHORT = _ShortRepr()
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 2, 60, 60, 40
 _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
 
