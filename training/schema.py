@@ -30,6 +30,13 @@ def shown(value, limit=80):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def brief(error, limit=160):
+    """'Type: first line of the message', bounded: a library's error can run to pages."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class ConfigError(ValueError):
     """An invalid configuration; the message names the offending key (``key``, when known)."""
 
