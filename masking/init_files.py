@@ -140,9 +140,9 @@ def _check_payload(path, payload):
         raise InitFileError(f"{path}: not an init file; expected a dict with keys {', '.join(_REQUIRED_KEYS)}")
     if payload["format"] != FORMAT or payload["kind"] not in KINDS:
         raise InitFileError(f"{path}: unsupported format {shown(payload['format'])} / kind {shown(payload['kind'])}")
-    for key, types in (("model", str), ("seed", int), ("run", int)):
-        if not isinstance(payload[key], types) or isinstance(payload[key], bool):
-            raise InitFileError(f"{path}: {key} must be a {types.__name__}, got {shown(payload[key])}")
+    for key, kind, label in (("model", str, "a string"), ("seed", int, "an integer"), ("run", int, "an integer")):
+        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+            raise InitFileError(f"{path}: {key} must be {label}, got {shown(payload[key])}")
     for key in ("initializer", "options"):
         value = payload.get(key, {})
         if not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, _SCALAR_TYPES)

@@ -41,9 +41,16 @@ def pack_ternary(mask):
     return np.packbits(np.stack([codes >> 1, codes & 1], axis=1).reshape(-1))
 
 
+def unpacked_bits(packed, count):
+    """The first ``count`` bits of ``packed``; np.unpackbits would pad a short (tampered) array with zeros."""
+    if packed.dtype != np.uint8 or packed.ndim != 1 or 8 * packed.size < count:
+        raise ValueError(f"{packed.dtype} array of {packed.size} entries, {count} bits needed")
+    return np.unpackbits(packed, count=count)
+
+
 def unpack_ternary(packed, shape):
     count = int(np.prod(shape))
-    bits = np.unpackbits(packed, count=2 * count).reshape(count, 2)
+    bits = unpacked_bits(packed, 2 * count).reshape(count, 2)
     return ((bits[:, 0] * 2 + bits[:, 1]).astype(np.int8) - 1).reshape(shape)
 
 
@@ -74,7 +81,7 @@ def regenerate_weights(record, index, shape, arrays):
         return ScaledInitializer(**spec).sample(tuple(shape))
     if kind == "signed_constant":
         magnitude = arrays[f"magnitude_{index}"].astype(np.float32)
-        negative = np.unpackbits(arrays[f"signs_{index}"], count=int(np.prod(shape))).astype(bool)
+        negative = unpacked_bits(arrays[f"signs_{index}"], int(np.prod(shape))).astype(bool)
         return np.where(negative, -magnitude, magnitude).astype(np.float32).reshape(shape)
     if kind == "float32":
         return arrays[f"weights_{index}"]
