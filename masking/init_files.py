@@ -37,7 +37,7 @@ KINDS = ("weights", "scores", "baseline")
 _REQUIRED_KEYS = ("format", "model", "kind", "initializer", "seed", "run", "layers")
 _SCALAR_TYPES = (str, int, float, bool, type(None))
 
-# Bounds on an init file; the widest model here (ResNet110 x3.5) needs a few tens of MB and a few thousand opcodes.
+# Bounds on an init file; the largest model here (Conv8) needs a few tens of MB and a few thousand opcodes.
 MAX_FILE_BYTES = 1 << 30          # also the bound on the bytes of all its arrays together
 MAX_PICKLE_OPCODES = 200_000
 
@@ -75,7 +75,7 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     def _bounded_reconstruct(self, reconstruct, subtype, shape, dtype):
         """An empty array is allocated here before its data arrives: bound its size first."""
         dims = (shape,) if isinstance(shape, int) else shape
-        if subtype is not np.ndarray or not isinstance(dims, tuple) or len(dims) > 32 \
+        if subtype is not np.ndarray or not isinstance(dims, tuple) \
                 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in dims):
             raise pickle.UnpicklingError(f"refusing array {shown(subtype, 40)} of shape {shown(shape, 40)}")
         self.array_bytes += math.prod(dims) * np.dtype(dtype).itemsize

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 
 from fileio import write_npz
 from masking import MASKED_LAYER_TYPES, ScaledInitializer, iter_layers, masked_layers

@@ -5,6 +5,7 @@ import json
 import pickle
 import re
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,14 @@ import pytest
 
 import export
 import init_example
+import masking.init_files
 import report
 from data import DatasetError, load_dataset
-from masking.init_files import FORMAT, InitFileError, load_init_file
+from masking.init_files import FORMAT, InitFileError, init_file_path, load_init_file
+from models import build_experiment_model
+from reporting.compact import write_compact
 from training.config import ExperimentConfig, config_to_yaml, load_config
+from training.schema import from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE_LOG = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
@@ -48,14 +53,15 @@ def write_pickle(path, payload):
 
 
 def limited_run(command, timeout=300):
-    """Run ``command`` with at most MEMORY_LIMIT of address space and a timeout; stderr without TF's C++ lines."""
+    """Run ``command`` with at most MEMORY_LIMIT of address space and a timeout: (exit code, stderr lines
+    without TF's C++ start-up lines, stdout)."""
     def limit_memory():
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
                             preexec_fn=limit_memory)
     lines = [line for line in result.stderr.splitlines() if line.strip() and not NATIVE_LOG.match(line)]
-    return result.returncode, lines
+    return result.returncode, lines, result.stdout
 
 
 def error_lines(text):
@@ -98,11 +104,9 @@ def test_shared_reference_pickles_are_refused_fast_in_bounded_memory(tmp_path):
     paths = [str(write_pickle(tmp_path / f"bomb_{name.replace(' ', '_')}.pkl", make(shared_reference_bomb())))
              for name, make in sorted(BOMBS.items())]
     assert all(Path(path).stat().st_size < 10_000 for path in paths)
-    result = subprocess.run([sys.executable, "-c", LOAD_EVERY_BOMB, *paths], capture_output=True, text=True,
-                            cwd=ROOT, timeout=300,
-                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT)))
-    assert result.returncode == 0, result.stderr[-2000:]
-    messages = result.stdout.splitlines()
+    code, errors, output = limited_run([sys.executable, "-c", LOAD_EVERY_BOMB, *paths])
+    assert code == 0, errors[-5:]
+    messages = output.splitlines()
     assert len(messages) == len(paths)
     for path, message in zip(paths, messages):
         assert message.startswith(f"{path}: ") and len(message) < 400, message
@@ -114,13 +118,12 @@ def test_inspect_and_train_refuse_a_shared_reference_init_file(tmp_path):
                       f"init: {{source: files, weights_dir: {json.dumps(str(tmp_path / 'weights'))}}}\n"
                       "data: {dataset: mnist, train_limit: 64, test_limit: 64}\n")
     resolved = load_config(config)
-    from masking.init_files import init_file_path
     bomb = write_pickle(init_file_path(tmp_path / "weights", "FCN", "weights", resolved.init.weight, 0),
                         init_payload(layers=[shared_reference_bomb()]))
-    code, lines = limited_run([sys.executable, "init_example.py", "--inspect", str(bomb)])
+    code, lines, _ = limited_run([sys.executable, "init_example.py", "--inspect", str(bomb)])
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {bomb}: layer 0"), lines
-    code, lines = limited_run([sys.executable, "train.py", str(config), "--out", str(tmp_path / "results"),
-                               "--quiet"])
+    code, lines, _ = limited_run([sys.executable, "train.py", str(config), "--out", str(tmp_path / "results"),
+                                  "--quiet"])
     assert code == 2 and len(lines) == 1 and str(bomb) in lines[0], lines
 
 
@@ -137,8 +140,7 @@ def test_pickle_size_limits_name_the_file(tmp_path, monkeypatch):
     huge = write_pickle(tmp_path / "huge.pkl", init_payload(layers=[HugeEmptyArray()]))
     with pytest.raises(InitFileError, match=r"huge\.pkl: .*arrays larger than \d+ bytes in all"):
         load_init_file(huge)
-    import masking.init_files as init_files
-    monkeypatch.setattr(init_files, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(masking.init_files, "MAX_FILE_BYTES", 100)
     with pytest.raises(InitFileError, match=r"many\.pkl: refused init file \(\d+ bytes, more than 100\)"):
         load_init_file(many)
 
@@ -199,7 +201,6 @@ def test_init_example_unwritable_out_exits_2(tmp_path, capsys, monkeypatch, case
     blocker.write_text("a file, not a folder")
     out = {"file as --out": blocker, "file as parent": blocker / "weights"}.get(case, tmp_path / "weights")
     if case == "full disk":
-        import masking.init_files
         monkeypatch.setattr(masking.init_files, "atomic_write_bytes", no_space_left)
     assert init_example.main(["--model", "FCN", "--runs", "1", "--out", str(out)]) == 2
     lines = error_lines(capsys.readouterr().err)
@@ -224,10 +225,6 @@ def test_report_unwritable_out_exits_2(tmp_path, capsys, monkeypatch, case):
 @pytest.fixture(scope="module")
 def untrained_run(tmp_path_factory):
     """A finished-looking signed FCN run folder and its compact file, made without training."""
-    from models import build_experiment_model
-    from reporting.compact import write_compact
-    from training.schema import from_dict
-
     config = from_dict(ExperimentConfig, {"experiment": "tiny", "model": {"name": "FCN"},
                                           "data": {"dataset": "mnist", "test_limit": 64}})
     run = tmp_path_factory.mktemp("results") / "tiny" / "run_0"
@@ -246,11 +243,14 @@ def untrained_run(tmp_path_factory):
 
 
 def tampered_run(run, tmp_path, name, text):
-    import shutil
     copy = tmp_path / "run_0"
     shutil.copytree(run, copy)
-    (copy / name).write_text(text) if isinstance(text, str) else (copy / name).write_bytes(text)
-    return copy, copy / name
+    target = copy / name
+    if isinstance(text, str):
+        target.write_text(text)
+    else:
+        target.write_bytes(text)
+    return copy, target
 
 
 @pytest.mark.parametrize("name, text, expected", [
