@@ -28,6 +28,7 @@ from masking import masked_layers  # noqa: E402
 from reporting.compact import read_compact, write_compact  # noqa: E402
 from reporting.runmodel import (dataset_of, effective_kernel, load_run, measure_test_accuracy,  # noqa: E402
                                 model_remaining_percent, plain_model, without_repository_initializers)
+from training.schema import brief  # noqa: E402
 
 CHECK_SAMPLES = 64
 
@@ -75,7 +76,10 @@ def evaluate_path(path, data_dir=None, test_limit=None, dataset=None):
         model, config, meta = read_compact(path)
         recorded = meta.get("recorded")
     elif path.suffix == ".keras":
-        model = keras.models.load_model(path, compile=False)
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as error:  # Keras raises many types, with pages of text, for a foreign or damaged file
+            raise ValueError(f"{path}: not a loadable .keras model ({brief(error)})") from None
     else:
         raise ValueError(f"{path}: expected a run folder, a .keras or a .compact.npz file")
     dataset = dataset or (config.data.dataset if config else dataset_of(model))

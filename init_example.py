@@ -11,6 +11,7 @@ Per run r (seed = base seed + r, METHOD §2.7) three files are written under
 layout of a file is documented in ``masking/init_files.py``.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -19,6 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # one-line errors, not Tenso
 from masking.init_files import InitFileError, init_file_path, load_init_file, save_init_file
 from masking.init_spec import BASELINE_WEIGHT_INIT, DEFAULT_SEED, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec
 from models import MODEL_NAMES, build_model
+from models.registry import MODEL_FAMILIES
+from training.config import MAX_WIDTH_MULTIPLIER
 
 
 def parse_init(text):
@@ -27,6 +30,21 @@ def parse_init(text):
         return InitSpec.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def bounded_number(kind, minimum, maximum=math.inf):
+    """An argparse type: a finite ``kind`` (int or float) in [minimum, maximum], else a usage error naming it."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text[:40]!r}") from None
+        if not (minimum <= value <= maximum):
+            bound = f"between {minimum:g} and {maximum:g}" if maximum < math.inf else f">= {minimum:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text[:40]}")
+        return value
+    return parse
 
 
 def write_run_files(model_name, run, seed, out, weight_init, score_init, baseline_init, options):
@@ -57,16 +75,18 @@ def inspect(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="FCN", help=f"one of {', '.join(MODEL_NAMES)}, or 'all'")
-    parser.add_argument("--runs", type=int, default=5, help="number of runs (seeds) to write")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed; run r uses seed + r")
+    parser.add_argument("--runs", type=bounded_number(int, 1), default=5, help="number of runs (seeds) to write")
+    parser.add_argument("--seed", type=bounded_number(int, 0), default=DEFAULT_SEED,
+                        help="base seed; run r uses seed + r")
     parser.add_argument("--weight-init", type=parse_init, default=SIGNED_WEIGHT_INIT,
                         help=f"signed model weights, distribution/scaling[/factor] (default {SIGNED_WEIGHT_INIT})")
     parser.add_argument("--score-init", type=parse_init, default=SIGNED_SCORE_INIT,
                         help=f"scores, distribution/scaling[/factor] (default {SIGNED_SCORE_INIT})")
     parser.add_argument("--baseline-init", type=parse_init, default=BASELINE_WEIGHT_INIT,
                         help=f"baseline kernels (default {BASELINE_WEIGHT_INIT})")
-    parser.add_argument("--width-multiplier", type=float, default=1.0)
-    parser.add_argument("--num-classes", type=int, default=None, help="default: the model's paper dataset")
+    parser.add_argument("--width-multiplier", type=bounded_number(float, 1e-6, MAX_WIDTH_MULTIPLIER), default=1.0)
+    parser.add_argument("--num-classes", type=bounded_number(int, 1), default=None,
+                        help="default: the model's paper dataset")
     parser.add_argument("--out", default="weights", help="output folder (default weights/)")
     parser.add_argument("--inspect", metavar="FILE", help="print a file's metadata and array shapes, then exit")
     args = parser.parse_args(argv)
@@ -74,14 +94,29 @@ def main(argv=None):
     if args.inspect:
         try:
             inspect(args.inspect)
-        except InitFileError as error:
+        except (InitFileError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0
     names = list(MODEL_NAMES) if args.model == "all" else [args.model]
     unknown = [name for name in names if name not in MODEL_NAMES]
-    if unknown or args.runs < 1:
-        parser.error(f"unknown model {unknown[0]!r}" if unknown else "--runs must be >= 1")
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}")
+    for name in names:
+        narrowest = MODEL_FAMILIES[name].narrowest_layer
+        if int(narrowest * args.width_multiplier) < 1:
+            parser.error(f"argument --width-multiplier: {args.width_multiplier:g} leaves no unit in the narrowest "
+                         f"{name} layer ({narrowest} units); use >= {1 / narrowest:g}")
+    try:
+        write_all(names, args)
+    except OSError as error:
+        print(f"error: --out {args.out}: cannot write {error.filename or args.out} "
+              f"({error.strerror or type(error).__name__})", file=sys.stderr)
+        return 2
+    return 0
+
+
+def write_all(names, args):
     for name in names:
         options = {"width_multiplier": args.width_multiplier}
         if args.num_classes:
@@ -90,7 +125,6 @@ def main(argv=None):
             paths = write_run_files(name, run, args.seed + run, args.out, args.weight_init, args.score_init,
                                     args.baseline_init, options)
             print(f"{name} run {run} (seed {args.seed + run}): " + ", ".join(str(p) for p in paths))
-    return 0
 
 
 if __name__ == "__main__":

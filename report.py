@@ -8,7 +8,7 @@
 Reads each run's run.json directly (summary.json may be stale), so partial results (runs
 still training, failed or corrupt runs, experiments without finished runs) are shown as such.
 Figure 1 needs an MNIST test "8" (``--data-dir`` or $SUPERMASK_DATA_DIR); without it the
-figure is skipped with a note in the report. Exit codes: 0 written, 2 no such results root.
+figure is skipped with a note in the report. Exit codes: 0 written, 2 no such results root or an unwritable --out.
 """
 import argparse
 import sys
@@ -100,6 +100,10 @@ def main(argv=None):
         written = write_report(root, out, args.data_dir, draw=not args.no_figures)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:   # --out not a folder, read-only, full: say so, keep what was there
+        print(f"error: --out {args.out or args.root}: cannot write {error.filename or ''} "
+              f"({error.strerror or type(error).__name__})", file=sys.stderr)
         return 2
     print(f"wrote {written['md']}, {written['csv'].name}, {written['tex'].name} and {len(written['figures'])} figures")
     for note in written["notes"]:

@@ -102,7 +102,7 @@ def _load_resolved(name, data_dir, train_limit, test_limit):
         arrays, source = _load_from_keras(name), "keras.datasets"
     else:
         arrays, source = _load_from_dir(name, data_dir)
-    label = os.path.basename(source) if data_dir else f"keras.datasets.{name}"
+    label = source if data_dir else f"keras.datasets.{name}"
     x_train, y_train, x_test, y_test = _validate_keras_arrays(name, arrays, label)
     x_train, y_train = x_train[:train_limit], y_train[:train_limit]
     x_test, y_test = x_test[:test_limit], y_test[:test_limit]
@@ -145,18 +145,17 @@ def _load_from_dir(name, data_dir):
 
 
 def _read_npz(path, keys, layout):
-    """Load every key eagerly so that a truncated or non-npz file fails here, with its name."""
-    file_name = os.path.basename(path)
+    """Load every key eagerly so that a truncated or non-npz file fails here, with its full path."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             for key in keys:
                 if key not in archive.files:
-                    raise DatasetError(f"{file_name}: missing key {key!r}; {layout}")
+                    raise DatasetError(f"{path}: missing key {key!r}; {layout}")
             return {key: archive[key] for key in keys}
     except DatasetError:
         raise
     except Exception as error:
-        raise DatasetError(f"{file_name}: cannot be read as npz ({type(error).__name__}: {error}); {layout}") from error
+        raise DatasetError(f"{path}: cannot be read as npz ({type(error).__name__}: {error}); {layout}") from error
 
 
 def _validate_keras_arrays(name, arrays, label):
@@ -202,10 +201,9 @@ def _decode_jpegs(jpeg_path, split, blob, offsets, num_images):
     """JPEG bytes ``blob[offsets[i]:offsets[i+1]]`` -> (N, 32, 32, 3) uint8, checked against the container."""
     from PIL import Image
 
-    file_name = os.path.basename(jpeg_path)
     if blob.ndim != 1 or offsets.shape != (num_images + 1,) or offsets[0] != 0 or offsets[-1] != len(blob) \
             or np.any(np.diff(offsets) <= 0):
-        raise DatasetError(f"{file_name}: {split}_offsets {offsets.shape} do not split {split}_jpeg "
+        raise DatasetError(f"{jpeg_path}: {split}_offsets {offsets.shape} do not split {split}_jpeg "
                            f"({blob.shape}) into {num_images} images; {JPEG_LAYOUT}")
     images = np.empty((num_images, 32, 32, 3), dtype=np.uint8)
     blob_bytes = memoryview(blob)
@@ -213,7 +211,7 @@ def _decode_jpegs(jpeg_path, split, blob, offsets, num_images):
         with Image.open(io.BytesIO(blob_bytes[offsets[index]:offsets[index + 1]])) as image:
             pixels = np.asarray(image.convert("RGB"))
         if pixels.shape != (32, 32, 3):
-            raise DatasetError(f"{file_name}: {split} image {index} decodes to {pixels.shape}; expected (32, 32, 3)")
+            raise DatasetError(f"{jpeg_path}: {split} image {index} decodes to {pixels.shape}; expected (32, 32, 3)")
         images[index] = pixels
     return images
 

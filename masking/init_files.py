@@ -11,10 +11,17 @@ A file is a pickle of plain data::
 ``weights`` holds the frozen W of every masked layer, ``scores`` their initial scores S,
 ``baseline`` the kernels of the ordinary (baseline) model. Files are read with an
 unpickler that admits only NumPy arrays, dtypes and plain containers, so loading a
-file can never execute code from it.
+file can never execute code from it. What a file may hold is bounded before and while it
+is unpickled (file size, pickle opcodes, array bytes); the payload is then checked against
+the fixed layout above, level by level, so nesting deeper than that layout is refused
+without being walked, and error messages show values abbreviated (``shown``): a small file
+of shared references cannot make the reader hang or exhaust memory.
 """
+import functools
 import io
+import math
 import pickle
+import pickletools
 from pathlib import Path
 
 import keras
@@ -23,10 +30,16 @@ import numpy as np
 from fileio import atomic_write_bytes
 from masking.init_spec import InitSpec
 from masking.layers import iter_layers, masked_layers
+from training.schema import shown
 
 FORMAT = "signed-supermask-init/1"
 KINDS = ("weights", "scores", "baseline")
 _REQUIRED_KEYS = ("format", "model", "kind", "initializer", "seed", "run", "layers")
+_SCALAR_TYPES = (str, int, float, bool, type(None))
+
+# Bounds on an init file; the largest model here (Conv8) needs a few tens of MB and a few thousand opcodes.
+MAX_FILE_BYTES = 1 << 30          # also the bound on the bytes of all its arrays together
+MAX_PICKLE_OPCODES = 200_000
 
 # (module, name) pairs NumPy needs to rebuild arrays and dtypes; nothing else is importable.
 _ALLOWED_GLOBALS = {
@@ -41,11 +54,34 @@ class InitFileError(ValueError):
     """A refused, malformed or mismatching initial-value file (message names the file)."""
 
 
+def _check_opcode_count(data):
+    """Walk the opcodes without building anything: every object, and every reference to one, is an opcode."""
+    for count, _ in enumerate(pickletools.genops(data)):
+        if count >= MAX_PICKLE_OPCODES:
+            raise pickle.UnpicklingError(f"more than {MAX_PICKLE_OPCODES} pickle opcodes")
+
+
 class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Admits only what NumPy needs to rebuild arrays, and at most MAX_FILE_BYTES of array memory."""
+
+    array_bytes = 0
+
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        return functools.partial(self._bounded_reconstruct, found) if name == "_reconstruct" else found
+
+    def _bounded_reconstruct(self, reconstruct, subtype, shape, dtype):
+        """An empty array is allocated here before its data arrives: bound its size first."""
+        dims = (shape,) if isinstance(shape, int) else shape
+        if subtype is not np.ndarray or not isinstance(dims, tuple) \
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in dims):
+            raise pickle.UnpicklingError(f"refusing array {shown(subtype, 40)} of shape {shown(shape, 40)}")
+        self.array_bytes += math.prod(dims) * np.dtype(dtype).itemsize
+        if self.array_bytes > MAX_FILE_BYTES:
+            raise pickle.UnpicklingError(f"arrays larger than {MAX_FILE_BYTES} bytes in all")
+        return reconstruct(subtype, shape, dtype)
 
 
 def init_file_path(root, model_name, kind, initializer, run):
@@ -86,19 +122,52 @@ def load_init_file(path):
     path = Path(path)
     if not path.is_file():
         raise InitFileError(f"{path}: no such init file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise InitFileError(f"{path}: refused init file ({path.stat().st_size} bytes, more than {MAX_FILE_BYTES})")
     try:
-        payload = _ArraysOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
+        data = path.read_bytes()
+        _check_opcode_count(data)
+        payload = _ArraysOnlyUnpickler(io.BytesIO(data)).load()
     except Exception as error:  # any unpickling failure is a refused file
-        raise InitFileError(f"{path}: refused or unreadable init file ({error})") from None
+        raise InitFileError(f"{path}: refused or unreadable init file ({str(error)[:200]})") from None
+    _check_payload(path, payload)
+    return payload
+
+
+def _check_payload(path, payload):
+    """Plain scalars, mappings of scalars and a non-empty list of layers with float arrays of their shape."""
     if not isinstance(payload, dict) or any(key not in payload for key in _REQUIRED_KEYS):
         raise InitFileError(f"{path}: not an init file; expected a dict with keys {', '.join(_REQUIRED_KEYS)}")
     if payload["format"] != FORMAT or payload["kind"] not in KINDS:
-        raise InitFileError(f"{path}: unsupported format {payload['format']!r} / kind {payload['kind']!r}")
-    for entry in payload["layers"]:
-        if not (isinstance(entry, dict) and isinstance(entry.get("values"), np.ndarray)
-                and tuple(entry["values"].shape) == tuple(entry.get("shape", ()))):
-            raise InitFileError(f"{path}: malformed layer entry {entry.get('name', '?') if isinstance(entry, dict) else entry!r}")
-    return payload
+        raise InitFileError(f"{path}: unsupported format {shown(payload['format'])} / kind {shown(payload['kind'])}")
+    for key, kind, label in (("model", str, "a string"), ("seed", int, "an integer"), ("run", int, "an integer")):
+        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+            raise InitFileError(f"{path}: {key} must be {label}, got {shown(payload[key])}")
+    for key in ("initializer", "options"):
+        value = payload.get(key, {})
+        if not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, _SCALAR_TYPES)
+                                                for k, v in value.items())):
+            raise InitFileError(f"{path}: {key} must map names to plain values, got {shown(value)}")
+    layers = payload["layers"]
+    if not isinstance(layers, list) or not layers:
+        raise InitFileError(f"{path}: layers must be a non-empty list, got {shown(layers)}")
+    for index, entry in enumerate(layers):
+        _check_layer(path, index, entry)
+
+
+def _check_layer(path, index, entry):
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise InitFileError(f"{path}: layer {index}: expected a dict with a name, got {shown(entry)}")
+    where = f"{path}: layer {index} ({shown(entry['name'], 40)})"
+    shape, values = entry.get("shape"), entry.get("values")
+    if not isinstance(shape, (tuple, list)) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                                       for n in shape):
+        raise InitFileError(f"{where}: shape must be a tuple of positive sizes, got {shown(shape)}")
+    if not isinstance(values, np.ndarray) or not np.issubdtype(values.dtype, np.floating):
+        kind = f"{values.dtype} array" if isinstance(values, np.ndarray) else shown(values)
+        raise InitFileError(f"{where}: values must be a float array, got {kind}")
+    if tuple(values.shape) != tuple(shape):
+        raise InitFileError(f"{where}: values have shape {values.shape}, the entry says {tuple(shape)}")
 
 
 def apply_init_file(model, path, expected_kind):
@@ -107,14 +176,14 @@ def apply_init_file(model, path, expected_kind):
     if payload["kind"] != expected_kind:
         raise InitFileError(f"{path}: holds {payload['kind']!r} values, expected {expected_kind!r}")
     if payload["model"] != model.name:
-        raise InitFileError(f"{path}: made for model {payload['model']!r}, not {model.name!r}")
+        raise InitFileError(f"{path}: made for model {shown(payload['model'])}, not {model.name!r}")
     layers = target_layers(model, expected_kind)
     if len(layers) != len(payload["layers"]):
         raise InitFileError(f"{path}: has {len(payload['layers'])} layers, model {model.name} has {len(layers)}")
     for layer, entry in zip(layers, payload["layers"]):
         variable = _layer_values(layer, expected_kind)
         if entry["name"] != layer.name or tuple(entry["shape"]) != tuple(variable.shape):
-            raise InitFileError(f"{path}: layer {entry['name']} {tuple(entry['shape'])} does not match "
+            raise InitFileError(f"{path}: layer {entry['name'][:60]} {tuple(entry['shape'])} does not match "
                                 f"model layer {layer.name} {tuple(variable.shape)}")
         if expected_kind == "baseline":
             variable.assign(entry["values"])

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from fileio import UnreadableFileError, read_json, run_folder_index
 from reporting.paper import architecture_label, match_paper_row
+from training.config import read_yaml_mapping
 from training.run_state import CHECKPOINT, DamagedState, read_checkpoint_state
 from training.run_record import RunRecord, is_finite_number
+from training.schema import ConfigError, shown
 
 
 @dataclass
@@ -126,7 +126,7 @@ def read_run(path, index, planned_epochs=None):
         return RunStatus(index, path, "running", f"after epoch {len(history['train_loss'])}/{planned_epochs or '?'}")
     if not record.finished:
         return RunStatus(index, path, "failed" if record.status == "failed" else "corrupt",
-                         str(record.reason or f"status {record.status!r}"))
+                         str(record.reason)[:160] if record.reason else f"status {shown(record.status)}")
     history, problem = _read_json(path / "history.json")
     if history is not None and not _plottable(history):
         history, problem = None, "history.json lacks numeric test_accuracy / remaining_percent lists"
@@ -158,16 +158,12 @@ def _read_config(directory):
     candidates = [directory / "config.yaml"] + sorted(directory.glob("run_*/config.yaml"))
     problems = []
     for path in candidates:
-        try:
-            config = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
+        if not path.exists():
             continue
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            problems.append(f"{path.relative_to(directory)} unreadable ({type(error).__name__})")
-            continue
-        if isinstance(config, dict):
-            return config, problems
-        problems.append(f"{path.relative_to(directory)} is not a mapping")
+        try:   # bounded YAML: a results folder is as untrusted as any file
+            return read_yaml_mapping(path), problems
+        except ConfigError as error:
+            problems.append(f"{path.relative_to(directory)} unreadable ({str(error).removeprefix(f'{path}: ')})")
     return None, problems + ["no readable config.yaml: cannot match a paper row"]
 
 

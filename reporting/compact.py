@@ -16,18 +16,18 @@ it), ``signed_constant`` (one magnitude + sign bits) and ``float32`` (anything e
 uniform weights from init files).
 """
 import json
+import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 
 from fileio import write_npz
 from masking import MASKED_LAYER_TYPES, ScaledInitializer, iter_layers, masked_layers
 from models import build_experiment_model
 from reporting.runmodel import buildable_config
-from training.config import ExperimentConfig, config_to_yaml, without_retired_keys
-from training.schema import from_dict
+from training.config import ExperimentConfig, config_to_yaml, parse_yaml, without_retired_keys
+from training.schema import brief, from_dict, shown
 
 FORMAT = "signed-supermask-compact/1"
 
@@ -40,9 +40,16 @@ def pack_ternary(mask):
     return np.packbits(np.stack([codes >> 1, codes & 1], axis=1).reshape(-1))
 
 
+def unpacked_bits(packed, count):
+    """The first ``count`` bits of ``packed``; np.unpackbits would pad a short (tampered) array with zeros."""
+    if packed.dtype != np.uint8 or packed.ndim != 1 or 8 * packed.size < count:
+        raise ValueError(f"{packed.dtype} array of {packed.size} entries, {count} bits needed")
+    return np.unpackbits(packed, count=count)
+
+
 def unpack_ternary(packed, shape):
     count = int(np.prod(shape))
-    bits = np.unpackbits(packed, count=2 * count).reshape(count, 2)
+    bits = unpacked_bits(packed, 2 * count).reshape(count, 2)
     return ((bits[:, 0] * 2 + bits[:, 1]).astype(np.int8) - 1).reshape(shape)
 
 
@@ -73,7 +80,7 @@ def regenerate_weights(record, index, shape, arrays):
         return ScaledInitializer(**spec).sample(tuple(shape))
     if kind == "signed_constant":
         magnitude = arrays[f"magnitude_{index}"].astype(np.float32)
-        negative = np.unpackbits(arrays[f"signs_{index}"], count=int(np.prod(shape))).astype(bool)
+        negative = unpacked_bits(arrays[f"signs_{index}"], int(np.prod(shape))).astype(bool)
         return np.where(negative, -magnitude, magnitude).astype(np.float32).reshape(shape)
     if kind == "float32":
         return arrays[f"weights_{index}"]
@@ -112,28 +119,70 @@ def write_compact(path, model, config, seed, recorded=None):
 
 
 def read_compact(path):
-    """(signed model with identical effective kernels, its config, meta); scores are set to q itself, tau to 0.5."""
+    """(signed model with identical effective kernels, its config, meta); scores are set to q itself, tau to 0.5.
+
+    A tampered or foreign file is a one-line ValueError naming the file (and the layer)."""
     path = Path(path)
-    with np.load(path, allow_pickle=False) as stored:
-        arrays = {key: stored[key] for key in stored.files}
-    if "meta" not in arrays:
-        raise ValueError(f"{path}: not a compact export (no meta entry)")
-    meta = json.loads(arrays["meta"].tobytes().decode())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported format {meta.get('format')!r}, expected {FORMAT}")
-    config = from_dict(ExperimentConfig, without_retired_keys(yaml.safe_load(meta["config"])))
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: not a readable .npz file ({type(error).__name__})") from None
+    meta = _read_meta(path, arrays)
+    try:
+        config = from_dict(ExperimentConfig, without_retired_keys(parse_yaml(meta["config"])))
+    except ValueError as error:
+        raise ValueError(f"{path}: meta config: {error}") from None
     model = build_experiment_model(buildable_config(config), meta["seed"])
     layers = masked_layers(model)
     if [layer.name for layer in layers] != [r["name"] for r in meta["layers"]]:
-        raise ValueError(f"{path}: masked layers {[r['name'] for r in meta['layers']]} do not match the model's")
+        raise ValueError(f"{path}: masked layers {shown([r['name'] for r in meta['layers']])} do not match the "
+                         f"model's {shown([layer.name for layer in layers])}")
     for index, (layer, record) in enumerate(zip(layers, meta["layers"])):
-        shape = tuple(record["shape"])
-        layer.frozen_kernel.assign(regenerate_weights(record["weights"], index, shape, arrays))
-        layer.scores.assign(unpack_ternary(arrays[f"mask_{index}"], shape).astype(np.float32))
+        shape = tuple(layer.frozen_kernel.shape)
+        if tuple(record["shape"]) != shape:
+            raise ValueError(f"{path}: layer {index} ({layer.name}): meta shape {shown(record['shape'])}, "
+                             f"the model's is {shape}")
+        try:
+            weights = np.asarray(regenerate_weights(record["weights"], index, shape, arrays), dtype=np.float32)
+            mask = unpack_ternary(arrays[f"mask_{index}"], shape)
+            if weights.shape != shape:
+                raise ValueError(f"weights of shape {weights.shape}")
+        except (KeyError, ValueError, TypeError) as error:
+            reason = f"missing entry {error}" if isinstance(error, KeyError) else brief(error)
+            raise ValueError(f"{path}: layer {index} ({layer.name}): {reason}") from None
+        layer.frozen_kernel.assign(weights)
+        layer.scores.assign(mask.astype(np.float32))
         layer.threshold.assign(0.5)
     others = _other_variables(model)
-    if [list(v.shape) for _, v in others] != [v["shape"] for v in meta["variables"]]:
+    stored_shapes = [list(arrays[f"variable_{i}"].shape) if f"variable_{i}" in arrays else None
+                     for i in range(len(meta["variables"]))]
+    if [list(v.shape) for _, v in others] != stored_shapes:
         raise ValueError(f"{path}: stored non-masked variables do not match the model's")
     for index, (_, variable) in enumerate(others):
         variable.assign(arrays[f"variable_{index}"])
     return model, config, meta
+
+
+def _read_meta(path, arrays):
+    """The meta document, checked for the fields read_compact uses (no value is trusted blindly)."""
+    if "meta" not in arrays:
+        raise ValueError(f"{path}: not a compact export (no meta entry)")
+    try:
+        meta = json.loads(arrays["meta"].tobytes().decode())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path}: meta is not a JSON document ({type(error).__name__})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: meta is not a JSON object, got {shown(meta)}")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: unsupported format {shown(meta.get('format'))}, expected {FORMAT}")
+    checks = (("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+              ("config", lambda v: isinstance(v, str)),
+              ("layers", lambda v: isinstance(v, list) and all(
+                  isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("shape"), list)
+                  and isinstance(r.get("weights"), dict) for r in v)),
+              ("variables", lambda v: isinstance(v, list)))
+    for key, valid in checks:
+        if not valid(meta.get(key)):
+            raise ValueError(f"{path}: meta {key} is missing or malformed, got {shown(meta.get(key))}")
+    return meta

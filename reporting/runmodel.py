@@ -15,7 +15,8 @@ from data.datasets import INPUT_SHAPES, NUM_CLASSES
 from masking import MASKED_LAYER_TYPES, iter_layers, masked_weights
 from models import build_experiment_model, model_family
 from training.config import load_saved_config
-from training.run_record import RunRecord
+from training.run_record import RunRecord, RunRecordError
+from training.schema import brief, shown
 
 PLAIN_KERNEL_TYPES = (keras.layers.Dense, keras.layers.Conv2D)
 
@@ -46,16 +47,29 @@ def buildable_config(config):
 def load_run(run_directory):
     """Rebuild a finished run's model from config.yaml, run.json and model.weights.h5."""
     directory = Path(run_directory)
-    record = RunRecord.read(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: not a run folder")
+    try:
+        record = RunRecord.read(directory)
+    except RunRecordError as error:
+        raise ValueError(f"{directory / 'run.json'}: {error}") from None
     if record is None or not record.finished:
-        raise ValueError(f"{directory}: not a finished run ({record.status if record else 'no run.json'})")
+        raise ValueError(f"{directory}: not a finished run ({shown(record.status) if record else 'no run.json'})")
+    for key in ("seed", "run_index"):
+        value = getattr(record, key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"{directory / 'run.json'}: {key} must be an integer >= 0, got {shown(value)}")
     weights = directory / "model.weights.h5"
     if not weights.is_file():
         raise ValueError(f"{weights}: missing; the run's trained variables are needed")
     config = load_saved_config(directory / "config.yaml")
-    seed = int(record.seed if record.seed is not None else config.seed + int(record.run_index or 0))
+    seed = record.seed if record.seed is not None else config.seed + (record.run_index or 0)
     model = build_experiment_model(buildable_config(config), seed)
-    model.load_weights(weights)
+    try:
+        model.load_weights(weights)
+    except Exception as error:  # Keras raises many types, with pages of text, for a foreign or damaged file
+        raise ValueError(f"{weights}: cannot be loaded into the {model.name} model of config.yaml "
+                         f"({brief(error)})") from None
     return LoadedRun(directory, config, seed, record, model)
 
 

@@ -12,7 +12,14 @@ import math
 import reprlib
 import typing
 
-_SHORT = reprlib.Repr()
+
+class _ShortRepr(reprlib.Repr):
+    def repr_ndarray(self, array, level):
+        """NumPy's own repr prints the items of an object array in full."""
+        return f"<{array.dtype} array of shape {array.shape}>"
+
+
+_SHORT = _ShortRepr()
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 2, 60, 60, 40
 _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
 
@@ -20,6 +27,13 @@ _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
 def shown(value, limit=80):
     """repr() bounded in time and length (reprlib stops at depth 2 and 4 items), for error messages."""
     text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def brief(error, limit=160):
+    """'Type: first line of the message', bounded: a library's error can run to pages."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
