@@ -5,8 +5,8 @@ which interval the paper's brackets can be (issue 14, METHOD §8.3).
     python bench/fcn_seeds.py --report-only                   # statistics, bracket verdict, figure
     python bench/fcn_seeds.py --smoke --out /tmp/fcn_seeds    # 2 seeds, 1 epoch, 2000 examples
 
-Training runs ``train.py`` per config into ``--out/<config>/run_<i>``; re-running skips finished
-runs and resumes an interrupted one. The report (``--out/fcn_seeds.md`` and ``fcn_seeds.png``) gives
+Training runs ``train.py`` per config into ``--out/<config>/run_<i>`` (``--backend`` runs it in a child
+process with that KERAS_BACKEND); re-running skips finished runs and resumes an interrupted one. The report (``--out/fcn_seeds.md`` and ``fcn_seeds.png``) gives
 for test accuracy and remaining %: mean, sd, [min, max], [5 %, 95 %] quantiles and the 95 % confidence
 interval of the mean (t-distribution), next to the paper's numbers, and judges the paper's brackets
 with training.results.bracket_consistency. Exit code 0 when every config trained, 1 otherwise.
@@ -35,14 +35,21 @@ METRICS = (("accuracy", "test accuracy %"), ("remaining_percent", "remaining %")
 
 
 def train(configs, seeds, out, backend, overrides):
-    """train.py per config; returns the configs that failed."""
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {})}
+    """train.py per config (in a child process with KERAS_BACKEND=``backend`` when given, else in this
+    one); returns the configs that failed."""
     failed = []
     for name in configs:
-        command = [sys.executable, str(ROOT / "train.py"), str(ROOT / "configs" / f"{name}.yaml"), "--runs", str(seeds),
-                   "--out", str(out), "--quiet", *[item for override in overrides for item in ("--set", override)]]
+        arguments = [str(ROOT / "configs" / f"{name}.yaml"), "--runs", str(seeds), "--out", str(out), "--quiet",
+                     *[item for override in overrides for item in ("--set", override)]]
         print(f"== {name}: {seeds} seeds -> {out / name}", flush=True)
-        if subprocess.run(command, cwd=ROOT, env=environment).returncode != 0:
+        if backend:
+            environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": backend}
+            command = [sys.executable, str(ROOT / "train.py"), *arguments]
+            code = subprocess.run(command, cwd=ROOT, env=environment).returncode
+        else:
+            import train as train_script
+            code = train_script.main(arguments)
+        if code != 0:
             failed.append(name)
     return failed
 

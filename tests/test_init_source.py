@@ -124,7 +124,8 @@ def test_an_incomplete_set_under_auto_names_the_command(fcn_files, tmp_path):
 def test_cli_wrong_file_is_one_line_exit_2_and_files_missing_names_the_command(fcn_files, tmp_path):
     root = copy_of(fcn_files, tmp_path)
     rewrite(scores_path(root), lambda payload: payload.update(model="Conv2"))
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SUPERMASK_DATA_DIR": str(real_data_dir("mnist.npz"))}
+    data_dir = str(real_data_dir("mnist.npz"))
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SUPERMASK_DATA_DIR": data_dir}
     for case, (overrides, expected) in enumerate( (([f"init.weights_dir={root}"], "made for model 'Conv2'"),
                                 ([f"init.weights_dir={tmp_path / 'none'}", "init.source=files"],
                                  "missing init file; create it with: python init_example.py --model FCN --runs 1"))):
