@@ -117,14 +117,20 @@ def build_experiment_model(config, seed, initial_values=None):
 
 def load_initial_files(model, config, run_index):
     """Load the init_example.py pickles of this run; a missing one names the command that writes it,
-    a file of another model, shape or initializer is an InitFileError."""
+    a file of another model, shape or initializer is an InitFileError that says how to go on."""
     for kind, spec, path in initial_value_files(config, run_index):
         if not Path(path).is_file():
             raise InitFileError(f"{path}: missing init file; create it with: {_creating_command(config, run_index)}")
-        payload = apply_init_file(model, path, kind)
         try:
-            recorded = InitSpec.of(payload["initializer"])
-        except (TypeError, ValueError):
-            raise InitFileError(f"{path}: unreadable initializer {payload['initializer']!r}") from None
-        if recorded != InitSpec.of(spec):
-            raise InitFileError(f"{path}: made with initializer {recorded}, the config asks for {InitSpec.of(spec)}")
+            payload = apply_init_file(model, path, kind)
+            try:
+                recorded = InitSpec.of(payload["initializer"])
+            except (TypeError, ValueError):
+                raise InitFileError(f"{path}: unreadable initializer {payload['initializer']!r}") from None
+            if recorded != InitSpec.of(spec):
+                raise InitFileError(f"{path}: made with initializer {recorded}, "
+                                    f"the config asks for {InitSpec.of(spec)}")
+        except InitFileError as error:
+            command = _creating_command(config, run_index).rsplit(" --out ", 1)[0]
+            raise InitFileError(f"{error} (init.source {config.init.source}; set init.source=on_the_fly, or "
+                                f"init.weights_dir to a folder written by: {command} --out FOLDER)") from None

@@ -109,8 +109,10 @@ def test_a_wrong_file_under_auto_is_an_error_never_skipped(fcn_files, tmp_path, 
     root = copy_of(fcn_files, tmp_path)
     rewrite(scores_path(root), change)
     config = load_config(FCN_CONFIG, [f"init.weights_dir={root}"])
-    with pytest.raises(InitFileError, match=message):
+    with pytest.raises(InitFileError, match=message) as error:
         build_experiment_model(config, config.seed)
+    assert "(init.source auto; set init.source=on_the_fly, or init.weights_dir to a folder written by: " \
+           "python init_example.py --model FCN --runs 1 " in str(error.value)
 
 
 def test_an_incomplete_set_under_auto_names_the_command(fcn_files, tmp_path):
