@@ -5,11 +5,12 @@ which interval the paper's brackets can be (issue 14, METHOD §8.3).
     python bench/fcn_seeds.py --report-only                   # statistics, bracket verdict, figure
     python bench/fcn_seeds.py --smoke --out /tmp/fcn_seeds    # 2 seeds, 1 epoch, 2000 examples
 
-Training runs ``train.py`` per config into ``--out/<config>/run_<i>`` (``--backend`` runs it in a child
-process with that KERAS_BACKEND); re-running skips finished runs and resumes an interrupted one. The report (``--out/fcn_seeds.md`` and ``fcn_seeds.png``) gives
-for test accuracy and remaining %: mean, sd, [min, max], [5 %, 95 %] quantiles and the 95 % confidence
-interval of the mean (t-distribution), next to the paper's numbers, and judges the paper's brackets
-with training.results.bracket_consistency. Exit code 0 when every config trained, 1 otherwise.
+Training runs ``train.py`` per config into ``--out/<config>/run_<i>`` (``--backend`` runs it in a
+child process with that KERAS_BACKEND); re-running skips finished runs and resumes an interrupted one.
+The report (``--out/fcn_seeds.md`` and ``fcn_seeds.png``) gives for test accuracy and remaining %:
+mean, sd, [min, max], [5 %, 95 %] quantiles and the 95 % confidence interval of the mean
+(t-distribution), next to the paper's numbers, and judges the paper's brackets with
+training.results.bracket_consistency. Exit code 0 when every config trained, 1 otherwise.
 """
 import argparse
 import math
@@ -127,12 +128,16 @@ def conclusion(judged):
         + ").")
     smallest_n = min(int(label.rsplit("n=", 1)[1].rstrip(")")) for label, _, _ in judged)
     certainty = ("" if smallest_n >= 30 else
-                 f" Only {smallest_n} runs per config: the measured spread, hence this verdict, is rough.")
+                 f" Only {smallest_n} run{'s' if smallest_n > 1 else ''} per config: the measured spread, hence this "
+                 "verdict, is rough.")
     caveat = (" This assumes the paper's runs had the seed-to-seed spread measured here; the printed brackets "
               "have one decimal, so each end is known only to ±0.05.")
     if not fitting:
+        counts = ", ".join(f"{label} {sum(bool(v.get(name, {}).get('consistent')) for _, _, v in judged)}"
+                           for name, label in INTERVALS.items())
         return ("None of " + ", ".join(INTERVALS.values()) + f" is consistent with all {len(judged)} brackets "
-                "(rule: both ends within ±0.05 of the printed ends)." + closest + caveat + certainty)
+                f"(rule: both ends within ±0.05 of the printed ends; brackets fitted: {counts})."
+                + closest + caveat + certainty)
     names = " and ".join(INTERVALS[name] for name in fitting)
     return (f"The paper's brackets are consistent with {names} (all {len(judged)} brackets; rule: both ends "
             "within ±0.05 of the printed ends)." + closest + caveat + certainty)
