@@ -1,13 +1,16 @@
 """Model building: a family by name (``build_model``) and the model an experiment config describes.
 
 The families and their options come from ``models/registry.py``; this module turns them
-into Keras models, with initial values drawn on the fly or loaded from init files.
+into Keras models, with initial values drawn on the fly or loaded from init files
+(``init.source``: ``auto`` uses a run's files when they exist).
 """
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from data.datasets import NUM_CLASSES
 from masking.init_files import InitFileError, apply_init_file, init_file_path
-from masking.init_spec import DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION
+from masking.init_spec import DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, InitSpec
 from models.conv import build_conv
 from models.fcn import build_fcn
 from models.layer_factory import LayerFactory
@@ -37,32 +40,97 @@ def build_model(name, signed=True, *, seed=DEFAULT_SEED, threshold_fraction=DEFA
     return build_resnet(factory, depth=family.depth, name=family.name, stage_widths=family.widths, **options)
 
 
-def build_experiment_model(config, seed):
-    """The config's model with its initial values (on the fly from the seed, or from files)."""
+@dataclass(frozen=True)
+class InitialValues:
+    """Where a run's initial values come from: ``source`` is ``files`` or ``on_the_fly`` (what
+    ``init.source: auto`` resolved to); ``files`` lists {kind, path, sha256} of the files loaded."""
+
+    requested: str
+    source: str
+    files: tuple = ()
+
+    def to_json(self):
+        return {"requested": self.requested, "source": self.source, "files": [dict(entry) for entry in self.files]}
+
+    def describe(self):
+        if self.source == "on_the_fly":
+            return f"initial values: drawn on the fly from the seed (init.source {self.requested})"
+        shown = ", ".join(f"{entry['path']} (sha256 {entry['sha256'][:12]})" for entry in self.files)
+        return f"initial values: from init files (init.source {self.requested}): {shown}"
+
+
+def initial_value_files(config, run_index):
+    """[(kind, InitSpec, path)] of the init_example.py files of this run (signed: weights and scores)."""
+    kinds = ((("weights", config.init.weight), ("scores", config.init.mask)) if config.model.signed
+             else (("baseline", config.init.weight),))
+    return [(kind, spec, init_file_path(config.init.weights_dir, config.model.name, kind, spec, run_index))
+            for kind, spec in kinds]
+
+
+def _creating_command(config, run_index):
+    if config.model.signed:
+        init_flags = f"--weight-init {config.init.weight} --score-init {config.init.mask}"
+    else:
+        init_flags = f"--baseline-init {config.init.weight}"
+    return (f"python init_example.py --model {config.model.name} --runs {run_index + 1} {init_flags} "
+            f"--width-multiplier {config.model.width_multiplier:g} "
+            f"--num-classes {NUM_CLASSES[config.data.dataset]} --out {config.init.weights_dir}")
+
+
+def resolve_initial_values(config, run_index):
+    """The InitialValues of run ``run_index``: ``auto`` loads the files when all exist and draws on the
+    fly when none does; a partial set (or a missing file under ``files``) names the command that writes it."""
+    requested = config.init.source
+    if requested == "on_the_fly":
+        return InitialValues(requested, "on_the_fly")
+    files = initial_value_files(config, run_index)
+    missing = [path for _, _, path in files if not Path(path).is_file()]
+    if requested == "auto" and len(missing) == len(files):
+        return InitialValues(requested, "on_the_fly")
+    if missing:
+        raise InitFileError(f"{missing[0]}: missing init file; create it with: {_creating_command(config, run_index)}")
+    entries = []
+    for kind, _, path in files:
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as error:
+            raise InitFileError(f"{path}: unreadable init file ({error.strerror or error})") from None
+        entries.append({"kind": kind, "path": str(path), "sha256": digest})
+    return InitialValues(requested, "files", tuple(entries))
+
+
+def build_experiment_model(config, seed, initial_values=None):
+    """The config's model with its initial values: drawn on the fly from the seed, or loaded from the
+    files ``initial_values`` (default: resolve_initial_values of run ``seed - config.seed``) names."""
     model_config = config.model
     options = {key: getattr(model_config, key) for key in model_family(model_config.name).options}
     model = build_model(model_config.name, signed=model_config.signed, seed=seed,
                         threshold_fraction=model_config.threshold_fraction, weight_init=config.init.weight,
                         score_init=config.init.mask, width_multiplier=model_config.width_multiplier,
                         num_classes=NUM_CLASSES[config.data.dataset], **options)
-    if config.init.source == "files":
+    if initial_values is None:
+        initial_values = resolve_initial_values(config, seed - config.seed)
+    if initial_values.source == "files":
         load_initial_files(model, config, seed - config.seed)
     return model
 
 
 def load_initial_files(model, config, run_index):
-    """Load the init_example.py pickles of this run; a missing one names the command that writes it."""
-    if config.model.signed:
-        kinds = (("weights", config.init.weight), ("scores", config.init.mask))
-        init_flags = f"--weight-init {config.init.weight} --score-init {config.init.mask}"
-    else:
-        kinds = (("baseline", config.init.weight),)
-        init_flags = f"--baseline-init {config.init.weight}"
-    for kind, spec in kinds:
-        path = init_file_path(config.init.weights_dir, config.model.name, kind, spec, run_index)
+    """Load the init_example.py pickles of this run; a missing one names the command that writes it,
+    a file of another model, shape or initializer is an InitFileError that says how to go on."""
+    for kind, spec, path in initial_value_files(config, run_index):
         if not Path(path).is_file():
-            command = (f"python init_example.py --model {config.model.name} --runs {run_index + 1} {init_flags} "
-                       f"--width-multiplier {config.model.width_multiplier:g} "
-                       f"--num-classes {NUM_CLASSES[config.data.dataset]} --out {config.init.weights_dir}")
-            raise InitFileError(f"{path}: missing init file; create it with: {command}")
-        apply_init_file(model, path, kind)
+            raise InitFileError(f"{path}: missing init file; create it with: {_creating_command(config, run_index)}")
+        try:
+            payload = apply_init_file(model, path, kind)
+            try:
+                recorded = InitSpec.of(payload["initializer"])
+            except (TypeError, ValueError):
+                raise InitFileError(f"{path}: unreadable initializer {payload['initializer']!r}") from None
+            if recorded != InitSpec.of(spec):
+                raise InitFileError(f"{path}: made with initializer {recorded}, "
+                                    f"the config asks for {InitSpec.of(spec)}")
+        except InitFileError as error:
+            command = _creating_command(config, run_index).rsplit(" --out ", 1)[0]
+            raise InitFileError(f"{error} (init.source {config.init.source}; set init.source=on_the_fly, or "
+                                f"init.weights_dir to a folder written by: {command} --out FOLDER)") from None

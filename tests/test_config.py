@@ -180,7 +180,8 @@ def test_keys_that_keep_results_are_marked_in_the_schema():
     from training.schema import describe
     unmarked = {key for key, *_, affects_results in describe(ExperimentConfig) if not affects_results}
     assert unmarked == {"description", "runs", "training.eval_batch_size", "training.jit_compile",
-                        "training.steps_per_execution", "training.distribution", "training.tensorboard", "data.dir"}
+                        "training.steps_per_execution", "training.distribution", "training.tensorboard", "data.dir",
+                        "init.source"}
     assert "| `training.steps_per_execution` | `50` | no |" in key_reference_markdown()
 
 

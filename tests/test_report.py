@@ -209,3 +209,18 @@ def test_cli(tmp_path, capsys):
     assert (tmp_path / "out" / "report.csv").is_file() and not list((tmp_path / "out").glob("*.png"))
     assert report.main([str(tmp_path / "missing")]) == 2
     assert "results root is not a directory" in capsys.readouterr().err
+
+
+def test_main_table_says_which_interval_every_row_prints(written):
+    markdown = written[1]["md"].read_text()
+    lines = markdown.splitlines()
+    rows = {line.split(" | ")[0][2:]: line for line in lines if line.startswith("| ") and " | " in line}
+    assert rows["Model"].startswith("| Model | Data | intervals |")
+    assert "| ours [min, max] (baseline n=2, signed n=3); paper bracket of unstated kind |" in rows["FCN"]
+    assert "| ours –; paper mean only |" in rows["ResNet20"]       # its runs are unfinished
+    assert "| ours –; paper bracket of unstated kind |" in rows["Conv2"]
+    assert all(("ours [min, max]" in rows[key] or "ours –" in rows[key]) for key in PAPER_ROWS)
+    caption = next(line for line in lines if line.startswith("Table: "))
+    assert "mean [min, max] sd over the finished runs" in caption and "'intervals' column" in caption
+    assert "confidence interval" in caption and "mean only" in caption
+    assert r"\caption{Ours vs. the paper. Ours: mean [min, max] sd" in written[1]["tex"].read_text()

@@ -38,6 +38,7 @@ class RunRecord:
     training_seconds: Optional[float] = None
     versions: Optional[dict] = None
     reason: Optional[str] = None              # failed runs: why training stopped
+    init: Optional[dict] = None               # {requested, source: files | on_the_fly, files: [{kind, path, sha256}]}
 
     @property
     def finished(self):

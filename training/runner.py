@@ -16,7 +16,7 @@ import numpy as np
 from data import load_dataset
 from fileio import atomic_write_bytes, save_weights_atomically, write_json, write_npz
 from masking import masked_layers
-from models import build_experiment_model
+from models import build_experiment_model, resolve_initial_values
 from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, EpochScalars, MaskHistory,
                                 NonFiniteLoss, NonFiniteLossGuard, mask_statistics, variables_by_path)
 from training.config import config_to_yaml
@@ -73,11 +73,12 @@ def execution_settings(training):
     return jit_compile, training.steps_per_execution
 
 
-def compiled_model(config, seed, num_train_examples):
+def compiled_model(config, seed, num_train_examples, initial_values=None):
     """The run's model, compiled exactly as training compiles it (optimizer built, so its
-    variables exist): what benchmarks and tools should use instead of rebuilding it."""
+    variables exist): what benchmarks and tools should use instead of rebuilding it.
+    ``initial_values``: a resolved models.InitialValues (default: resolved here)."""
     with distribution_scope(config.training.distribution):
-        model = build_experiment_model(config, seed)
+        model = build_experiment_model(config, seed, initial_values)
         batches = steps_per_epoch(num_train_examples, config.training.batch_size, config.data.repeat)
         jit_compile, steps_per_execution = execution_settings(config.training)
         model.compile(optimizer=make_optimizer(config, batches),
@@ -118,8 +119,10 @@ class RunTrainer:
             self._log("already finished, skipped")
             return record.to_json()
         config = self.config
+        initial_values = resolve_initial_values(config, self.run_index)
         data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
-        model = compiled_model(config, self.seed, len(data.x_train))
+        self._log(initial_values.describe())
+        model = compiled_model(config, self.seed, len(data.x_train), initial_values)
         self.directory.mkdir(parents=True, exist_ok=True)
         removed = remove_stale_temporaries(self.directory)
         if removed:
@@ -148,8 +151,8 @@ class RunTrainer:
                           validation_data=(data.x_test, data.y_test),
                           validation_batch_size=config.training.eval_batch_size)
         except NonFiniteLoss as failure:
-            self._write_failure(history, failure)
-        return self._finish(model, history)
+            self._write_failure(history, failure, initial_values)
+        return self._finish(model, history, initial_values)
 
     def _run_record(self):
         """This run's RunRecord, or None; an unreadable run.json or one that is no run record is
@@ -211,14 +214,14 @@ class RunTrainer:
         optimizer_paths = [f"optimizer/{v.path.removeprefix(prefix)}" for v in model.optimizer.variables]
         return (*read_legacy_checkpoint(path, legacy_path, model_paths, optimizer_paths), True)
 
-    def _write_failure(self, history, failure):
+    def _write_failure(self, history, failure, initial_values):
         write_json(self.directory / "history.json", history)
-        RunRecord("failed", self.config.experiment, self.run_index, self.seed,
+        RunRecord("failed", self.config.experiment, self.run_index, self.seed, init=initial_values.to_json(),
                   reason=f"non-finite training loss {failure.loss} in epoch {failure.epoch + 1}").write(self.directory)
         raise TrainingError(f"{self.directory}: {failure}; "
                             f"history so far kept in history.json (lower optimizer.lr?)") from None
 
-    def _finish(self, model, history):
+    def _finish(self, model, history, initial_values):
         signed = self.config.model.signed
         remaining, remaining_count, _ = mask_statistics(model, signed)
         if signed:
@@ -230,7 +233,8 @@ class RunTrainer:
             final={"test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
                    "train_accuracy": history["train_accuracy"][-1], "remaining_percent": remaining,
                    "remaining_count": remaining_count},
-            training_seconds=float(sum(history["epoch_seconds"])), versions=library_versions())
+            training_seconds=float(sum(history["epoch_seconds"])), versions=library_versions(),
+            init=initial_values.to_json())
         record.write(self.directory)
         for name in (CHECKPOINT, LEGACY_STATE):
             (self.directory / name).unlink(missing_ok=True)

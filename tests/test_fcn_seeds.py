@@ -1,0 +1,60 @@
+"""Interval statistics (t quantile, CI of the mean, bracket rule) against hand-computed values, and the
+smoke mode of bench/fcn_seeds.py."""
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import real_data_dir
+
+from training.results import bracket_consistency, interval_statistics, t_quantile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("probability, df, expected", [
+    (0.975, 1, 12.7062), (0.975, 2, 4.3027), (0.975, 4, 2.7764), (0.975, 9, 2.2622), (0.975, 49, 2.0096),
+    (0.95, 10, 1.8125), (0.975, 10**6, 1.9600), (0.5, 3, 0.0)])
+def test_t_quantile_matches_the_printed_table(probability, df, expected):
+    assert t_quantile(probability, df) == pytest.approx(expected, abs=5e-5)
+    assert t_quantile(1 - probability, df) == pytest.approx(-expected, abs=5e-5)
+
+
+def test_t_quantile_refuses_impossible_arguments():
+    with pytest.raises(ValueError, match="0 < probability < 1"):
+        t_quantile(1.0, 5)
+
+
+def test_interval_statistics_match_hand_computation():
+    stats = interval_statistics([97.0, 97.5, 98.0])
+    half = 4.302653 * 0.5 / math.sqrt(3)          # t_{0.975, 2} * sd / sqrt(n) = 1.24207
+    assert stats["ci"] == pytest.approx((97.5 - half, 97.5 + half), abs=1e-5)
+    assert stats["min_max"] == (97.0, 98.0) and stats["sd"] == pytest.approx((97.0, 98.0))
+    assert stats["quantiles"] == pytest.approx((97.05, 97.95))
+    assert interval_statistics([3.0])["ci"] is None and interval_statistics([]) is None
+
+
+def test_bracket_rule_moves_our_interval_to_the_paper_mean_and_allows_half_a_digit():
+    stats = {"mean": 97.0, "min_max": (96.8, 97.2), "quantiles": (96.9, 97.1), "sd": (96.94, 97.06),
+             "ci": (96.99, 97.01)}
+    verdicts = bracket_consistency(stats, 97.48, 97.3, 97.7)
+    assert verdicts["min_max"]["predicted"] == pytest.approx((97.28, 97.68))
+    assert verdicts["min_max"]["consistent"] and verdicts["min_max"]["width_ratio"] == pytest.approx(1.0)
+    assert not verdicts["quantiles"]["consistent"]          # (97.38, 97.58): 0.08 and 0.12 off
+    assert verdicts["ci"]["width_ratio"] == pytest.approx(20.0) and not verdicts["ci"]["consistent"]
+
+
+def test_smoke_mode_trains_two_seeds_and_writes_table_verdict_and_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUPERMASK_DATA_DIR", str(real_data_dir("mnist.npz")))
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fcn_seeds
+    configs = ["fcn_signed_closest_to_paper", "fcn_baseline"]
+    assert fcn_seeds.main(["--smoke", "--out", str(tmp_path), "--configs", *configs]) == 0
+    for name in configs:
+        assert sorted(path.name for path in (tmp_path / name).glob("run_*/run.json")) == ["run.json"] * 2
+    text = (tmp_path / "fcn_seeds.md").read_text()
+    assert "| fcn_signed_closest_to_paper | test accuracy % | 2 |" in text
+    assert "| fcn_baseline | test accuracy % | 2 |" in text and "97.43 [97.4, 97.5]" in text
+    assert "signed remaining % (spread of fcn_signed_closest_to_paper, n=2)" in text
+    assert "Only 2 runs per config" in text
+    assert (tmp_path / "fcn_seeds.png").read_bytes()[:4] == b"\x89PNG"

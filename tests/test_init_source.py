@@ -1,0 +1,140 @@
+"""init.source: auto uses a run's init files when they exist and draws on the fly otherwise; every run
+records which it used (log line, run.json with the files' SHA-256); a wrong file is an error."""
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import real_data_dir
+
+import init_example
+from masking.init_files import InitFileError, init_file_path, load_init_file
+from models import build_experiment_model, resolve_initial_values
+from training.config import load_config
+from training.runner import RunTrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+FCN_CONFIG = ROOT / "configs" / "fcn_signed.yaml"
+TINY = ["data.train_limit=256", "data.test_limit=128", "training.epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def fcn_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weights")
+    assert init_example.main(["--model", "FCN", "--runs", "1", "--out", str(root)]) == 0
+    return root
+
+
+def copy_of(fcn_files, tmp_path):
+    shutil.copytree(fcn_files, tmp_path / "weights")
+    return tmp_path / "weights"
+
+
+def scores_path(root, run=0):
+    return init_file_path(root, "FCN", "scores", {"distribution": "uniform", "scaling": "xavier"}, run)
+
+
+def rewrite(path, change):
+    """Apply ``change`` to the file's payload and write it back (what a user's own script would do)."""
+    payload = load_init_file(path)
+    change(payload)
+    Path(path).write_bytes(pickle.dumps(payload, protocol=4))
+
+
+def variables(model):
+    return [np.asarray(variable) for variable in model.variables]
+
+
+def test_auto_is_the_default_and_draws_on_the_fly_without_files(tmp_path):
+    config = load_config(FCN_CONFIG, [f"init.weights_dir={tmp_path}"])
+    assert config.init.source == "auto"
+    initial = resolve_initial_values(config, 0)
+    assert initial.source == "on_the_fly" and initial.files == ()
+    on_the_fly = load_config(FCN_CONFIG, ["init.source=on_the_fly"])
+    for a, b in zip(variables(build_experiment_model(config, config.seed)),
+                    variables(build_experiment_model(on_the_fly, on_the_fly.seed))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_auto_with_unedited_files_gives_the_on_the_fly_model(fcn_files):
+    config = load_config(FCN_CONFIG, [f"init.weights_dir={fcn_files}"])
+    initial = resolve_initial_values(config, 0)
+    assert initial.source == "files" and [entry["kind"] for entry in initial.files] == ["weights", "scores"]
+    on_the_fly = load_config(FCN_CONFIG, ["init.source=on_the_fly"])
+    for a, b in zip(variables(build_experiment_model(config, config.seed)),
+                    variables(build_experiment_model(on_the_fly, on_the_fly.seed))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_auto_uses_edited_files_and_records_them_in_run_json(fcn_files, tmp_path, capsys):
+    root = copy_of(fcn_files, tmp_path)
+    edited = scores_path(root)
+    rewrite(edited, lambda payload: payload["layers"][0].update(values=-payload["layers"][0]["values"]))
+    config = load_config(FCN_CONFIG, TINY + [f"init.weights_dir={root}"])
+    from_files = variables(build_experiment_model(config, config.seed))
+    drawn = variables(build_experiment_model(load_config(FCN_CONFIG, ["init.source=on_the_fly"]), config.seed))
+    assert any(not np.array_equal(a, b) for a, b in zip(from_files, drawn))
+
+    RunTrainer(config, 0, tmp_path / "results", data_dir=real_data_dir("mnist.npz"), verbose=False).run()
+    record = json.loads((tmp_path / "results" / "fcn_signed" / "run_0" / "run.json").read_text())
+    assert record["init"]["requested"] == "auto" and record["init"]["source"] == "files"
+    scores = next(entry for entry in record["init"]["files"] if entry["kind"] == "scores")
+    assert scores == {"kind": "scores", "path": str(edited),
+                      "sha256": hashlib.sha256(Path(edited).read_bytes()).hexdigest()}
+    log = capsys.readouterr().out
+    assert sum("initial values: from init files (init.source auto)" in line for line in log.splitlines()) == 1
+
+
+def test_run_json_records_an_on_the_fly_run(tmp_path):
+    config = load_config(FCN_CONFIG, TINY + [f"init.weights_dir={tmp_path / 'none'}"])
+    RunTrainer(config, 0, tmp_path, data_dir=real_data_dir("mnist.npz"), verbose=False).run()
+    record = json.loads((tmp_path / "fcn_signed" / "run_0" / "run.json").read_text())
+    assert record["init"] == {"requested": "auto", "source": "on_the_fly", "files": []}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda payload: payload.update(model="Conv2"), "made for model 'Conv2', not 'FCN'"),
+    (lambda payload: payload["layers"][0].update(values=np.zeros((784, 30), np.float32), shape=(784, 30)),
+     r"\(784, 30\) does not match model layer"),
+    (lambda payload: payload.update(initializer={"distribution": "normal", "scaling": "he", "factor": 1.0}),
+     "made with initializer normal/he, the config asks for uniform/xavier"),
+])
+def test_a_wrong_file_under_auto_is_an_error_never_skipped(fcn_files, tmp_path, change, message):
+    root = copy_of(fcn_files, tmp_path)
+    rewrite(scores_path(root), change)
+    config = load_config(FCN_CONFIG, [f"init.weights_dir={root}"])
+    with pytest.raises(InitFileError, match=message) as error:
+        build_experiment_model(config, config.seed)
+    assert "(init.source auto; set init.source=on_the_fly, or init.weights_dir to a folder written by: " \
+           "python init_example.py --model FCN --runs 1 " in str(error.value)
+
+
+def test_an_incomplete_set_under_auto_names_the_command(fcn_files, tmp_path):
+    root = copy_of(fcn_files, tmp_path)
+    scores_path(root).unlink()
+    config = load_config(FCN_CONFIG, [f"init.weights_dir={root}"])
+    with pytest.raises(InitFileError, match="missing init file; create it with: python init_example.py --model FCN"):
+        resolve_initial_values(config, 0)
+
+
+def test_cli_wrong_file_is_one_line_exit_2_and_files_missing_names_the_command(fcn_files, tmp_path):
+    root = copy_of(fcn_files, tmp_path)
+    rewrite(scores_path(root), lambda payload: payload.update(model="Conv2"))
+    data_dir = str(real_data_dir("mnist.npz"))
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SUPERMASK_DATA_DIR": data_dir}
+    for case, (overrides, expected) in enumerate( (([f"init.weights_dir={root}"], "made for model 'Conv2'"),
+                                ([f"init.weights_dir={tmp_path / 'none'}", "init.source=files"],
+                                 "missing init file; create it with: python init_example.py --model FCN --runs 1"))):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), str(FCN_CONFIG), "--runs", "1", "--out", str(tmp_path / f"out{case}"),
+             "--quiet", *[item for override in TINY + overrides for item in ("--set", override)]],
+            cwd=ROOT, env=environment, capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr[-2000:]
+        error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(error_lines) == 1 and expected in error_lines[0], result.stderr[-2000:]
