@@ -43,7 +43,7 @@ class EpochCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         ops = keras.ops
-        epoch = ops.floor_divide(ops.cast(step, "int64"), self.steps_per_epoch)
+        epoch = ops.floor_divide(ops.cast(step, "int32"), self.steps_per_epoch)
         phase = ops.cast(epoch, "float32") * (math.pi / self.epochs)
         return self.initial_learning_rate * 0.5 * (1.0 + ops.cos(phase))
 
