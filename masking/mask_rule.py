@@ -110,20 +110,39 @@ def mode_mask_numpy(scores, threshold, mask_mode="signed", keep_fraction=None):
 def top_k_indicator(values, count):
     """keras.ops twin of ``top_k_indicator_numpy`` (values' dtype, 1 = kept).
 
-    The count-th largest value v comes from a sort; everything above v is kept, and of the
-    entries equal to v the first (by flat index) ones until ``count`` is reached."""
+    The count-th largest value v is found exactly by a radix select on order-preserving int32 keys
+    of the float32 bits (32 counting passes; a full sort of a 4M-weight layer is ~20x slower on a
+    CPU). Everything above v is kept, and of the entries equal to v the first ones (by flat index)
+    until ``count`` is reached."""
     from keras import ops
 
     values = ops.convert_to_tensor(values)
     flat = ops.reshape(values, (-1,))
-    size = int(flat.shape[0])
-    cutoff = ops.sort(flat)[size - count]
-    above = ops.greater(flat, cutoff)
-    at_cutoff = ops.equal(flat, cutoff)
+    keys = _order_preserving_keys(flat)
+
+    def at_least(key):
+        return ops.greater_equal(ops.sum(ops.cast(ops.greater_equal(keys, key), "int32")), count)
+
+    # The largest key t with count(keys >= t) >= count, decided bit by bit: sign first, then bits 30..0.
+    cutoff = ops.where(at_least(ops.cast(0, "int32")), ops.cast(0, "int32"), ops.cast(-(1 << 31), "int32"))
+    for bit in range(30, -1, -1):
+        candidate = ops.bitwise_or(cutoff, ops.cast(1 << bit, "int32"))
+        cutoff = ops.where(at_least(candidate), candidate, cutoff)
+    above = ops.greater(keys, cutoff)
+    at_cutoff = ops.equal(keys, cutoff)
     still_needed = count - ops.sum(ops.cast(above, "int32"))
     rank_at_cutoff = ops.cumsum(ops.cast(at_cutoff, "int32"))
     keep = ops.logical_or(above, ops.logical_and(at_cutoff, ops.less_equal(rank_at_cutoff, still_needed)))
     return ops.reshape(ops.cast(keep, values.dtype), ops.shape(values))
+
+
+def _order_preserving_keys(flat):
+    """int32 keys with key(a) < key(b) iff a < b for float32 a, b (-0.0 and +0.0 share a key)."""
+    from keras import ops
+
+    flat = ops.where(ops.equal(flat, 0), ops.zeros_like(flat), ops.cast(flat, "float32"))
+    bits = ops.view(flat, "int32")
+    return ops.where(ops.less(bits, 0), ops.bitwise_xor(bits, ops.cast(0x7FFFFFFF, "int32")), bits)
 
 
 def mode_mask(scores, threshold, mask_mode="signed", keep_fraction=None):

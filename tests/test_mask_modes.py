@@ -75,6 +75,18 @@ def test_ties_go_to_the_lower_index():
     np.testing.assert_array_equal(np_var(mode_mask(scores, 0.0, "signed_top_k", 0.6)), [-1, 1, -1, 0, 0])
 
 
+@pytest.mark.parametrize("k", [0.1, 0.25, 0.5, 0.8, 1.0])
+def test_top_k_handles_signed_zeros_tiny_and_extreme_values(k):
+    """(Denormals are left out: TensorFlow and XLA flush them to zero on CPU.)"""
+    special = np.array([-0.0, 0.0, 1e-30, -1e-30, 3.4e38, -3.4e38, 1.0, -1.0, 1e-30, -0.0, 2.5, -2.5],
+                       dtype=np.float32)
+    scores = np.concatenate([special, tied_scores((28,), 9)])
+    for mode in ("top_k", "signed_top_k"):
+        expected = reference_mask(scores, 0.0, mode, k)
+        np.testing.assert_array_equal(np_var(mode_mask(scores, 0.0, mode, k)), expected)
+        np.testing.assert_array_equal(mode_mask_numpy(scores, 0.0, mode, k), expected)
+
+
 @pytest.mark.parametrize("mode,k", NEW_MODES)
 def test_exact_k_per_layer_in_a_built_model(mode, k):
     model = build_model("FCN", mask_mode=mode, keep_fraction=k)
