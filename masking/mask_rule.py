@@ -9,7 +9,8 @@
 
 Top-k is exact per layer: kept_count = ceil(k * n) on the decimal value of k (k = 0.1, n = 30 keeps
 3, not the 4 that float arithmetic would give), at least 1; among equal values the lower flat
-index (C order) is kept first, so the choice is unique and the same on every backend.
+index (C order) is kept first, so the choice is unique and the same on every backend (denormal
+scores, |S| < 1.2e-38, may count as 0: TensorFlow and XLA flush them to zero on CPU).
 
 The NumPy form (read-outs, reports, exports) needs no Keras; the keras.ops form (the forward
 pass) imports Keras only when called, so that this module stays importable without it.
