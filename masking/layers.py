@@ -1,6 +1,7 @@
 """Signed-supermask layers: frozen weights W, trainable scores S, ternary mask q(S).
 
-Forward (METHOD §1.2):  W_eff = W * q(S), q(S) as in ``masking/mask_rule.py``.
+Forward (METHOD §1.2):  W_eff = W * q(S), q(S) as in ``masking/mask_rule.py``; ``mask_mode``
+picks the rule (default ``signed``, the paper's; ``binary``, ``signed_top_k``, ``top_k``).
 Backward (METHOD §1.3): straight-through, dL/dS = dL/dW_eff * W, also inside the dead band.
 tau = p * max|S| of the layer's initial scores (METHOD §1.4), fixed afterwards and stored as
 a non-trainable weight so that it is saved and restored with the model.
@@ -13,18 +14,22 @@ from keras import ops
 
 from masking.init_spec import DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT
 from masking.initializers import ScaledInitializer
-from masking.mask_rule import mask_counts, straight_through_mask, ternary_mask_numpy
+from masking.mask_rule import (TOP_K_MODES, check_mask_mode, mask_counts, mode_mask_numpy,
+                                straight_through_mode_mask)
 
 
 class _SignedSupermaskBase(keras.layers.Layer):
     """Shared variables, threshold handling and read-outs of the masked layers."""
 
     def __init__(self, threshold_fraction=DEFAULT_THRESHOLD_FRACTION, weight_initializer=None, score_initializer=None,
-                 activation=None, **kwargs):
+                 activation=None, mask_mode="signed", keep_fraction=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= float(threshold_fraction) < 1.0:
             raise ValueError(f"{self.name}: threshold_fraction must be in [0, 1), got {threshold_fraction}")
+        check_mask_mode(mask_mode, keep_fraction, f"layer {self.name}")
         self.threshold_fraction = float(threshold_fraction)
+        self.mask_mode = mask_mode
+        self.keep_fraction = float(keep_fraction) if mask_mode in TOP_K_MODES else None
         self.weight_initializer = keras.initializers.get(
             weight_initializer or ScaledInitializer.from_spec(SIGNED_WEIGHT_INIT))
         self.score_initializer = keras.initializers.get(
@@ -42,7 +47,8 @@ class _SignedSupermaskBase(keras.layers.Layer):
         self.reset_threshold()
 
     def reset_threshold(self):
-        """tau = p * max|S| of the current scores; call only right after (re)initializing S."""
+        """tau = p * max|S| of the current scores; call only right after (re)initializing S.
+        (Stored in every mode so that all modes have the same variables; the top-k modes ignore it.)"""
         scores = ops.convert_to_tensor(self.scores)
         self.threshold.assign(self.threshold_fraction * ops.max(ops.abs(scores)))
 
@@ -65,12 +71,13 @@ class _SignedSupermaskBase(keras.layers.Layer):
 
         The mask is computed from the float32 variables (no autocast), so it agrees with
         ``ternary_mask()`` under mixed precision; only the product is cast."""
-        mask = straight_through_mask(self.scores, self.threshold)
+        mask = straight_through_mode_mask(self.scores, self.threshold, self.mask_mode, self.keep_fraction)
         return ops.cast(ops.convert_to_tensor(self.frozen_kernel) * mask, self.compute_dtype)
 
     def ternary_mask(self):
-        """The current mask as an int8 NumPy array."""
-        return ternary_mask_numpy(ops.convert_to_numpy(self.scores), ops.convert_to_numpy(self.threshold))
+        """The current mask as an int8 NumPy array (-1/0/+1; binary and top_k give only 0/+1)."""
+        return mode_mask_numpy(ops.convert_to_numpy(self.scores), ops.convert_to_numpy(self.threshold),
+                               self.mask_mode, self.keep_fraction)
 
     def mask_counts(self):
         """Counts of kept (+1), hidden (0) and inverted (-1) weights."""
@@ -83,6 +90,8 @@ class _SignedSupermaskBase(keras.layers.Layer):
             "weight_initializer": keras.initializers.serialize(self.weight_initializer),
             "score_initializer": keras.initializers.serialize(self.score_initializer),
             "activation": keras.activations.serialize(self.activation),
+            "mask_mode": self.mask_mode,
+            "keep_fraction": self.keep_fraction,
         })
         return config
 

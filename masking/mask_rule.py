@@ -1,11 +1,44 @@
-"""The mask rule q(S), written once in NumPy and once in keras.ops, side by side.
+"""The mask rules q(S), each written once in NumPy and once in keras.ops, side by side.
 
-    q = +1 if S > tau,  -1 if S < -tau,  0 otherwise (|S| == tau is hidden)   (METHOD §1.2)
+``model.mask_mode`` picks the rule (all per layer, all with a straight-through gradient to S):
+
+    signed        q = +1 if S > tau, -1 if S < -tau, 0 otherwise   (the paper, METHOD §1.2; |S| == tau hidden)
+    binary        q = 1 if S > tau, 0 otherwise                     (the authors' binary_supermask, METHOD §1.5)
+    signed_top_k  the kept_count(k, n) entries of largest |S| get sign(S) (S == 0 counts as +1), the rest 0
+    top_k         the kept_count(k, n) entries of largest S get 1, the rest 0  (edge-popup, Ramanujan et al. 2020)
+
+Top-k is exact per layer: kept_count = ceil(k * n) on the decimal value of k (k = 0.1, n = 30 keeps
+3, not the 4 that float arithmetic would give), at least 1; among equal values the lower flat
+index (C order) is kept first, so the choice is unique and the same on every backend (denormal
+scores, |S| < 1.2e-38, may count as 0: TensorFlow and XLA flush them to zero on CPU).
 
 The NumPy form (read-outs, reports, exports) needs no Keras; the keras.ops form (the forward
 pass) imports Keras only when called, so that this module stays importable without it.
 """
+import math
+from fractions import Fraction
+
 import numpy as np
+
+MASK_MODES = ("signed", "binary", "signed_top_k", "top_k")
+TOP_K_MODES = ("signed_top_k", "top_k")
+
+
+def check_mask_mode(mask_mode, keep_fraction, where="mask"):
+    """A ValueError naming the problem unless ``keep_fraction`` is in (0, 1] for a top-k mode and None otherwise."""
+    if mask_mode not in MASK_MODES:
+        raise ValueError(f"{where}: unknown mask_mode {mask_mode!r}; choose one of {', '.join(MASK_MODES)}")
+    if mask_mode in TOP_K_MODES:
+        if keep_fraction is None or isinstance(keep_fraction, bool) or not 0.0 < float(keep_fraction) <= 1.0:
+            raise ValueError(f"{where}: mask_mode {mask_mode} needs keep_fraction in (0, 1], got {keep_fraction!r}")
+    elif keep_fraction is not None:
+        raise ValueError(f"{where}: keep_fraction is only for mask_mode {' or '.join(TOP_K_MODES)}, "
+                         f"not {mask_mode}")
+
+
+def kept_count(keep_fraction, size):
+    """Entries a top-k layer of ``size`` weights keeps: ceil(k * size) on k's decimal value, at least 1."""
+    return max(1, math.ceil(Fraction(repr(float(keep_fraction))) * int(size)))
 
 
 def ternary_mask_numpy(scores, threshold):
@@ -48,3 +81,97 @@ def straight_through_mask(scores, threshold):
     scores = ops.convert_to_tensor(scores)
     mask = ops.stop_gradient(ternary_mask(scores, threshold))
     return mask + (scores - ops.stop_gradient(scores))
+
+
+def top_k_indicator_numpy(values, count):
+    """Boolean array: True at the ``count`` largest entries, ties to the lower flat index."""
+    values = np.asarray(values)
+    order = np.argsort(-values.reshape(-1), kind="stable")
+    keep = np.zeros(values.size, dtype=bool)
+    keep[order[:count]] = True
+    return keep.reshape(values.shape)
+
+
+def mode_mask_numpy(scores, threshold, mask_mode="signed", keep_fraction=None):
+    """The mask of any mode as an int8 NumPy array (``threshold`` is unused by the top-k modes)."""
+    scores = np.asarray(scores)
+    if mask_mode == "signed":
+        return ternary_mask_numpy(scores, threshold)
+    if mask_mode == "binary":
+        return (scores > np.asarray(threshold, dtype=scores.dtype)).astype(np.int8)
+    count = kept_count(keep_fraction, scores.size)
+    if mask_mode == "top_k":
+        return top_k_indicator_numpy(scores, count).astype(np.int8)
+    if mask_mode == "signed_top_k":
+        signs = np.where(scores < 0, -1, 1).astype(np.int8)
+        return top_k_indicator_numpy(np.abs(scores), count).astype(np.int8) * signs
+    raise ValueError(f"unknown mask_mode {mask_mode!r}")
+
+
+def top_k_indicator(values, count):
+    """keras.ops twin of ``top_k_indicator_numpy`` (values' dtype, 1 = kept).
+
+    The count-th largest value v is found exactly by a radix select on order-preserving int32 keys
+    of the float32 bits (32 counting passes; a full sort of a 4M-weight layer is ~20x slower on a
+    CPU). Everything above v is kept, and of the entries equal to v the first ones (by flat index)
+    until ``count`` is reached."""
+    from keras import ops
+
+    values = ops.convert_to_tensor(values)
+    flat = ops.reshape(values, (-1,))
+    keys = _order_preserving_keys(flat)
+
+    def at_least(key):
+        return ops.greater_equal(ops.sum(ops.cast(ops.greater_equal(keys, key), "int32")), count)
+
+    # The largest key t with count(keys >= t) >= count, decided bit by bit: sign first, then bits 30..0.
+    cutoff = ops.where(at_least(ops.cast(0, "int32")), ops.cast(0, "int32"), ops.cast(-(1 << 31), "int32"))
+    for bit in range(30, -1, -1):
+        candidate = ops.bitwise_or(cutoff, ops.cast(1 << bit, "int32"))
+        cutoff = ops.where(at_least(candidate), candidate, cutoff)
+    above = ops.greater(keys, cutoff)
+    at_cutoff = ops.equal(keys, cutoff)
+    still_needed = count - ops.sum(ops.cast(above, "int32"))
+    rank_at_cutoff = ops.cumsum(ops.cast(at_cutoff, "int32"))
+    keep = ops.logical_or(above, ops.logical_and(at_cutoff, ops.less_equal(rank_at_cutoff, still_needed)))
+    return ops.reshape(ops.cast(keep, values.dtype), ops.shape(values))
+
+
+def _order_preserving_keys(flat):
+    """int32 keys with key(a) < key(b) iff a < b for float32 a, b (-0.0 and +0.0 share a key)."""
+    from keras import ops
+
+    flat = ops.where(ops.equal(flat, 0), ops.zeros_like(flat), ops.cast(flat, "float32"))
+    bits = ops.view(flat, "int32")
+    return ops.where(ops.less(bits, 0), ops.bitwise_xor(bits, ops.cast(0x7FFFFFFF, "int32")), bits)
+
+
+def mode_mask(scores, threshold, mask_mode="signed", keep_fraction=None):
+    """The mask of any mode as a tensor of the scores' dtype (keras.ops, any backend)."""
+    from keras import ops
+
+    scores = ops.convert_to_tensor(scores)
+    if mask_mode == "signed":
+        return ternary_mask(scores, threshold)
+    if mask_mode == "binary":
+        return ops.cast(ops.greater(scores, ops.convert_to_tensor(threshold, dtype=scores.dtype)), scores.dtype)
+    count = kept_count(keep_fraction, int(np.prod(scores.shape)))
+    if mask_mode == "top_k":
+        return top_k_indicator(scores, count)
+    if mask_mode == "signed_top_k":
+        signs = ops.where(ops.less(scores, 0), ops.cast(-1, scores.dtype), ops.cast(1, scores.dtype))
+        kept = ops.greater(top_k_indicator(ops.abs(scores), count), 0)
+        return ops.where(kept, signs, ops.zeros_like(scores))   # +0.0 where hidden, never -0.0
+    raise ValueError(f"unknown mask_mode {mask_mode!r}")
+
+
+def straight_through_mode_mask(scores, threshold, mask_mode="signed", keep_fraction=None):
+    """Equals the mode's mask exactly in the forward pass; its gradient w.r.t. S is the identity
+    (as ``straight_through_mask`` for the signed rule, which this calls unchanged)."""
+    from keras import ops
+
+    if mask_mode == "signed":
+        return straight_through_mask(scores, threshold)
+    scores = ops.convert_to_tensor(scores)
+    hard = ops.stop_gradient(mode_mask(scores, threshold, mask_mode, keep_fraction))
+    return hard + (scores - ops.stop_gradient(scores))

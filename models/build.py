@@ -19,11 +19,12 @@ from models.resnet import build_resnet
 
 
 def build_model(name, signed=True, *, seed=DEFAULT_SEED, threshold_fraction=DEFAULT_THRESHOLD_FRACTION,
-                weight_init=None, score_init=None, **options):
+                weight_init=None, score_init=None, mask_mode="signed", keep_fraction=None, **options):
     """An uncompiled Keras model ``name`` (FCN, Conv2/4/6/8, ResNet20/56/110).
 
     ``signed=False`` gives the baseline (ordinary trainable Dense/Conv2D, no biases).
     ``weight_init`` / ``score_init``: InitSpecs or their dicts (None: the paper's defaults).
+    ``mask_mode`` / ``keep_fraction``: the mask rule of the masked layers (masking/mask_rule.py).
     ``options`` go to the family's builder: ``width_multiplier``, ``num_classes`` (default:
     that of the family's paper dataset), ``input_shape`` and the family's own options
     (``ModelFamily.options``, e.g. ``head_activation`` for Conv nets).
@@ -31,7 +32,8 @@ def build_model(name, signed=True, *, seed=DEFAULT_SEED, threshold_fraction=DEFA
     family = model_family(name)
     options.setdefault("num_classes", family.num_classes)
     factory = LayerFactory(signed=signed, seed=seed, threshold_fraction=threshold_fraction,
-                           weight_init=weight_init, score_init=score_init)
+                           weight_init=weight_init, score_init=score_init, mask_mode=mask_mode,
+                           keep_fraction=keep_fraction)
     if family.kind == "fcn":
         return build_fcn(factory, hidden_units=family.widths, **options)
     if family.kind == "conv":
@@ -106,7 +108,8 @@ def build_experiment_model(config, seed, initial_values=None):
     options = {key: getattr(model_config, key) for key in model_family(model_config.name).options}
     model = build_model(model_config.name, signed=model_config.signed, seed=seed,
                         threshold_fraction=model_config.threshold_fraction, weight_init=config.init.weight,
-                        score_init=config.init.mask, width_multiplier=model_config.width_multiplier,
+                        score_init=config.init.mask, mask_mode=model_config.mask_mode,
+                        keep_fraction=model_config.keep_fraction, width_multiplier=model_config.width_multiplier,
                         num_classes=NUM_CLASSES[config.data.dataset], **options)
     if initial_values is None:
         initial_values = resolve_initial_values(config, seed - config.seed)

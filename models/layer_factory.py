@@ -17,11 +17,13 @@ class LayerFactory:
     """Hands out the layers of one model; ``signed`` picks masked or ordinary layers.
 
     ``weight_init`` / ``score_init`` are InitSpecs (or their dicts); None picks the paper's
-    default for the variant."""
+    default for the variant. ``mask_mode`` / ``keep_fraction``: the masked layers' rule
+    (``masking/mask_rule.py``)."""
 
     def __init__(self, signed=True, seed=DEFAULT_SEED, threshold_fraction=DEFAULT_THRESHOLD_FRACTION,
-                 weight_init=None, score_init=None):
+                 weight_init=None, score_init=None, mask_mode="signed", keep_fraction=None):
         self.signed = signed
+        self.mask_options = {"mask_mode": mask_mode, "keep_fraction": keep_fraction}
         self.seed = int(seed)
         self.threshold_fraction = threshold_fraction
         default_weight_init = SIGNED_WEIGHT_INIT if signed else BASELINE_WEIGHT_INIT
@@ -41,7 +43,8 @@ class LayerFactory:
             return keras.layers.Dense(units, activation=activation, use_bias=False,
                                       kernel_initializer=weight_init, name=name)
         return SignedSupermaskDense(units, activation=activation, threshold_fraction=self.threshold_fraction,
-                                    weight_initializer=weight_init, score_initializer=score_init, name=name)
+                                    weight_initializer=weight_init, score_initializer=score_init, name=name,
+                                    **self.mask_options)
 
     def conv(self, filters, kernel_size=3, strides=1, activation=None, name=None):
         weight_init, score_init = self._initializers()
@@ -51,4 +54,5 @@ class LayerFactory:
                                        kernel_initializer=weight_init, name=name)
         return SignedSupermaskConv2D(filters, kernel_size, strides=strides, padding="same",
                                      activation=activation, threshold_fraction=self.threshold_fraction,
-                                     weight_initializer=weight_init, score_initializer=score_init, name=name)
+                                     weight_initializer=weight_init, score_initializer=score_init, name=name,
+                                     **self.mask_options)

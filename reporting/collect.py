@@ -64,12 +64,20 @@ class Experiment:
         return self.config is not None and bool(config_value(self.config, "model", "signed", True))
 
     @property
+    def mask_mode(self):
+        """The mask rule (model.mask_mode); configs from before the switch are the paper's signed rule."""
+        return config_value(self.config, "model", "mask_mode", "signed")
+
+    @property
     def label(self):
         return architecture_label(self.model, self.width_multiplier)
 
     @property
     def paper_row(self):
-        return match_paper_row(self.model, self.width_multiplier, self.dataset) if self.model else None
+        """Only the paper's own rule (signed) can fill a paper row; other mask modes go to the second table."""
+        if not self.model or (self.signed and self.mask_mode != "signed"):
+            return None
+        return match_paper_row(self.model, self.width_multiplier, self.dataset)
 
     @property
     def finished(self):

@@ -14,6 +14,11 @@ File layout (an uncompressed .npz, loadable with ``allow_pickle=False``)::
 ``initializer`` (the layer's own weight initializer: spec + seed, as the layer factory gave
 it), ``signed_constant`` (one magnitude + sign bits) and ``float32`` (anything else, e.g.
 uniform weights from init files).
+
+Every mask mode (``model.mask_mode``) fits the 2-bit code: binary and top_k masks use only 0/+1.
+On reading, the scores are set to q itself and tau to 0.5, which gives back the same mask in every
+mode: q > 0.5 (binary), q outside +-0.5 (signed), and for the top-k modes the ceil(k * n) nonzero
+entries of q are exactly the layer's top-k of S (top_k) or of |S| (signed_top_k).
 """
 import json
 import zipfile
@@ -119,7 +124,8 @@ def write_compact(path, model, config, seed, recorded=None):
 
 
 def read_compact(path):
-    """(signed model with identical effective kernels, its config, meta); scores are set to q itself, tau to 0.5.
+    """(signed model with identical effective kernels, its config, meta); scores are set to q itself, tau to 0.5
+    (the same mask in every mask mode, see the module docstring).
 
     A tampered or foreign file is a one-line ValueError naming the file (and the layer)."""
     path = Path(path)

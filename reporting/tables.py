@@ -36,9 +36,10 @@ class Summary:
 
     @property
     def side(self):
+        """baseline, signed, or the mask mode of a masked run with another rule (binary, top_k, ...)."""
         if self.experiment.config is None:
             return "?"
-        return "signed" if self.experiment.signed else "baseline"
+        return self.experiment.mask_mode if self.experiment.signed else "baseline"
 
 
 @dataclass

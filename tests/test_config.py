@@ -42,7 +42,7 @@ def test_yaml_string_numbers_are_coerced(tmp_path):
     ("model:\n  name: VGG16\n", "model.name"),
     ("model:\n  threshold_fraction: 1.5\n", "model.threshold_fraction"),
     ("model:\n  signed: 'yes'\n", "model.signed"),
-    ("training:\n  schedule:\n    kind: cosine\n", "training.schedule.kind"),
+    ("training:\n  schedule:\n    kind: polynomial\n", "training.schedule.kind"),
     ("init:\n  weight: {distribution: laplace, scaling: he}\n", "init.weight.distribution"),
     ("bogus: 1\n", "bogus"),
     ("model:\n  name: Conv2\n", "data.dataset"),

@@ -16,10 +16,11 @@ import yaml
 
 from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT,
                                InitSpec)
+from masking.mask_rule import MASK_MODES, TOP_K_MODES
 from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
 from training.schema import ConfigError, describe, from_dict, option, set_dotted, shown, to_dict
 
-SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant")
+SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant", "cosine")
 MAX_WIDTH_MULTIPLIER = 64
 # A config is a few hundred bytes; the caps keep a hostile file from costing time or memory.
 MAX_CONFIG_BYTES = 1 << 20
@@ -39,6 +40,8 @@ class ModelConfig:
     bn_mode: Optional[str] = option(None, choices=BN_MODES, doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
     extra_head: bool = option(False, doc="ResNets: the instance_2 ResNet110 extra ELU + dense head (METHOD B19)")
     projection_every: Optional[int] = option(None, minimum=1, doc="ResNets: a projection block every N blocks of a stage (9 = the authors' signed ResNet110 layout); null = only the first")
+    mask_mode: str = option("signed", choices=MASK_MODES, doc="mask rule (masking/mask_rule.py): signed = the paper's +1/0/-1 by tau; binary = 1 where S > tau; signed_top_k = the fraction keep_fraction of largest abs(S) per layer with sign(S); top_k = edge-popup, the fraction keep_fraction of largest S per layer")
+    keep_fraction: Optional[float] = option(None, minimum=0.0, maximum=1.0, exclusive_minimum=True, doc="top-k modes only: fraction k of each layer's weights kept, ceil(k * n) entries")
 
 
 @dataclass
@@ -63,7 +66,7 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    kind: str = option("exp_staircase", choices=SCHEDULES, doc="exp_staircase = METHOD §5.4 A; exp_continuous = B; plateau = C (ResNets)")
+    kind: str = option("exp_staircase", choices=SCHEDULES, doc="exp_staircase = METHOD §5.4 A; exp_continuous = B; plateau = C (ResNets); cosine = lr0 * (1 + cos(pi * step / all steps)) / 2 (edge-popup)")
     decay_epochs: int = option(10, minimum=1, doc="A/B: epochs per decay period (authors: decay_steps)")
     decay_rate: Optional[float] = option(None, minimum=0.0, maximum=1.0, doc="A/B: factor per period; null = 0.96 for A, 0.9 for B")
     steps_per_epoch: Optional[int] = option(None, minimum=1, doc="A/B: steps counted per epoch; null = 390 for A (hard-coded by the authors), real batches for B")
@@ -111,7 +114,9 @@ class ExperimentConfig:
     data: DataConfig = option(DataConfig())
 
     def validate(self, prefix=""):
-        """The family's own options, datasets and narrowest layer, from the model registry (models/registry.py)."""
+        """The family's own options, datasets and narrowest layer, from the model registry (models/registry.py);
+        the mask mode's keep_fraction."""
+        self._validate_mask_mode(prefix)
         family, defaults = MODEL_FAMILIES[self.model.name], ModelConfig()
         for key, kind in OPTION_KINDS.items():
             if kind != family.kind and getattr(self.model, key) != getattr(defaults, key):
@@ -125,6 +130,18 @@ class ExperimentConfig:
         if self.data.dataset not in family.datasets:
             raise ConfigError(f"{prefix}data.dataset: {family.name} takes {' or '.join(family.datasets)}, "
                               f"got {self.data.dataset}", f"{prefix}data.dataset")
+
+    def _validate_mask_mode(self, prefix):
+        mode, keep_fraction = self.model.mask_mode, self.model.keep_fraction
+        if mode in TOP_K_MODES and keep_fraction is None:
+            raise ConfigError(f"{prefix}model.keep_fraction: mask_mode {mode} needs a keep_fraction in (0, 1]",
+                              f"{prefix}model.keep_fraction")
+        if mode not in TOP_K_MODES and keep_fraction is not None:
+            raise ConfigError(f"{prefix}model.keep_fraction: only for mask_mode {' or '.join(TOP_K_MODES)} "
+                              f"(mask_mode is {mode})", f"{prefix}model.keep_fraction")
+        if mode != "signed" and not self.model.signed:
+            raise ConfigError(f"{prefix}model.mask_mode: {mode} needs model.signed true (a baseline has no mask)",
+                              f"{prefix}model.mask_mode")
 
 
 class _StrictYamlLoader(yaml.SafeLoader):

@@ -1,4 +1,5 @@
-"""Optimizer, the two exponential LR schedules and the authors' plateau rule (METHOD §5.4, §7).
+"""Optimizer, the two exponential LR schedules, the authors' plateau rule (METHOD §5.4, §7) and
+edge-popup's per-epoch cosine schedule (Ramanujan et al. 2020, for the top-k mask configs).
 
 The authors' tfa SGDW decays weights by ``wd_t * var`` per step, with wd_t on the same
 schedule as lr_t. Keras 3 SGD decays by ``weight_decay * lr_t * var``, so
@@ -13,7 +14,7 @@ STAIRCASE_STEPS_PER_EPOCH = 390  # hard-coded in the authors' old trainer, also 
 
 
 def learning_rate_schedule(config, steps_per_epoch):
-    """lr0 as a float (constant / plateau) or an ExponentialDecay of schedule A or B."""
+    """lr0 as a float (constant / plateau), an ExponentialDecay of schedule A or B, or EpochCosineDecay."""
     schedule, lr0 = config.training.schedule, config.optimizer.lr
     if schedule.kind == "exp_staircase":
         period = (schedule.steps_per_epoch or STAIRCASE_STEPS_PER_EPOCH) * schedule.decay_epochs
@@ -23,7 +24,32 @@ def learning_rate_schedule(config, steps_per_epoch):
         period = (schedule.steps_per_epoch or steps_per_epoch) * schedule.decay_epochs
         rate = 0.9 if schedule.decay_rate is None else schedule.decay_rate
         return keras.optimizers.schedules.ExponentialDecay(lr0, period, rate, staircase=False)
+    if schedule.kind == "cosine":
+        return EpochCosineDecay(lr0, steps_per_epoch, config.training.epochs)
     return lr0
+
+
+@keras.saving.register_keras_serializable(package="signed_supermask")
+class EpochCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """lr0 * (1 + cos(pi * epoch / epochs)) / 2, constant within an epoch, no warm-up.
+
+    As edge-popup's ``cosine_lr`` (hidden-networks utils/schedulers.py), which sets the rate at
+    the start of each epoch; the epoch is ``step // steps_per_epoch``."""
+
+    def __init__(self, initial_learning_rate, steps_per_epoch, epochs):
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.epochs = int(epochs)
+
+    def __call__(self, step):
+        ops = keras.ops
+        epoch = ops.floor_divide(ops.cast(step, "int32"), self.steps_per_epoch)
+        phase = ops.cast(epoch, "float32") * (math.pi / self.epochs)
+        return self.initial_learning_rate * 0.5 * (1.0 + ops.cos(phase))
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "steps_per_epoch": self.steps_per_epoch,
+                "epochs": self.epochs}
 
 
 def make_optimizer(config, steps_per_epoch):
