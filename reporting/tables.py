@@ -3,8 +3,8 @@
 The main table has one row per paper architecture, baseline and signed side by side, like
 the paper's main table. An experiment fills a side when its resolved config has the row's
 model, width and dataset; when several match, the one closest to the paper's setting
-(``recipe_mismatches``: init families, threshold), then with most finished runs, then the
-shallowest folder, then the first name fills it. The others go to the second table, next to
+(``recipe_mismatches``: init families, threshold), then the longest planned training, then
+with most finished runs, then the shallowest folder, then the first name fills it. The others go to the second table, next to
 every experiment that matches no paper row (study variants).
 """
 import csv
@@ -58,11 +58,20 @@ def build_tables(experiments):
     main = {key: {} for key in PAPER_ROWS}
     for (key, side), summaries in candidates.items():
         summaries.sort(key=lambda s: (recipe_mismatches(s.experiment.config, key, side == "signed"),
-                                      -len(s.experiment.finished), s.experiment.name.count("/"), s.experiment.name))
+                                      -planned_epochs(s.experiment), -len(s.experiment.finished),
+                                      s.experiment.name.count("/"), s.experiment.name))
         main[key][side] = summaries[0] if summaries else None
         others.extend(summaries[1:])
     others.sort(key=lambda s: s.experiment.name)
     return ReportTables(main, others)
+
+
+def planned_epochs(experiment):
+    """The epochs its config asks for: a short check (e.g. bench/agreement.py's 3 epochs) never fills a
+    paper row ahead of a full-length run, even one still training."""
+    training = (experiment.config or {}).get("training")
+    epochs = training.get("epochs") if isinstance(training, dict) else None
+    return epochs if isinstance(epochs, int) else 0
 
 
 def paper_values(key, side):
@@ -246,8 +255,8 @@ def markdown_report(tables, experiments, figures, notes):
              "runs, final epoch. Δ = ours − paper (means).", "",
              f"Paper numbers: {SOURCE}", "",
              "An experiment belongs to a paper row when its config has the row's model, width multiplier and "
-             "dataset; of several, the one closest to the paper's setting (init families, threshold), then the one "
-             "with most finished runs fills the main table.", "",
+             "dataset; of several, the one closest to the paper's setting (init families, threshold), then the "
+             "longest planned training, then the one with most finished runs fills the main table.", "",
              "## Paper architectures", "", markdown_table(MAIN_HEADER, main_rows(tables)), "",
              f"Table: {MAIN_CAPTION}", "",
              "## Other experiments (study variants, extra candidates for a paper row)", "",

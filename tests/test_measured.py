@@ -13,7 +13,7 @@ from training.run_record import RunRecord
 from test_report import write_config, write_finished_run
 
 MEASURED = Path(REPO_ROOT) / "measured"
-ALLOWED = set(RUN_FILES) | {"summary.json", "README.md"}
+ALLOWED = set(RUN_FILES) | {"summary.json", "README.md", "agreement.md"}
 
 
 def test_shipped_results_hold_only_small_readable_files():
@@ -79,3 +79,17 @@ def test_a_shipped_run_that_stopped_training_shows_its_epochs(tmp_path):
     (experiment / "run_0" / "history.json").write_text(json.dumps({"train_loss": [1.5, 1.2, 1.0]}))
     run = read_experiment(experiment, "conv2_signed").runs[0]
     assert (run.status, run.detail) == ("unfinished", "stopped after epoch 3/100")
+
+
+def test_a_short_check_never_fills_a_paper_row_ahead_of_a_full_length_run(tmp_path):
+    from reporting.collect import find_experiments
+    from reporting.tables import build_tables
+
+    write_config(tmp_path / "agreement_conv2", "Conv2", "cifar10", runs=1, epochs=3)
+    write_finished_run(tmp_path / "agreement_conv2", 0, 0.61, 28.6, 1_200_000)
+    write_config(tmp_path / "conv2_signed", "Conv2", "cifar10", runs=1, epochs=100)
+    (tmp_path / "conv2_signed" / "run_0").mkdir()
+    (tmp_path / "conv2_signed" / "run_0" / "history.json").write_text(json.dumps({"train_loss": [1.5, 1.2]}))
+    tables = build_tables(find_experiments(tmp_path))
+    assert tables.main["Conv2"]["signed"].experiment.name == "conv2_signed"
+    assert [summary.experiment.name for summary in tables.others] == ["agreement_conv2"]
