@@ -16,6 +16,7 @@ from models.fcn import build_fcn
 from models.layer_factory import LayerFactory
 from models.registry import model_family
 from models.resnet import build_resnet
+from training.schema import shown
 
 
 def build_model(name, signed=True, *, seed=DEFAULT_SEED, threshold_fraction=DEFAULT_THRESHOLD_FRACTION,
@@ -129,7 +130,7 @@ def load_initial_files(model, config, run_index):
             try:
                 recorded = InitSpec.of(payload["initializer"])
             except (TypeError, ValueError):
-                raise InitFileError(f"{path}: unreadable initializer {payload['initializer']!r}") from None
+                raise InitFileError(f"{path}: unreadable initializer {shown(payload['initializer'])}") from None
             if recorded != InitSpec.of(spec):
                 raise InitFileError(f"{path}: made with initializer {recorded}, "
                                     f"the config asks for {InitSpec.of(spec)}")

@@ -120,6 +120,9 @@ def test_inspect_and_train_refuse_a_shared_reference_init_file(tmp_path):
     resolved = load_config(config)
     bomb = write_pickle(init_file_path(tmp_path / "weights", "FCN", "weights", resolved.init.weight, 0),
                         init_payload(layers=[shared_reference_bomb()]))
+    scores = init_file_path(tmp_path / "weights", "FCN", "scores", resolved.init.mask, 0)
+    scores.parent.mkdir(parents=True, exist_ok=True)
+    scores.write_bytes(bomb.read_bytes())  # a complete set, so that train.py reads the weights file first
     code, lines, _ = limited_run([sys.executable, "init_example.py", "--inspect", str(bomb)])
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {bomb}: layer 0"), lines
     code, lines, _ = limited_run([sys.executable, "train.py", str(config), "--out", str(tmp_path / "results"),
