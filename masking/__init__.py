@@ -4,7 +4,7 @@ Names are imported lazily (PEP 562) so that the NumPy-only modules (``masking.fa
 ``masking.init_spec``, ``masking.mask_rule``), which config validation and reports use, can
 be imported without loading Keras and its backend.
 """
-import importlib
+from masking.lazy import lazy_exports
 
 _EXPORTS = {
     "masking.fans": ("DISTRIBUTIONS", "SCALINGS", "compute_fans", "layer_seed"),
@@ -17,11 +17,4 @@ _EXPORTS = {
     "masking.layers": ("MASKED_LAYER_TYPES", "SignedSupermaskConv2D", "SignedSupermaskDense", "iter_layers",
                        "mask_report", "masked_layers", "remaining_percent"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'masking' has no attribute {name!r}")
-    return getattr(importlib.import_module(_MODULE_OF[name]), name)
+__getattr__, __all__ = lazy_exports("masking", _EXPORTS)

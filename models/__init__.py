@@ -4,7 +4,7 @@ Names are imported lazily (PEP 562), as in ``masking``: ``models.registry``, the
 families that config validation and reports read, imports without Keras; the builders load
 Keras when first used.
 """
-import importlib
+from masking.lazy import lazy_exports
 
 _EXPORTS = {
     "models.registry": ("BN_MODES", "MODEL_FAMILIES", "MODEL_NAMES", "ModelFamily", "model_family"),
@@ -13,11 +13,4 @@ _EXPORTS = {
     "models.layer_factory": ("LayerFactory",),
     "masking.init_spec": ("BASELINE_WEIGHT_INIT", "InitSpec", "SIGNED_SCORE_INIT", "SIGNED_WEIGHT_INIT"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'models' has no attribute {name!r}")
-    return getattr(importlib.import_module(_MODULE_OF[name]), name)
+__getattr__, __all__ = lazy_exports("models", _EXPORTS)
