@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_data_dir
 
 import export
 import init_example
@@ -126,6 +127,7 @@ def test_inspect_and_train_refuse_a_shared_reference_init_file(tmp_path):
     code, lines, _ = limited_run([sys.executable, "init_example.py", "--inspect", str(bomb)])
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {bomb}: layer 0"), lines
     code, lines, _ = limited_run([sys.executable, "train.py", str(config), "--out", str(tmp_path / "results"),
+                                  "--data-dir", str(real_data_dir("mnist.npz")),
                                   "--quiet"])
     assert code == 2 and len(lines) == 1 and str(bomb) in lines[0], lines
 
