@@ -107,16 +107,14 @@ def read_histories(experiment_dir):
     return [run.history for run in experiment.finished if run.history is not None]
 
 
-def spread(values):
-    return f"{sum(values) / len(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
-
-
 def outside(authors_value, values):
     return authors_value < min(values) - TOLERANCE_POINTS or authors_value > max(values) + TOLERANCE_POINTS
 
 
 def case_table(case, histories, experiment):
     """Markdown: per epoch the authors' value beside our mean [min, max]; '**!**' marks > 1 point outside."""
+    from reporting.tables import mean_range_text
+
     authors = CASES[case]
     lines = [f"### {authors.title} ({authors.section})", "",
              f"Settings: {authors.settings}. Authors: one run, seed 7531. Ours: `{experiment}`, "
@@ -139,8 +137,8 @@ def case_table(case, histories, experiment):
             mark = ""
             if ours and outside(authors_value, ours):
                 mark = " **!**"
-                flagged.append(f"{authors.title} epoch {epoch} {label}: authors {authors_value:.2f}, ours {spread(ours)}")
-            cells += [f"{authors_value:.2f}{mark}", spread(ours) if ours else "not run"]
+                flagged.append(f"{authors.title} epoch {epoch} {label}: authors {authors_value:.2f}, ours {mean_range_text(ours)}")
+            cells += [f"{authors_value:.2f}{mark}", mean_range_text(ours) if ours else "not run"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), flagged
 

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fileio import atomic_write_bytes, run_folder_index  # noqa: E402
+from fileio import atomic_write_bytes  # noqa: E402
 
 CLOSEST, PORT = "fcn_signed_closest_to_paper.yaml", "fcn_signed.yaml"
 EDGE_POPUP = "mask_modes/fcn_top_k.yaml"
@@ -96,26 +96,18 @@ def train_row(name, out, runs, epochs, smoke, data_dir):
 
 def finished_runs(out, row):
     """[(test accuracy %, remaining %)] of the row's finished runs."""
-    points = []
-    for path in sorted((Path(out) / row).glob("run_*/run.json")):
-        if run_folder_index(path.parent.name) is None:
-            continue
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        final = record.get("final") or {}
-        if record.get("status") == "finished" and final.get("test_accuracy") is not None:
-            points.append((100 * final["test_accuracy"], final["remaining_percent"]))
-    return points
+    from reporting.collect import read_experiment
 
-
-def _mean_range(values, digits=2):
-    return f"{sum(values) / len(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+    folder = Path(out) / row
+    if not folder.is_dir():
+        return []
+    return [(run.accuracy, run.remaining_percent) for run in read_experiment(folder, row).finished]
 
 
 def table(out):
     """The Markdown table of every row with a finished run."""
+    from reporting.tables import mean_range_text
+
     lines = ["| row | mode | config | k | runs | test accuracy % | remaining % |", "|---|---|---|---|---|---|---|"]
     for name, (config, mode, keep_fraction, _) in ROWS.items():
         points = finished_runs(out, name)
@@ -125,8 +117,8 @@ def table(out):
             keep_fraction = matched_keep_fraction(out)
         k = "–" if keep_fraction is None else f"{100 * keep_fraction:.2f} %"
         accuracies, remaining = [p[0] for p in points], [p[1] for p in points]
-        lines.append(f"| {name} | {mode} | `{config}` | {k} | {len(points)} | {_mean_range(accuracies)} | "
-                     f"{_mean_range(remaining)} |")
+        lines.append(f"| {name} | {mode} | `{config}` | {k} | {len(points)} | {mean_range_text(accuracies)} | "
+                     f"{mean_range_text(remaining)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -84,11 +84,23 @@ def paper_values(key, side):
 
 # ----------------------------------------------------------------------------- cell formatting
 
+def format_mean_range(stats, scale=1.0, suffix="", digits=2):
+    """'mean [min, max]' of a ``statistics`` result (a dash without values)."""
+    if stats is None:
+        return DASH
+    mean, low, high = (f"{stats[k] / scale:.{digits}f}{suffix}" for k in ("mean", "min", "max"))
+    return f"{mean} [{low}, {high}]"
+
+
+def mean_range_text(values):
+    """'mean [min, max]' of a list of numbers, two decimals."""
+    return format_mean_range(statistics(values))
+
+
 def format_stats(stats, scale=1.0, suffix="", digits=2):
     if stats is None:
         return DASH
-    mean, low, high, std = (f"{stats[k] / scale:.{digits}f}{suffix}" for k in ("mean", "min", "max", "std"))
-    return f"{mean} [{low}, {high}] sd {std}"
+    return f"{format_mean_range(stats, scale, suffix, digits)} sd {stats['std'] / scale:.{digits}f}{suffix}"
 
 
 def _as_written(value):

@@ -232,7 +232,8 @@ def test_bench_matches_k_and_writes_table_and_figure(tmp_path):
         run = tmp_path / "signed_closest" / f"run_{index}"
         run.mkdir(parents=True)
         (run / "run.json").write_text(json.dumps(
-            {"status": "finished", "final": {"test_accuracy": accuracy, "remaining_percent": remaining}}))
+            {"status": "finished", "final": {"test_accuracy": accuracy, "remaining_percent": remaining,
+                                             "remaining_count": 9000}}))
     (tmp_path / "signed_closest" / "summary.json").write_text(json.dumps({"remaining_percent": {"mean": 3.65}}))
     assert bench.row_overrides("top_k_matched", tmp_path) == [
         "experiment=top_k_matched", "model.mask_mode=top_k", "model.keep_fraction=0.0365"]
