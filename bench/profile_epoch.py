@@ -2,9 +2,11 @@
 
     SUPERMASK_DATA_DIR=../shared/datasets python bench/profile_epoch.py configs/fcn_signed.yaml
     KERAS_BACKEND=jax python bench/profile_epoch.py configs/fcn_signed.yaml --epochs 3
+    python bench/profile_epoch.py configs/resnet20_signed.yaml --settings no-xla --set data.train_limit=10240
 
-Runs the run trainer's own pieces in order, with and without XLA + steps_per_execution=50, and
-prints the seconds of the last epoch (the first ones include compilation).
+Runs the run trainer's own pieces in order, with and without XLA + steps_per_execution=50 (or only
+the settings named by --settings), and prints the seconds of the last epoch (the first ones include
+compilation) and fit's milliseconds per training step, to set beside ``bench/step_time.py``'s floor.
 """
 import argparse
 import os
@@ -19,6 +21,10 @@ from data import epoch_arrays, load_dataset  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.callbacks import EpochCheckpoint, mask_statistics  # noqa: E402
 from training.runner import compiled_model  # noqa: E402
+
+
+SETTINGS = {"no-xla": ("no XLA, 1 step per call", ["training.jit_compile=false", "training.steps_per_execution=1"]),
+            "xla": ("XLA, 50 steps per call", ["training.jit_compile=true", "training.steps_per_execution=50"])}
 
 
 def profile(config_path, overrides, epochs, scratch):
@@ -43,7 +49,8 @@ def profile(config_path, overrides, epochs, scratch):
             started = time.perf_counter()
             step()
             seconds[name] = time.perf_counter() - started
-    return seconds
+    steps = -(-len(x) // config.training.batch_size)
+    return seconds, 1000 * seconds["fit"] / steps
 
 
 def main():
@@ -51,14 +58,16 @@ def main():
     parser.add_argument("config")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--scratch", default="/tmp/profile_epoch")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, as train.py's --set (e.g. data.train_limit=10240)")
     args = parser.parse_args()
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
-    for label, overrides in (("no XLA, 1 step per call", ["training.jit_compile=false",
-                                                          "training.steps_per_execution=1"]),
-                             ("XLA, 50 steps per call", ["training.jit_compile=true",
-                                                         "training.steps_per_execution=50"])):
-        seconds = profile(args.config, overrides, args.epochs, args.scratch)
-        print(f"{label:<26} " + "  ".join(f"{name} {value:.3f}s" for name, value in seconds.items()))
+    for setting in args.settings:
+        label, overrides = SETTINGS[setting]
+        seconds, fit_step_ms = profile(args.config, overrides + args.set, args.epochs, args.scratch)
+        print(f"{label:<26} " + "  ".join(f"{name} {value:.3f}s" for name, value in seconds.items())
+              + f"  (fit {fit_step_ms:.1f} ms/step)", flush=True)
 
 
 if __name__ == "__main__":
