@@ -13,6 +13,7 @@ Rows (3 seeds and 100 epochs each unless --runs / --epochs say otherwise), in th
     signed_top_k_matched  the closest setting, signed_top_k, k = signed_closest's mean remaining %
     top_k_matched         the closest setting, top_k, k = signed_closest's mean remaining %
     top_k_10 / top_k_50   configs/mask_modes/fcn_top_k.yaml (edge-popup's own recipe), k = 10 % / 50 %
+    bernoulli_zhou        configs/mask_modes/fcn_bernoulli.yaml (Zhou et al.'s sampled mask and optimizer)
 
 Each row is a normal experiment trained by ``train.py`` (RunTrainer) into ``<out>/<row>/``, so
 re-running resumes: finished runs are skipped, interrupted ones resume at their last epoch. The
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from fileio import atomic_write_bytes  # noqa: E402
 
 CLOSEST, PORT = "fcn_signed_closest_to_paper.yaml", "fcn_signed.yaml"
-EDGE_POPUP = "mask_modes/fcn_top_k.yaml"
+EDGE_POPUP, ZHOU = "mask_modes/fcn_top_k.yaml", "mask_modes/fcn_bernoulli.yaml"
 MATCHED = "matched"   # keep_fraction placeholder: signed_closest's mean remaining %
 ROWS = {  # name -> (config under configs/, mask mode, keep_fraction, what the row is)
     "signed_closest": (CLOSEST, "signed", None, "signed, closest setting to the paper's row"),
@@ -44,8 +45,10 @@ ROWS = {  # name -> (config under configs/, mask mode, keep_fraction, what the r
     "top_k_matched": (CLOSEST, "top_k", MATCHED, "top-k (edge-popup rule), k = signed_closest's remaining %"),
     "top_k_10": (EDGE_POPUP, "top_k", 0.1, "edge-popup recipe, k = 10 %"),
     "top_k_50": (EDGE_POPUP, "top_k", 0.5, "edge-popup recipe, k = 50 %"),
+    "bernoulli_zhou": (ZHOU, "bernoulli", None, "Bernoulli mask, Zhou et al.'s recipe (evaluated at S > 0)"),
 }
-MODE_COLOURS = {"signed": "#2166ac", "binary": "#e08214", "signed_top_k": "#1b7837", "top_k": "#c0392b"}
+MODE_COLOURS = {"signed": "#2166ac", "binary": "#e08214", "signed_top_k": "#1b7837", "top_k": "#c0392b",
+                "bernoulli": "#762a83"}
 SMOKE = ["data.train_limit=1024", "data.test_limit=500"]
 
 

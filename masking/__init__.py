@@ -11,9 +11,9 @@ _EXPORTS = {
     "masking.init_spec": ("BASELINE_WEIGHT_INIT", "DEFAULT_SEED", "DEFAULT_THRESHOLD_FRACTION", "InitSpec",
                           "SIGNED_SCORE_INIT", "SIGNED_WEIGHT_INIT"),
     "masking.initializers": ("ScaledInitializer",),
-    "masking.mask_rule": ("MASK_MODES", "TOP_K_MODES", "kept_count", "mask_counts", "masked_weights", "mode_mask",
-                          "mode_mask_numpy", "straight_through_mask", "straight_through_mode_mask", "ternary_mask",
-                          "ternary_mask_numpy"),
+    "masking.mask_rule": ("MASK_MODES", "SAMPLED_MODES", "TOP_K_MODES", "kept_count", "mask_counts",
+                          "masked_weights", "mode_mask", "mode_mask_numpy", "sampled_bernoulli_mask",
+                          "straight_through_mask", "straight_through_mode_mask", "ternary_mask", "ternary_mask_numpy"),
     "masking.layers": ("MASKED_LAYER_TYPES", "SignedSupermaskConv2D", "SignedSupermaskDense", "iter_layers",
                        "mask_report", "masked_layers", "remaining_percent"),
 }

@@ -42,5 +42,5 @@ def target_variance(shape, scaling, factor=1.0):
 
 
 def layer_seed(seed, layer_index, stream):
-    """Independent, reproducible seed per (run seed, layer, weights-or-scores stream)."""
+    """Independent, reproducible seed per (run seed, layer, stream: weights, scores or mask samples)."""
     return int(np.random.SeedSequence([int(seed), int(layer_index), int(stream)]).generate_state(1)[0])

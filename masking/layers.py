@@ -1,7 +1,8 @@
 """Signed-supermask layers: frozen weights W, trainable scores S, ternary mask q(S).
 
 Forward (METHOD §1.2):  W_eff = W * q(S), q(S) as in ``masking/mask_rule.py``; ``mask_mode``
-picks the rule (default ``signed``, the paper's; ``binary``, ``signed_top_k``, ``top_k``).
+picks the rule (default ``signed``, the paper's; ``binary``, ``signed_top_k``, ``top_k``, ``bernoulli``;
+the bernoulli mask is drawn afresh in each training call, ``kernel`` is its deterministic rule).
 Backward (METHOD §1.3): straight-through, dL/dS = dL/dW_eff * W, also inside the dead band.
 tau = p * max|S| of the layer's initial scores (METHOD §1.4), fixed afterwards and stored as
 a non-trainable weight so that it is saved and restored with the model.
@@ -14,15 +15,15 @@ from keras import ops
 
 from masking.init_spec import DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT
 from masking.initializers import ScaledInitializer
-from masking.mask_rule import (TOP_K_MODES, check_mask_mode, mask_counts, mode_mask_numpy,
-                                straight_through_mode_mask)
+from masking.mask_rule import (SAMPLED_MODES, TOP_K_MODES, check_mask_mode, mask_counts, mode_mask_numpy,
+                                sampled_bernoulli_mask, straight_through_mode_mask)
 
 
 class _SignedSupermaskBase(keras.layers.Layer):
     """Shared variables, threshold handling and read-outs of the masked layers."""
 
     def __init__(self, threshold_fraction=DEFAULT_THRESHOLD_FRACTION, weight_initializer=None, score_initializer=None,
-                 activation=None, mask_mode="signed", keep_fraction=None, **kwargs):
+                 activation=None, mask_mode="signed", keep_fraction=None, sample_seed=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= float(threshold_fraction) < 1.0:
             raise ValueError(f"{self.name}: threshold_fraction must be in [0, 1), got {threshold_fraction}")
@@ -35,6 +36,7 @@ class _SignedSupermaskBase(keras.layers.Layer):
         self.score_initializer = keras.initializers.get(
             score_initializer or ScaledInitializer.from_spec(SIGNED_SCORE_INIT))
         self.activation = keras.activations.get(activation)
+        self.sample_seed = None if sample_seed is None else int(sample_seed)
 
     def _build_masked_kernel(self, kernel_shape):
         self.frozen_kernel = self.add_weight(
@@ -45,6 +47,8 @@ class _SignedSupermaskBase(keras.layers.Layer):
         self.threshold = self.add_weight(
             name="threshold", shape=(), initializer="zeros", trainable=False, autocast=False)
         self.reset_threshold()
+        if self.mask_mode in SAMPLED_MODES:   # its state is a layer variable: checkpoints resume the draws
+            self.sample_generator = keras.random.SeedGenerator(self.sample_seed, name="sample_generator")
 
     def reset_threshold(self):
         """tau = p * max|S| of the current scores; call only right after (re)initializing S.
@@ -71,7 +75,16 @@ class _SignedSupermaskBase(keras.layers.Layer):
 
         The mask is computed from the float32 variables (no autocast), so it agrees with
         ``ternary_mask()`` under mixed precision; only the product is cast."""
-        mask = straight_through_mode_mask(self.scores, self.threshold, self.mask_mode, self.keep_fraction)
+        return self._masked_kernel(
+            straight_through_mode_mask(self.scores, self.threshold, self.mask_mode, self.keep_fraction))
+
+    def training_kernel(self, training):
+        """The kernel a call uses: a fresh Bernoulli draw while training a sampled mode, else ``kernel``."""
+        if training and self.mask_mode in SAMPLED_MODES:
+            return self._masked_kernel(sampled_bernoulli_mask(self.scores, self.sample_generator))
+        return self.kernel
+
+    def _masked_kernel(self, mask):
         return ops.cast(ops.convert_to_tensor(self.frozen_kernel) * mask, self.compute_dtype)
 
     def ternary_mask(self):
@@ -92,6 +105,7 @@ class _SignedSupermaskBase(keras.layers.Layer):
             "activation": keras.activations.serialize(self.activation),
             "mask_mode": self.mask_mode,
             "keep_fraction": self.keep_fraction,
+            "sample_seed": self.sample_seed,
         })
         return config
 
@@ -108,8 +122,8 @@ class SignedSupermaskDense(_SignedSupermaskBase):
     def build(self, input_shape):
         self._build_masked_kernel((int(input_shape[-1]), self.units))
 
-    def call(self, inputs):
-        return self.activation(ops.matmul(inputs, self.kernel))
+    def call(self, inputs, training=None):
+        return self.activation(ops.matmul(inputs, self.training_kernel(training)))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -135,8 +149,8 @@ class SignedSupermaskConv2D(_SignedSupermaskBase):
     def build(self, input_shape):
         self._build_masked_kernel(self.kernel_size + (int(input_shape[-1]), self.filters))
 
-    def call(self, inputs):
-        outputs = ops.conv(inputs, self.kernel, strides=self.strides, padding=self.padding,
+    def call(self, inputs, training=None):
+        outputs = ops.conv(inputs, self.training_kernel(training), strides=self.strides, padding=self.padding,
                            data_format="channels_last")
         return self.activation(outputs)
 

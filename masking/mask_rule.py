@@ -6,6 +6,9 @@
     binary        q = 1 if S > tau, 0 otherwise                     (the authors' binary_supermask, METHOD §1.5)
     signed_top_k  the kept_count(k, n) entries of largest |S| get sign(S) (S == 0 counts as +1), the rest 0
     top_k         the kept_count(k, n) entries of largest S get 1, the rest 0  (edge-popup, Ramanujan et al. 2020)
+    bernoulli     training: q ~ Bernoulli(sigmoid(S)), drawn afresh each step, gradient d sigmoid(S)/dS
+                  (Zhou et al. 2019's supermask); evaluation and every read-out: q = 1 if S > 0, i.e.
+                  sigmoid(S) > 1/2 (the most likely mask; our choice, Zhou et al.'s rule is not checked)
 
 Top-k is exact per layer: kept_count = ceil(k * n) on the decimal value of k (k = 0.1, n = 30 keeps
 3, not the 4 that float arithmetic would give), at least 1; among equal values the lower flat
@@ -20,8 +23,9 @@ from fractions import Fraction
 
 import numpy as np
 
-MASK_MODES = ("signed", "binary", "signed_top_k", "top_k")
+MASK_MODES = ("signed", "binary", "signed_top_k", "top_k", "bernoulli")
 TOP_K_MODES = ("signed_top_k", "top_k")
+SAMPLED_MODES = ("bernoulli",)   # a random mask while training, the deterministic rule otherwise
 
 
 def check_mask_mode(mask_mode, keep_fraction, where="mask"):
@@ -99,6 +103,8 @@ def mode_mask_numpy(scores, threshold, mask_mode="signed", keep_fraction=None):
         return ternary_mask_numpy(scores, threshold)
     if mask_mode == "binary":
         return (scores > np.asarray(threshold, dtype=scores.dtype)).astype(np.int8)
+    if mask_mode == "bernoulli":
+        return (scores > 0).astype(np.int8)
     count = kept_count(keep_fraction, scores.size)
     if mask_mode == "top_k":
         return top_k_indicator_numpy(scores, count).astype(np.int8)
@@ -155,6 +161,8 @@ def mode_mask(scores, threshold, mask_mode="signed", keep_fraction=None):
         return ternary_mask(scores, threshold)
     if mask_mode == "binary":
         return ops.cast(ops.greater(scores, ops.convert_to_tensor(threshold, dtype=scores.dtype)), scores.dtype)
+    if mask_mode == "bernoulli":
+        return ops.cast(ops.greater(scores, 0), scores.dtype)
     count = kept_count(keep_fraction, int(np.prod(scores.shape)))
     if mask_mode == "top_k":
         return top_k_indicator(scores, count)
@@ -175,3 +183,16 @@ def straight_through_mode_mask(scores, threshold, mask_mode="signed", keep_fract
     scores = ops.convert_to_tensor(scores)
     hard = ops.stop_gradient(mode_mask(scores, threshold, mask_mode, keep_fraction))
     return hard + (scores - ops.stop_gradient(scores))
+
+
+def sampled_bernoulli_mask(scores, seed):
+    """A 0/1 mask drawn from Bernoulli(sigmoid(S)) (``seed``: a keras.random.SeedGenerator, advanced
+    by the draw). Forward: the sample exactly; gradient w.r.t. S: d sigmoid(S)/dS (straight-through
+    from the sample to its probability, as Zhou et al. 2019)."""
+    from keras import ops, random
+
+    scores = ops.convert_to_tensor(scores)
+    probability = ops.sigmoid(scores)
+    sample = ops.cast(ops.less(random.uniform(ops.shape(scores), seed=seed, dtype=scores.dtype), probability),
+                      scores.dtype)
+    return ops.stop_gradient(sample) + (probability - ops.stop_gradient(probability))

@@ -6,11 +6,11 @@ seeds, derived from the run seed and the layer's position (``masking.layer_seed`
 """
 import keras
 
-from masking import (BASELINE_WEIGHT_INIT, DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT,
-                     SIGNED_WEIGHT_INIT, InitSpec, ScaledInitializer, SignedSupermaskConv2D, SignedSupermaskDense,
-                     layer_seed)
+from masking import (BASELINE_WEIGHT_INIT, DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SAMPLED_MODES,
+                     SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec, ScaledInitializer, SignedSupermaskConv2D,
+                     SignedSupermaskDense, layer_seed)
 
-WEIGHT_STREAM, SCORE_STREAM = 0, 1
+WEIGHT_STREAM, SCORE_STREAM, SAMPLE_STREAM = 0, 1, 2
 
 
 class LayerFactory:
@@ -31,23 +31,27 @@ class LayerFactory:
         self.score_init = InitSpec.of(score_init or SIGNED_SCORE_INIT, "score_init")
         self._layer_count = 0
 
-    def _initializers(self):
+    def _next_layer_settings(self):
+        """The next layer's weight and score initializers and its mask options (seeded by its position)."""
         index = self._layer_count
         self._layer_count += 1
+        options = dict(self.mask_options)
+        if options["mask_mode"] in SAMPLED_MODES:
+            options["sample_seed"] = layer_seed(self.seed, index, SAMPLE_STREAM)
         return (ScaledInitializer.from_spec(self.weight_init, layer_seed(self.seed, index, WEIGHT_STREAM)),
-                ScaledInitializer.from_spec(self.score_init, layer_seed(self.seed, index, SCORE_STREAM)))
+                ScaledInitializer.from_spec(self.score_init, layer_seed(self.seed, index, SCORE_STREAM)), options)
 
     def dense(self, units, activation=None, name=None):
-        weight_init, score_init = self._initializers()
+        weight_init, score_init, mask_options = self._next_layer_settings()
         if not self.signed:
             return keras.layers.Dense(units, activation=activation, use_bias=False,
                                       kernel_initializer=weight_init, name=name)
         return SignedSupermaskDense(units, activation=activation, threshold_fraction=self.threshold_fraction,
                                     weight_initializer=weight_init, score_initializer=score_init, name=name,
-                                    **self.mask_options)
+                                    **mask_options)
 
     def conv(self, filters, kernel_size=3, strides=1, activation=None, name=None):
-        weight_init, score_init = self._initializers()
+        weight_init, score_init, mask_options = self._next_layer_settings()
         if not self.signed:
             return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
                                        activation=activation, use_bias=False,
@@ -55,4 +59,4 @@ class LayerFactory:
         return SignedSupermaskConv2D(filters, kernel_size, strides=strides, padding="same",
                                      activation=activation, threshold_fraction=self.threshold_fraction,
                                      weight_initializer=weight_init, score_initializer=score_init, name=name,
-                                     **self.mask_options)
+                                     **mask_options)

@@ -15,10 +15,11 @@ File layout (an uncompressed .npz, loadable with ``allow_pickle=False``)::
 it), ``signed_constant`` (one magnitude + sign bits) and ``float32`` (anything else, e.g.
 uniform weights from init files).
 
-Every mask mode (``model.mask_mode``) fits the 2-bit code: binary and top_k masks use only 0/+1.
+Every mask mode (``model.mask_mode``) fits the 2-bit code: binary, top_k and bernoulli masks use only 0/+1.
 On reading, the scores are set to q itself and tau to 0.5, which gives back the same mask in every
-mode: q > 0.5 (binary), q outside +-0.5 (signed), and for the top-k modes the ceil(k * n) nonzero
-entries of q are exactly the layer's top-k of S (top_k) or of |S| (signed_top_k).
+mode: q > 0.5 (binary), q outside +-0.5 (signed), q > 0 (bernoulli's evaluation rule), and for the
+top-k modes the ceil(k * n) nonzero entries of q are exactly the layer's top-k of S (top_k) or of |S|
+(signed_top_k).
 """
 import json
 import zipfile

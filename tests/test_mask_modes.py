@@ -1,5 +1,6 @@
-"""Mask modes (issue 12): binary, signed_top_k, top_k against a NumPy reference, exact k per layer,
-gradients, serialization, config validation, the cosine schedule and a tiny real run per mode."""
+"""Mask modes (issue 12): binary, signed_top_k, top_k, bernoulli against a NumPy reference, exact k per
+layer, gradients, the Bernoulli draws, serialization, config validation, the cosine schedule and a tiny
+real run per mode."""
 import json
 import math
 from pathlib import Path
@@ -23,7 +24,7 @@ from training.schema import ConfigError
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 ROOT = Path(__file__).resolve().parents[1]
 MODE_CONFIGS = sorted((ROOT / "configs" / "mask_modes").glob("*.yaml"))
-NEW_MODES = (("binary", None), ("signed_top_k", 0.3), ("top_k", 0.3))
+NEW_MODES = (("binary", None), ("signed_top_k", 0.3), ("top_k", 0.3), ("bernoulli", None))
 TINY = ["data.train_limit=2048", "data.test_limit=200", "training.epochs=1", "runs=1"]
 
 
@@ -34,6 +35,8 @@ def reference_mask(scores, tau, mode, k):
         out = [1 if v > tau else -1 if v < -tau else 0 for v in flat]
     elif mode == "binary":
         out = [1 if v > tau else 0 for v in flat]
+    elif mode == "bernoulli":   # the evaluation rule: sigmoid(S) > 1/2
+        out = [1 if v > 0 else 0 for v in flat]
     else:
         count = math.ceil(round(k * len(flat), 9))
         key = (lambda i: (-abs(flat[i]), i)) if mode == "signed_top_k" else (lambda i: (-flat[i], i))
@@ -49,7 +52,8 @@ def tied_scores(shape, seed):
     return (rng.integers(-8, 9, size=shape) / 16).astype(np.float32)
 
 
-@pytest.mark.parametrize("mode,k", [("signed", None), ("binary", None), ("signed_top_k", 0.3), ("signed_top_k", 0.55),
+@pytest.mark.parametrize("mode,k", [("signed", None), ("binary", None), ("bernoulli", None), ("signed_top_k", 0.3),
+                                    ("signed_top_k", 0.55),
                                     ("top_k", 0.1), ("top_k", 0.3), ("top_k", 1.0), ("signed_top_k", 1 / 7)])
 @pytest.mark.parametrize("shape", [(7, 3), (5, 4, 3), (3, 3, 2, 5)])
 def test_forward_values_match_the_reference_with_ties(mode, k, shape):
@@ -119,6 +123,65 @@ def test_gradient_is_straight_through_to_the_scores(mode, k):
     np.testing.assert_allclose(gradient.numpy(), (x.T @ upstream) * weights, rtol=1e-5, atol=1e-6)
 
 
+def bernoulli_layer(sample_seed, scores):
+    layer = SignedSupermaskDense(scores.shape[1], mask_mode="bernoulli", sample_seed=sample_seed)
+    layer.build((None, scores.shape[0]))
+    layer.set_initial_values(frozen_kernel=np.ones(scores.shape, np.float32), scores=scores)
+    return layer
+
+
+def test_bernoulli_draws_follow_sigmoid_of_the_scores_and_evaluation_is_deterministic():
+    scores = np.linspace(-3, 3, 40 * 25, dtype=np.float32).reshape(40, 25)
+    layer = bernoulli_layer(11, scores)
+    draws = np.stack([np_var(layer.training_kernel(True)) for _ in range(400)])   # W = 1: the kernel is the mask
+    assert set(np.unique(draws)) <= {0.0, 1.0}
+    probability = 1 / (1 + np.exp(-scores.astype(np.float64)))
+    # 400 draws per entry: the frequency's standard error is at most 0.025; 5 sigma over all 1,000 entries
+    assert np.abs(draws.mean(axis=0) - probability).max() < 0.125
+    assert abs(draws.mean() - probability.mean()) < 0.01
+    np.testing.assert_array_equal(np_var(layer.training_kernel(False)), (scores > 0).astype(np.float32))
+    np.testing.assert_array_equal(np_var(layer.kernel), np_var(layer.training_kernel(None)))
+    np.testing.assert_array_equal(layer.ternary_mask(), (scores > 0).astype(np.int8))
+
+
+def test_bernoulli_draws_are_reproducible_from_the_seed_and_resume_from_the_generator_state():
+    scores = np.zeros((30, 20), np.float32)              # p = 1/2 everywhere
+    first, second, other = (bernoulli_layer(seed, scores) for seed in (5, 5, 6))
+    draws = [np_var(first.training_kernel(True)) for _ in range(3)]
+    np.testing.assert_array_equal(draws[0], np_var(second.training_kernel(True)))
+    assert not np.array_equal(draws[0], draws[1])        # a fresh mask every training call
+    assert not np.array_equal(draws[0], np_var(other.training_kernel(True)))
+    (state,) = [v for v in first.non_trainable_variables if "sample_generator" in v.path]
+    assert state.path == f"{first.name}/sample_generator/seed_generator_state"
+    resumed = bernoulli_layer(5, scores)                 # a restored checkpoint: the same seed state
+    resumed.non_trainable_variables[-1].assign(np_var(second.non_trainable_variables[-1]))
+    np.testing.assert_array_equal(np_var(resumed.training_kernel(True)), draws[1])
+
+
+def test_other_modes_have_no_sample_generator():
+    model = build_model("FCN", mask_mode="signed")
+    assert not any("sample_generator" in v.path for v in model.variables)
+    seeds = [layer.sample_seed for layer in masked_layers(build_model("FCN", mask_mode="bernoulli"))]
+    assert None not in seeds and len(set(seeds)) == len(seeds)
+
+
+@requires_tf
+def test_bernoulli_gradient_is_the_sigmoid_slope_times_the_straight_through_gradient():
+    import tensorflow as tf
+    rng = np.random.default_rng(8)
+    scores = rng.normal(size=(6, 5)).astype(np.float32)
+    layer = bernoulli_layer(3, scores)
+    weights = rng.normal(size=(6, 5)).astype(np.float32)
+    layer.set_initial_values(frozen_kernel=weights)
+    x, upstream = rng.normal(size=(8, 6)).astype(np.float32), rng.normal(size=(8, 5)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) * upstream)
+    (gradient,) = tape.gradient(loss, [layer.scores])
+    sigmoid = 1 / (1 + np.exp(-scores))
+    np.testing.assert_allclose(gradient.numpy(), (x.T @ upstream) * weights * sigmoid * (1 - sigmoid),
+                               rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("mode,k", NEW_MODES)
 def test_config_round_trip_and_saved_model(mode, k, tmp_path):
     layer = SignedSupermaskDense(4, mask_mode=mode, keep_fraction=k, name="masked")
@@ -137,7 +200,8 @@ def test_config_round_trip_and_saved_model(mode, k, tmp_path):
 
 @pytest.mark.parametrize("mode,k,message", [
     ("top_k", None, "needs keep_fraction"), ("binary", 0.5, "only for mask_mode"), ("signed", 0.5, "only for"),
-    ("top_k", 0.0, "needs keep_fraction"), ("top_k", 1.5, "needs keep_fraction"), ("bernoulli", None, "unknown")])
+    ("top_k", 0.0, "needs keep_fraction"), ("top_k", 1.5, "needs keep_fraction"), ("bernoulli", 0.5, "only for"),
+    ("popup", None, "unknown")])
 def test_layer_refuses_bad_mode_arguments(mode, k, message):
     with pytest.raises(ValueError, match=message):
         SignedSupermaskDense(4, mask_mode=mode, keep_fraction=k)
@@ -160,7 +224,7 @@ def test_config_validation_names_the_key(overrides, key):
 def test_mode_configs_are_complete_and_name_their_sources():
     stems = {path.stem for path in MODE_CONFIGS}
     assert stems == {f"{m}_{mode}" for m in ("fcn", "conv2", "conv4", "conv6", "conv8")
-                     for mode in ("binary", "signed_top_k", "top_k")}
+                     for mode in ("binary", "signed_top_k", "top_k", "bernoulli")}
     for path in MODE_CONFIGS:
         config, text = load_config(path), path.read_text()
         assert config.model.mask_mode == path.stem.split("_", 1)[1]
@@ -186,7 +250,7 @@ def tiny_runs(tmp_path_factory):
     data_dir = str(real_data_dir("mnist.npz"))
     out = tmp_path_factory.mktemp("mask_mode_runs")
     runs = {}
-    for mode in ("binary", "signed_top_k", "top_k"):
+    for mode in ("binary", "signed_top_k", "top_k", "bernoulli"):
         config = load_config(ROOT / "configs" / "mask_modes" / f"fcn_{mode}.yaml", TINY)
         runs[mode] = (config, RunTrainer(config, 0, out, data_dir=data_dir, verbose=False).run())
     return out, runs
@@ -227,6 +291,8 @@ def test_bench_matches_k_and_writes_table_and_figure(tmp_path):
     spec = importlib.util.spec_from_file_location("mask_modes_bench", ROOT / "bench" / "mask_modes.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    from masking import MASK_MODES
+    assert set(bench.MODE_COLOURS) == set(MASK_MODES) == {mode for _, mode, _, _ in bench.ROWS.values()}
     assert bench.row_overrides("top_k_matched", tmp_path) is None     # nothing to match k to yet
     for index, (accuracy, remaining) in enumerate(((0.97, 3.7), (0.975, 3.6))):
         run = tmp_path / "signed_closest" / f"run_{index}"

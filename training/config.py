@@ -40,7 +40,7 @@ class ModelConfig:
     bn_mode: Optional[str] = option(None, choices=BN_MODES, doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
     extra_head: bool = option(False, doc="ResNets: the instance_2 ResNet110 extra ELU + dense head (METHOD B19)")
     projection_every: Optional[int] = option(None, minimum=1, doc="ResNets: a projection block every N blocks of a stage (9 = the authors' signed ResNet110 layout); null = only the first")
-    mask_mode: str = option("signed", choices=MASK_MODES, doc="mask rule (masking/mask_rule.py): signed = the paper's +1/0/-1 by tau; binary = 1 where S > tau; signed_top_k = the fraction keep_fraction of largest abs(S) per layer with sign(S); top_k = edge-popup, the fraction keep_fraction of largest S per layer")
+    mask_mode: str = option("signed", choices=MASK_MODES, doc="mask rule (masking/mask_rule.py): signed = the paper's +1/0/-1 by tau; binary = 1 where S > tau; signed_top_k = the fraction keep_fraction of largest abs(S) per layer with sign(S); top_k = edge-popup, the fraction keep_fraction of largest S per layer; bernoulli = Zhou et al.'s mask drawn from sigmoid(S) each training step, S > 0 when evaluating")
     keep_fraction: Optional[float] = option(None, minimum=0.0, maximum=1.0, exclusive_minimum=True, doc="top-k modes only: fraction k of each layer's weights kept, ceil(k * n) entries")
 
 
