@@ -3,6 +3,7 @@
     SUPERMASK_DATA_DIR=../shared/datasets python bench/profile_epoch.py configs/fcn_signed.yaml
     KERAS_BACKEND=jax python bench/profile_epoch.py configs/fcn_signed.yaml --epochs 3
     python bench/profile_epoch.py configs/resnet20_signed.yaml --settings no-xla --set data.train_limit=10240
+    python bench/profile_epoch.py configs/conv2_signed.yaml --settings no-xla --epochs 1 --interleaved 20
 
 Runs the run trainer's own pieces in order, with and without XLA + steps_per_execution=50 (or only
 the settings named by --settings), and prints the seconds of the last epoch (the first ones include
@@ -27,7 +28,25 @@ SETTINGS = {"no-xla": ("no XLA, 1 step per call", ["training.jit_compile=false",
             "xla": ("XLA, 50 steps per call", ["training.jit_compile=true", "training.steps_per_execution=50"])}
 
 
-def profile(config_path, overrides, epochs, scratch):
+def interleaved_steps(model, x, y, batch_size, steps, rounds=3):
+    """Median ms per training step of ``fit`` on the epoch's first ``steps`` batches and on random
+    normal images of the same shape, alternated ``rounds`` times in this process: the machine's
+    speed drifts between minutes, so only an interleaved pair says whether real data costs more."""
+    import numpy as np
+
+    count = steps * batch_size
+    real_x, real_y = x[:count], y[:count]
+    random_x = np.random.default_rng(0).normal(size=real_x.shape).astype(real_x.dtype)
+    timings = {"real data": [], "random data": []}
+    for _ in range(rounds):
+        for name, images in (("real data", real_x), ("random data", random_x)):
+            started = time.perf_counter()
+            model.fit(images, real_y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+            timings[name].append(1000 * (time.perf_counter() - started) / steps)
+    return {name: sorted(values)[len(values) // 2] for name, values in timings.items()}
+
+
+def profile(config_path, overrides, epochs, scratch, interleaved=0):
     config = load_config(config_path, overrides)
     data = load_dataset(config.data.dataset, config.data.dir, config.data.train_limit, config.data.test_limit)
     model = compiled_model(config, config.seed, len(data.x_train))
@@ -50,6 +69,8 @@ def profile(config_path, overrides, epochs, scratch):
             step()
             seconds[name] = time.perf_counter() - started
     steps = -(-len(x) // config.training.batch_size)
+    if interleaved:
+        seconds.update(interleaved_steps(model, x, y, config.training.batch_size, interleaved))
     return seconds, 1000 * seconds["fit"] / steps
 
 
@@ -59,14 +80,17 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--scratch", default="/tmp/profile_epoch")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--interleaved", type=int, default=0, metavar="STEPS",
+                        help="afterwards, time STEPS-step fits on real and random images alternately (ms/step)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, as train.py's --set (e.g. data.train_limit=10240)")
     args = parser.parse_args()
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
     for setting in args.settings:
         label, overrides = SETTINGS[setting]
-        seconds, fit_step_ms = profile(args.config, overrides + args.set, args.epochs, args.scratch)
-        print(f"{label:<26} " + "  ".join(f"{name} {value:.3f}s" for name, value in seconds.items())
+        seconds, fit_step_ms = profile(args.config, overrides + args.set, args.epochs, args.scratch, args.interleaved)
+        print(f"{label:<26} " + "  ".join(f"{name} {value:.3f}{'ms/step' if 'data' in name else 's'}"
+                                          for name, value in seconds.items())
               + f"  (fit {fit_step_ms:.1f} ms/step)", flush=True)
 
 
