@@ -5,8 +5,8 @@
     python bench/profile_epoch.py configs/resnet20_signed.yaml --settings no-xla --set data.train_limit=10240
     python bench/profile_epoch.py configs/conv2_signed.yaml --settings no-xla --epochs 1 --interleaved 20
 
-Runs the run trainer's own pieces in order, with and without XLA + steps_per_execution=50 (or only
-the settings named by --settings), and prints the seconds of the last epoch (the first ones include
+Runs the run trainer's own pieces in order, with and without XLA + steps_per_execution=50 (or the
+settings named by --settings; ``config`` = the config's own), and prints the seconds of the last epoch (the first ones include
 compilation) and fit's milliseconds per training step, to set beside ``bench/step_time.py``'s floor.
 """
 import argparse
@@ -24,7 +24,8 @@ from training.callbacks import EpochCheckpoint, mask_statistics  # noqa: E402
 from training.runner import compiled_model  # noqa: E402
 
 
-SETTINGS = {"no-xla": ("no XLA, 1 step per call", ["training.jit_compile=false", "training.steps_per_execution=1"]),
+SETTINGS = {"config": ("the config's own settings", []),
+            "no-xla": ("no XLA, 1 step per call", ["training.jit_compile=false", "training.steps_per_execution=1"]),
             "xla": ("XLA, 50 steps per call", ["training.jit_compile=true", "training.steps_per_execution=50"])}
 
 
@@ -79,7 +80,8 @@ def main():
     parser.add_argument("config")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--scratch", default="/tmp/profile_epoch")
-    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=["no-xla", "xla"],
+                        help="config = as the run trains (e.g. TensorFlow on CPU: no XLA, 50 steps per call)")
     parser.add_argument("--interleaved", type=int, default=0, metavar="STEPS",
                         help="afterwards, time STEPS-step fits on real and random images alternately (ms/step)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
