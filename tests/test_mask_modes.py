@@ -309,3 +309,19 @@ def test_bench_matches_k_and_writes_table_and_figure(tmp_path):
     assert "| signed_closest | signed | `fcn_signed_closest_to_paper.yaml` | – | 2 | 97.25 [97.00, 97.50] | " \
            "3.65 [3.60, 3.70] |" in table
     assert (tmp_path / "mask_modes.png").stat().st_size > 1000
+
+
+def test_sampled_evaluation_of_a_bernoulli_run_and_refusal_of_other_modes(tiny_runs, monkeypatch):
+    """bench/sampled_eval.py: Zhou et al.'s test-time sampling on a tiny real bernoulli run."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sampled_eval", ROOT / "bench" / "sampled_eval.py")
+    sampled_eval = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sampled_eval)
+    monkeypatch.setenv("SUPERMASK_DATA_DIR", str(real_data_dir("mnist.npz")))
+    out, runs = tiny_runs
+    result = sampled_eval.evaluate_run(out / runs["bernoulli"][0].experiment / "run_0", draws=2)
+    assert len(result["sampled_accuracy"]) == 2 and all(0 < a <= 100 for a in result["sampled_accuracy"])
+    assert result["threshold_accuracy"] == pytest.approx(100 * runs["bernoulli"][1]["final"]["test_accuracy"])
+    assert 30 < result["expected_remaining_percent"] < 70      # scores start near 0: p near 1/2
+    with pytest.raises(ValueError, match="for mask_mode bernoulli"):
+        sampled_eval.evaluate_run(out / runs["binary"][0].experiment / "run_0", draws=1)
