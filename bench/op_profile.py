@@ -23,27 +23,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.step_time import floor_model  # noqa: E402
 from fileio import atomic_write_text  # noqa: E402
 from models.registry import MODEL_NAMES  # noqa: E402
 
 
 def profile(name, signed, steps, batch_size):
     """{op type: self-time ms per step} of one variant, plus the wall time per step (child process)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import numpy as np
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as converter
 
-    from models import build_model, model_family
-
-    bn_mode = model_family(name).default_bn_mode(signed=True)
-    model = build_model(name, signed=signed, **({"bn_mode": bn_mode} if bn_mode else {}))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(steps * batch_size, *model.input_shape[1:])).astype("float32")
-    y = rng.integers(0, model.output_shape[-1], size=steps * batch_size).astype("int32")
-    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), jit_compile=False)
+    model, x, y = floor_model(name, signed, steps * batch_size, jit_compile=False, metrics=())
     model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)  # warm-up / tracing
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)

@@ -5,8 +5,8 @@
 A ``bernoulli`` run records its test accuracy with the deterministic mask S > 0 (README, mask modes).
 Zhou et al. draw the mask at test time too and average 10 draws. For every finished run of the given
 experiment folders this rebuilds the trained model (``model.weights.h5``), evaluates the test split
-``--draws`` times with a fresh Bernoulli(sigmoid(S)) mask for every batch, and prints the recorded S > 0 accuracy, the sampled accuracies' mean [min, max] and the
-expected share of ones (mean sigmoid(S), Zhou et al.'s count) beside the S > 0 count. Models with
+``--draws`` times with a fresh Bernoulli(sigmoid(S)) mask for every batch, and prints the recorded
+S > 0 accuracy, the sampled accuracies' mean [min, max] and the expected share of ones (mean sigmoid(S), Zhou et al.'s count) beside the S > 0 count. Models with
 batch normalization are refused: a training-mode call would also switch BN to batch statistics.
 """
 import argparse
@@ -28,12 +28,12 @@ def sampled_accuracies(model, x_test, y_test, draws, batch_size=1000):
     import keras
     import numpy as np
 
-    from masking import masked_layers
+    from masking import SAMPLED_MODES, iter_layers, masked_layers
 
-    if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers()):
+    if any(isinstance(layer, keras.layers.BatchNormalization) for layer in iter_layers(model)):
         raise ValueError(f"model {model.name}: has batch normalization; sampled evaluation needs a model without it")
     layers = masked_layers(model)
-    if not layers or any(layer.mask_mode != "bernoulli" for layer in layers):
+    if not layers or any(layer.mask_mode not in SAMPLED_MODES for layer in layers):
         raise ValueError(f"model {model.name}: sampled evaluation is for mask_mode bernoulli")
     accuracies = []
     for _ in range(draws):

@@ -29,8 +29,9 @@ from fileio import atomic_write_text  # noqa: E402  (Keras-free; the child impor
 from models.registry import MODEL_NAMES  # noqa: E402
 
 
-def measure(name, signed, steps, repeats, jit_compile, steps_per_execution, batch_size):
-    """Median seconds per training step of one model variant (runs in the child process)."""
+def floor_model(name, signed, images, jit_compile="auto", steps_per_execution=1, metrics=("accuracy",)):
+    """(compiled model, random images, random labels) of the benchmark: ``build_model(name, signed)`` with
+    the signed model's BN layout on both variants, plain SGD, ``images`` N(0, 1) images in memory."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import numpy as np
@@ -40,15 +41,21 @@ def measure(name, signed, steps, repeats, jit_compile, steps_per_execution, batc
     # The floor has the signed model's BN layout (baselines default to real BN everywhere).
     bn_mode = model_family(name).default_bn_mode(signed=True)
     model = build_model(name, signed=signed, **({"bn_mode": bn_mode} if bn_mode else {}))
-    input_shape = tuple(model.input_shape[1:])
-    classes = model.output_shape[-1]
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(steps * batch_size, *input_shape)).astype("float32")
-    y = rng.integers(0, classes, size=steps * batch_size).astype("int32")
-    jit = {"true": True, "false": False}.get(jit_compile, "auto")
+    x = rng.normal(size=(images, *model.input_shape[1:])).astype("float32")
+    y = rng.integers(0, model.output_shape[-1], size=images).astype("int32")
+    jit = {"true": True, "false": False}.get(jit_compile, jit_compile)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=list(metrics),
                   jit_compile=jit, steps_per_execution=steps_per_execution)
+    return model, x, y
+
+
+def measure(name, signed, steps, repeats, jit_compile, steps_per_execution, batch_size):
+    """Median seconds per training step of one model variant (runs in the child process)."""
+    import keras
+
+    model, x, y = floor_model(name, signed, steps * batch_size, jit_compile, steps_per_execution)
     model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)  # warm-up / compile
     timings = []
     for _ in range(repeats):
