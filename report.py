@@ -32,7 +32,7 @@ def draw_figures(experiments, out_dir, digit_source):
         if figures.plot_training_curves(experiment, out_dir / f"fig_curves_{slug}.png"):
             written.append((f"Training curves: {experiment.name}", f"fig_curves_{slug}.png"))
         else:
-            notes.append(f"training curves of {experiment.name}: no finished run with a readable history.json")
+            notes.append(f"training curves of {experiment.name}: no run with a readable history.json")
         if not experiment.signed:
             continue
         if figures.plot_layer_fractions(experiment, out_dir / f"fig_layers_{slug}.png"):

@@ -150,7 +150,8 @@ def _stopped_run(path, index, planned_epochs):
     history, problem = _read_json(path / "history.json")
     if isinstance(history, dict) and isinstance(history.get("train_loss"), list):
         return RunStatus(index, path, "unfinished",
-                         f"stopped after epoch {len(history['train_loss'])}/{planned_epochs or '?'}")
+                         f"stopped after epoch {len(history['train_loss'])}/{planned_epochs or '?'}",
+                         history=history if _plottable(history) else None)
     return RunStatus(index, path, "empty", problem or "no run.json and no checkpoint")
 
 

@@ -12,10 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, MaxNLocator, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from fileio import atomic_path  # noqa: E402
 from masking.mask_rule import mask_counts  # noqa: E402
+from reporting.collect import config_value  # noqa: E402
 from reporting.paper import PAPER_ROWS, architecture_label  # noqa: E402
 
 UNREADABLE_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
@@ -45,10 +46,19 @@ def _per_epoch(series_list):
             np.array([np.max(c) for c in columns]))
 
 
+def _histories(runs):
+    return [run.history for run in runs if run.history
+            and run.history.get("test_accuracy") and run.history.get("remaining_percent")]
+
+
 def plot_training_curves(experiment, path):
-    """Test accuracy and remaining % per epoch: mean over finished runs with a min-max band."""
-    histories = [run.history for run in experiment.finished if run.history
-                 and run.history.get("test_accuracy") and run.history.get("remaining_percent")]
+    """Test accuracy and remaining % per epoch: mean over finished runs with a min-max band, or, while
+    no run has finished, the shipped histories of unfinished ones (a long run's curve so far)."""
+    kind = "finished"
+    histories = _histories(experiment.finished)
+    if not histories:
+        kind = "unfinished"
+        histories = _histories(run for run in experiment.runs if run.status == "unfinished")
     if not histories:
         return False
     row = PAPER_ROWS.get(experiment.paper_row)
@@ -73,9 +83,12 @@ def plot_training_curves(experiment, path):
         axis.legend(fontsize=8)
     if experiment.signed and max(map(max, remaining)) > 20 * min(map(min, remaining)):   # sparsity spans decades
         remaining_axis.set_yscale("log")
+        remaining_axis.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         remaining_axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        remaining_axis.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-    figure.suptitle(f"{experiment.name}: {experiment.label}, {len(histories)} finished runs")
+        remaining_axis.yaxis.set_minor_formatter(NullFormatter())
+    figure.suptitle(f"{experiment.name}: {experiment.label}, {len(histories)} {kind} run{'s' if len(histories) > 1 else ''}"
+                    + (f" (stopped at epoch {max(map(len, accuracy))} of {config_value(experiment.config, 'training', 'epochs') or '?'})"
+                       if kind == "unfinished" else ""))
     return _save(figure, path)
 
 

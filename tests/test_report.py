@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 import report
+from reporting.collect import find_experiments
 from reporting.paper import PAPER_ROWS, match_paper_row
 from training.results import statistics
 
@@ -201,6 +202,27 @@ def test_figure1_is_skipped_with_a_note_when_the_digit_is_unavailable(tmp_path):
     paths = report.write_report(tmp_path, out_dir=tmp_path / "out", digit_source=missing_digit)
     assert not any("figure1" in path.name for path in paths["figures"])
     assert "Figure 1 skipped: MNIST digit unavailable (FileNotFoundError" in paths["md"].read_text()
+
+
+def test_a_long_run_still_training_gets_its_curve_so_far(tmp_path):
+    """A shipped run without run.json (measured/ while a 100-epoch run trains) is drawn from its history,
+    titled as unfinished; one whose history holds no numbers is skipped with a note."""
+    long_run = tmp_path / "results" / "conv2_long"
+    write_config(long_run, "Conv2", "cifar10", runs=1, epochs=100)
+    (long_run / "run_0").mkdir()
+    (long_run / "run_0" / "history.json").write_text(json.dumps(
+        {"train_loss": [1.5, 1.2, 1.0], "test_accuracy": [0.52, 0.58, 0.61], "remaining_percent": [60, 51, 41, 28]}))
+    garbled = tmp_path / "results" / "conv4_long"
+    write_config(garbled, "Conv4", "cifar10", runs=1, epochs=100)
+    (garbled / "run_0").mkdir()
+    (garbled / "run_0" / "history.json").write_text(json.dumps({"train_loss": [1.5], "test_accuracy": ["n/a"]}))
+    paths = report.write_report(tmp_path / "results", out_dir=tmp_path / "out", digit_source=lambda: None)
+    names = {path.name for path in paths["figures"]}
+    assert "fig_curves_conv2_long.png" in names and "fig_curves_conv4_long.png" not in names
+    assert (tmp_path / "out" / "fig_curves_conv2_long.png").read_bytes()[:4] == PNG_MAGIC
+    assert "training curves of conv4_long: no run with a readable history.json" in paths["md"].read_text()
+    experiment = next(e for e in find_experiments(tmp_path / "results") if e.name == "conv2_long")
+    assert experiment.runs[0].status == "unfinished" and experiment.runs[0].history["test_accuracy"][-1] == 0.61
 
 
 def test_cli(tmp_path, capsys):
