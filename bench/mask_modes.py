@@ -130,7 +130,7 @@ def figure(out, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     from fileio import atomic_path
 
@@ -144,8 +144,9 @@ def figure(out, path):
         axis.scatter([p[1] for p in points], [p[0] for p in points], color=MODE_COLOURS[mode],
                      marker=markers[index % len(markers)], label=f"{name} ({len(points)})", alpha=0.8)
     axis.set_xscale("log")
-    axis.xaxis.set_major_formatter(ScalarFormatter())
-    axis.xaxis.set_minor_formatter(ScalarFormatter())
+    axis.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axis.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.xaxis.set_minor_formatter(NullFormatter())
     axis.set_xlabel("remaining weights % (log)")
     axis.set_ylabel("test accuracy %")
     axis.set_title("FCN / MNIST: mask modes")
