@@ -2,6 +2,7 @@
 which interval the paper's brackets can be (issue 14, METHOD §8.3).
 
     KERAS_BACKEND=jax SUPERMASK_DATA_DIR=../shared/datasets python bench/fcn_seeds.py   # 50 seeds each
+    SUPERMASK_DATA_DIR=../shared/datasets python bench/fcn_seeds.py --backend jax --jobs 2  # 2 seeds at a time
     python bench/fcn_seeds.py --report-only                   # statistics, bracket verdict, figure
     python bench/fcn_seeds.py --smoke --out /tmp/fcn_seeds    # 2 seeds, 1 epoch, 2000 examples
 
@@ -17,6 +18,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from fileio import atomic_write_text, run_folder_index  # noqa: E402
 from reporting.paper import PAPER_ROWS  # noqa: E402
-from training.results import INTERVALS, bracket_consistency, interval_statistics  # noqa: E402
+from training.results import INTERVALS, bracket_consistency, interval_statistics, run_dir  # noqa: E402
 from training.run_record import RunRecord  # noqa: E402
 
 # config -> side of the paper's FCN row it is compared with; the first two are the ones whose spread
@@ -35,24 +37,67 @@ SMOKE = ["training.epochs=1", "data.train_limit=2000", "data.test_limit=500"]
 METRICS = (("accuracy", "test accuracy %"), ("remaining_percent", "remaining %"))
 
 
-def train(configs, seeds, out, backend, overrides):
+# A small FCN step is one core's work on CPU (JAX ran it no faster with two threads than with one), so
+# with --jobs N each child trains on one thread and N seeds train side by side.
+ONE_THREAD = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+              "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def train(configs, seeds, out, backend, overrides, jobs=1):
     """train.py per config (in a child process with KERAS_BACKEND=``backend`` when given, else in this
-    one); returns the configs that failed."""
+    one; with ``jobs`` > 1 one child per seed, ``jobs`` at a time); returns the configs that failed."""
+    if jobs > 1:
+        return train_side_by_side(configs, seeds, out, backend, overrides, jobs)
     failed = []
     for name in configs:
-        arguments = [str(ROOT / "configs" / f"{name}.yaml"), "--runs", str(seeds), "--out", str(out), "--quiet",
-                     *[item for override in overrides for item in ("--set", override)]]
+        arguments = train_arguments(name, out, overrides, "--runs", seeds)
         print(f"== {name}: {seeds} seeds -> {out / name}", flush=True)
         if backend:
-            environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": backend}
-            command = [sys.executable, str(ROOT / "train.py"), *arguments]
-            code = subprocess.run(command, cwd=ROOT, env=environment).returncode
+            code = subprocess.run([sys.executable, str(ROOT / "train.py"), *arguments], cwd=ROOT,
+                                  env=child_environment(backend)).returncode
         else:
             import train as train_script
             code = train_script.main(arguments)
         if code != 0:
             failed.append(name)
     return failed
+
+
+def train_arguments(name, out, overrides, *runs):
+    return [str(ROOT / "configs" / f"{name}.yaml"), *map(str, runs), "--out", str(out), "--quiet",
+            *[item for override in overrides for item in ("--set", override)]]
+
+
+def child_environment(backend, one_thread=False):
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": backend, **(ONE_THREAD if one_thread else {})}
+
+
+def train_side_by_side(configs, seeds, out, backend, overrides, jobs):
+    """Every (config, seed) not finished yet as its own ``train.py --run-index`` child, ``jobs`` at a
+    time (train.py's experiment lock makes concurrent runs of one experiment safe)."""
+    pending = [(name, index) for name in configs for index in range(seeds)
+               if not is_finished(run_dir(out, name, index))]
+    print(f"== {len(pending)} runs to train, {jobs} at a time -> {out}", flush=True)
+    running, failed = [], set()
+    while pending or running:
+        while pending and len(running) < jobs:
+            name, index = pending.pop(0)
+            command = [sys.executable, str(ROOT / "train.py"), *train_arguments(name, out, overrides, "--run-index", index)]
+            running.append((name, subprocess.Popen(command, cwd=ROOT, env=child_environment(backend, one_thread=True))))
+        time.sleep(1)
+        for name, child in [entry for entry in running if entry[1].poll() is not None]:
+            running.remove((name, child))
+            if child.returncode != 0:
+                failed.add(name)
+    return [name for name in configs if name in failed]
+
+
+def is_finished(run_directory):
+    try:
+        record = RunRecord.read(run_directory)
+    except ValueError:
+        return False
+    return record is not None and record.finished
 
 
 def final_values(experiment_dir):
@@ -221,15 +266,20 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "results" / "fcn_seeds"), help="results root")
     parser.add_argument("--configs", nargs="*", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--backend", choices=("jax", "tensorflow", "torch"), help="KERAS_BACKEND for training")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="seeds trained side by side, each on one thread (needs --backend; 2 on 2 cores)")
     parser.add_argument("--report-only", action="store_true", help="only statistics, verdict and figure")
     parser.add_argument("--smoke", action="store_true", help="2 seeds, 1 epoch, 2000 training examples")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    if args.jobs < 1 or (args.jobs > 1 and not args.backend):
+        parser.error("--jobs must be >= 1, and --jobs > 1 needs --backend (one child process per seed)")
     out = Path(args.out)
     failed = []
     if not args.report_only:
-        failed = train(args.configs, 2 if args.smoke else args.seeds, out, args.backend, SMOKE if args.smoke else [])
+        failed = train(args.configs, 2 if args.smoke else args.seeds, out, args.backend, SMOKE if args.smoke else [],
+                       args.jobs)
     print(report(args.configs, out))
     if failed:
         print(f"error: training failed for {', '.join(failed)}", file=sys.stderr)

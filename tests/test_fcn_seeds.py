@@ -58,3 +58,18 @@ def test_smoke_mode_trains_two_seeds_and_writes_table_verdict_and_figure(tmp_pat
     assert "signed remaining % (spread of fcn_signed_closest_to_paper, n=2)" in text
     assert "Only 2 runs per config" in text
     assert (tmp_path / "fcn_seeds.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_jobs_train_seeds_side_by_side_in_child_processes_and_skip_finished_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SUPERMASK_DATA_DIR", str(real_data_dir("mnist.npz")))
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fcn_seeds
+    arguments = ["--smoke", "--out", str(tmp_path), "--configs", "fcn_baseline", "--backend", "tensorflow", "--jobs", "2"]
+    assert fcn_seeds.main(arguments) == 0
+    assert "== 2 runs to train, 2 at a time" in capsys.readouterr().out
+    assert all(fcn_seeds.is_finished(tmp_path / "fcn_baseline" / f"run_{index}") for index in (0, 1))
+    assert fcn_seeds.main(arguments) == 0
+    assert "== 0 runs to train" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        fcn_seeds.main(["--jobs", "2", "--out", str(tmp_path)])
+    assert "--jobs > 1 needs --backend" in capsys.readouterr().err
