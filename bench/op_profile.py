@@ -33,12 +33,14 @@ def profile(name, signed, steps, batch_size):
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as converter
 
+    from training.runner import fit_feed
+
     model, x, y = floor_model(name, signed, steps * batch_size, jit_compile=False, metrics=())
-    model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)  # warm-up / tracing
+    model.fit(**fit_feed(x, y, batch_size), epochs=1, shuffle=False, verbose=0)  # warm-up / tracing
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
         started = time.perf_counter()
-        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        model.fit(**fit_feed(x, y, batch_size), epochs=1, shuffle=False, verbose=0)
         wall = time.perf_counter() - started
         tf.profiler.experimental.stop()
         traces = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import epoch_arrays, load_dataset  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.callbacks import EpochCheckpoint, mask_statistics  # noqa: E402
-from training.runner import compiled_model  # noqa: E402
+from training.runner import compiled_model, fit_feed  # noqa: E402
 
 
 SETTINGS = {"config": ("the config's own settings", []),
@@ -29,20 +29,24 @@ SETTINGS = {"config": ("the config's own settings", []),
             "xla": ("XLA, 50 steps per call", ["training.jit_compile=true", "training.steps_per_execution=50"])}
 
 
-def interleaved_steps(model, x, y, batch_size, steps, rounds=3):
-    """Median ms per training step of ``fit`` on the epoch's first ``steps`` batches and on random
-    normal images of the same shape, alternated ``rounds`` times in this process: the machine's
-    speed drifts between minutes, so only an interleaved pair says whether real data costs more."""
+def interleaved_steps(model, x, y, batch_size, steps, rounds=4):
+    """Median ms per training step of ``fit`` on the epoch's first ``steps`` batches fed as the run
+    trainer feeds them, the same arrays through Keras' own array pipeline, and random normal images
+    of the same shape, alternated ``rounds`` times in this process: the machine's speed drifts
+    between minutes, so only interleaved timings compare."""
     import numpy as np
 
     count = steps * batch_size
     real_x, real_y = x[:count], y[:count]
     random_x = np.random.default_rng(0).normal(size=real_x.shape).astype(real_x.dtype)
-    timings = {"real data": [], "random data": []}
+    feeds = {"real data": lambda: fit_feed(real_x, real_y, batch_size),
+             "real data, Keras' array pipeline": lambda: {"x": real_x, "y": real_y, "batch_size": batch_size},
+             "random data": lambda: fit_feed(random_x, real_y, batch_size)}
+    timings = {name: [] for name in feeds}
     for _ in range(rounds):
-        for name, images in (("real data", real_x), ("random data", random_x)):
+        for name, feed in feeds.items():
             started = time.perf_counter()
-            model.fit(images, real_y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+            model.fit(**feed(), epochs=1, shuffle=False, verbose=0)
             timings[name].append(1000 * (time.perf_counter() - started) / steps)
     return {name: sorted(values)[len(values) // 2] for name, values in timings.items()}
 
@@ -60,10 +64,10 @@ def profile(config_path, overrides, epochs, scratch, interleaved=0):
                             shuffle=config.training.shuffle, augment=config.data.augment, repeat=config.data.repeat)
         seconds["input arrays"] = time.perf_counter() - started
         for name, step in (
-                ("fit", lambda: model.fit(x, y, batch_size=config.training.batch_size, initial_epoch=epoch,
+                ("fit", lambda: model.fit(**fit_feed(x, y, config.training.batch_size), initial_epoch=epoch,
                                           epochs=epoch + 1, shuffle=False, verbose=0)),
-                ("evaluate", lambda: model.evaluate(data.x_test, data.y_test,
-                                                    batch_size=config.training.eval_batch_size, verbose=0)),
+                ("evaluate", lambda: model.evaluate(**fit_feed(data.x_test, data.y_test,
+                                                               config.training.eval_batch_size), verbose=0)),
                 ("mask counts", lambda: mask_statistics(model, config.model.signed)),
                 ("checkpoint", lambda: checkpoint.on_epoch_end(epoch))):
             started = time.perf_counter()
@@ -83,7 +87,7 @@ def main():
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=["no-xla", "xla"],
                         help="config = as the run trains (e.g. TensorFlow on CPU: no XLA, 50 steps per call)")
     parser.add_argument("--interleaved", type=int, default=0, metavar="STEPS",
-                        help="afterwards, time STEPS-step fits on real and random images alternately (ms/step)")
+                        help="afterwards, time STEPS-step fits alternately: the trainer's feed, Keras' array pipeline, random images")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, as train.py's --set (e.g. data.train_limit=10240)")
     args = parser.parse_args()

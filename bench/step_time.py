@@ -52,15 +52,18 @@ def floor_model(name, signed, images, jit_compile="auto", steps_per_execution=1,
 
 
 def measure(name, signed, steps, repeats, jit_compile, steps_per_execution, batch_size):
-    """Median seconds per training step of one model variant (runs in the child process)."""
+    """Median seconds per training step of one model variant (runs in the child process), fed as
+    the run trainer feeds ``fit``."""
     import keras
 
+    from training.runner import fit_feed
+
     model, x, y = floor_model(name, signed, steps * batch_size, jit_compile, steps_per_execution)
-    model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)  # warm-up / compile
+    model.fit(**fit_feed(x, y, batch_size), epochs=1, shuffle=False, verbose=0)  # warm-up / compile
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
-        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        model.fit(**fit_feed(x, y, batch_size), epochs=1, shuffle=False, verbose=0)
         timings.append((time.perf_counter() - started) / steps)
     step = statistics.median(timings)
     return {"model": name, "variant": "signed" if signed else "plain", "step_ms": 1000 * step,

@@ -17,7 +17,7 @@ from data import Dataset, load_dataset
 from masking.init_files import InitFileError
 from training.config import load_config
 from training.run_state import read_checkpoint_state
-from training.runner import RunTrainer, TrainingError, build_experiment_model
+from training.runner import RunTrainer, TrainingError, build_experiment_model, fit_feed
 
 ROOT = Path(__file__).resolve().parents[1]
 FCN_CONFIG = ROOT / "configs" / "fcn_signed.yaml"
@@ -155,6 +155,19 @@ def test_init_files_give_the_same_model_as_on_the_fly_initialization(tmp_path):
     missing = load_config(FCN_CONFIG, ["init.source=files", f"init.weights_dir={tmp_path}"])
     with pytest.raises(InitFileError, match="python init_example.py --model FCN --runs 8"):
         build_experiment_model(missing, missing.seed + 7)
+
+
+def test_fit_feed_gives_the_arrays_batches_in_order_and_the_arrays_themselves_off_tensorflow(monkeypatch):
+    x = np.arange(70, dtype="float32").reshape(35, 2)
+    y = np.arange(35, dtype="int32")
+    batches = list(fit_feed(x, y, 16)["x"].as_numpy_iterator())         # the test backend is TensorFlow
+    assert [len(batch_y) for _, batch_y in batches] == [16, 16, 3]
+    assert np.array_equal(np.concatenate([b[0] for b in batches]), x) and np.array_equal(np.concatenate([b[1] for b in batches]), y)
+    validation = fit_feed(x, y, 16, validation=True)
+    assert list(validation) == ["validation_data"] and len(list(validation["validation_data"])) == 3
+    monkeypatch.setattr("keras.backend.backend", lambda: "jax")
+    assert fit_feed(x, y, 16) == {"x": x, "y": y, "batch_size": 16}
+    assert fit_feed(x, y, 16, validation=True) == {"validation_data": (x, y), "validation_batch_size": 16}
 
 
 def test_conv2_on_real_cifar10(tmp_path):

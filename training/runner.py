@@ -33,6 +33,26 @@ class TrainingError(RuntimeError):
     """A run that cannot continue (non-finite loss, mismatching results folder, ...)."""
 
 
+def fit_feed(x, y, batch_size, validation=False):
+    """Keyword arguments that hand ``x, y`` to ``model.fit`` in batches of ``batch_size`` (as its
+    training data, or with ``validation`` as its validation data), in order.
+
+    On TensorFlow the arrays go in as a tf.data pipeline with autotuning off and one private thread.
+    Keras' own pipeline for arrays ran 3 of 8 Conv2 fit calls at 513 instead of 390 ms per step
+    (1.45 instead of 1.91 cores busy); this one none of 8, with the same batches (README, Speed).
+    Other backends take the arrays (their data path needs no TensorFlow)."""
+    if keras.backend.backend() != "tensorflow":
+        return {"validation_data": (x, y), "validation_batch_size": batch_size} if validation else \
+            {"x": x, "y": y, "batch_size": batch_size}
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).with_options(options)
+    return {"validation_data": batches} if validation else {"x": batches}
+
+
 def distribution_scope(name):
     """Where to build the model: ``mirrored`` = tf.distribute.MirroredStrategy (TensorFlow backend),
     ``data_parallel`` = keras.distribution.DataParallel over all devices (JAX backend).
@@ -141,15 +161,14 @@ class RunTrainer:
             scalar_log = ScalarLog(self.directory)
             scalar_log.restart(history)  # the epochs so far, once each, whenever the last run was killed
             callbacks.insert(-1, EpochScalars(scalar_log, history))
+        validation = fit_feed(data.x_test, data.y_test, config.training.eval_batch_size, validation=True)
         try:
             for epoch in range(len(history["train_loss"]), config.training.epochs):
                 if model.stop_training:
                     break
-                x, y = source(epoch)
-                model.fit(x, y, batch_size=config.training.batch_size, initial_epoch=epoch, epochs=epoch + 1,
-                          shuffle=False, verbose=1 if self.verbose else 0, callbacks=callbacks,
-                          validation_data=(data.x_test, data.y_test),
-                          validation_batch_size=config.training.eval_batch_size)
+                model.fit(**fit_feed(*source(epoch), config.training.batch_size), initial_epoch=epoch,
+                          epochs=epoch + 1, shuffle=False, verbose=1 if self.verbose else 0, callbacks=callbacks,
+                          **validation)
         except NonFiniteLoss as failure:
             self._write_failure(history, failure, initial_values)
         return self._finish(model, history, initial_values)
