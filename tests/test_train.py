@@ -157,7 +157,7 @@ def test_init_files_give_the_same_model_as_on_the_fly_initialization(tmp_path):
         build_experiment_model(missing, missing.seed + 7)
 
 
-def test_fit_feed_gives_the_arrays_batches_in_order_and_the_arrays_themselves_off_tensorflow(monkeypatch):
+def test_fit_feed_gives_the_arrays_batches_in_order_on_a_cpu_and_the_arrays_themselves_elsewhere(monkeypatch):
     x = np.arange(70, dtype="float32").reshape(35, 2)
     y = np.arange(35, dtype="int32")
     batches = list(fit_feed(x, y, 16)["x"].as_numpy_iterator())         # the test backend is TensorFlow
@@ -165,6 +165,10 @@ def test_fit_feed_gives_the_arrays_batches_in_order_and_the_arrays_themselves_of
     assert np.array_equal(np.concatenate([b[0] for b in batches]), x) and np.array_equal(np.concatenate([b[1] for b in batches]), y)
     validation = fit_feed(x, y, 16, validation=True)
     assert list(validation) == ["validation_data"] and len(list(validation["validation_data"])) == 3
+    import tensorflow as tf
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["a GPU"] if kind == "GPU" else [])
+    assert fit_feed(x, y, 16) == {"x": x, "y": y, "batch_size": 16}          # a GPU keeps Keras' pipeline
+    monkeypatch.undo()
     monkeypatch.setattr("keras.backend.backend", lambda: "jax")
     assert fit_feed(x, y, 16) == {"x": x, "y": y, "batch_size": 16}
     assert fit_feed(x, y, 16, validation=True) == {"validation_data": (x, y), "validation_batch_size": 16}

@@ -37,15 +37,19 @@ def fit_feed(x, y, batch_size, validation=False):
     """Keyword arguments that hand ``x, y`` to ``model.fit`` in batches of ``batch_size`` (as its
     training data, or with ``validation`` as its validation data), in order.
 
-    On TensorFlow the arrays go in as a tf.data pipeline with autotuning off and one private thread.
-    Keras' own pipeline for arrays ran 3 of 8 Conv2 fit calls at 513 instead of 390 ms per step
-    (1.45 instead of 1.91 cores busy); this one none of 8, with the same batches (README, Speed).
-    Other backends take the arrays (their data path needs no TensorFlow)."""
+    On TensorFlow without a GPU the arrays go in as a tf.data pipeline with autotuning off and one
+    private thread: Keras' own pipeline for arrays ran 3 of 8 Conv2 fit calls at 513 instead of 390 ms
+    per step (1.45 instead of 1.91 cores busy), this one none of 8, with the same batches (README,
+    Speed). Elsewhere fit takes the arrays: other backends need no TensorFlow, and on a GPU Keras'
+    prefetching pipeline is kept (not measured there)."""
+    arrays = {"validation_data": (x, y), "validation_batch_size": batch_size} if validation else \
+        {"x": x, "y": y, "batch_size": batch_size}
     if keras.backend.backend() != "tensorflow":
-        return {"validation_data": (x, y), "validation_batch_size": batch_size} if validation else \
-            {"x": x, "y": y, "batch_size": batch_size}
+        return arrays
     import tensorflow as tf
 
+    if tf.config.list_physical_devices("GPU"):
+        return arrays
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
