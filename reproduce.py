@@ -167,11 +167,7 @@ def finished_run(out_root, experiment, index):
     from fileio import run_folder_name
     from training.run_record import RunRecord
 
-    try:
-        record = RunRecord.read(Path(out_root) / experiment / run_folder_name(index))
-    except ValueError:  # unreadable or not a run record: the trainer sets it aside and trains again
-        return False
-    return record is not None and record.finished
+    return RunRecord.read_finished(Path(out_root) / experiment / run_folder_name(index)) is not None
 
 
 def build_plan(rows, columns, runs, overrides, out_root):

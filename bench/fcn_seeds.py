@@ -76,7 +76,7 @@ def train_side_by_side(configs, seeds, out, backend, overrides, jobs):
     """Every (config, seed) not finished yet as its own ``train.py --run-index`` child, ``jobs`` at a
     time (train.py's experiment lock makes concurrent runs of one experiment safe)."""
     pending = [(name, index) for name in configs for index in range(seeds)
-               if not is_finished(run_dir(out, name, index))]
+               if RunRecord.read_finished(run_dir(out, name, index)) is None]
     print(f"== {len(pending)} runs to train, {jobs} at a time -> {out}", flush=True)
     running, failed = [], set()
     while pending or running:
@@ -92,25 +92,14 @@ def train_side_by_side(configs, seeds, out, backend, overrides, jobs):
     return [name for name in configs if name in failed]
 
 
-def is_finished(run_directory):
-    try:
-        record = RunRecord.read(run_directory)
-    except ValueError:
-        return False
-    return record is not None and record.finished
-
-
 def final_values(experiment_dir):
     """{metric: [values of the finished runs]} (accuracy in %), in run order."""
     values = {metric: [] for metric, _ in METRICS}
     runs = sorted((index, path) for path in Path(experiment_dir).glob("run_*")
                   if (index := run_folder_index(path.name)) is not None)
     for _, path in runs:
-        try:
-            record = RunRecord.read(path)
-        except ValueError:
-            continue
-        if record is not None and record.finished:
+        record = RunRecord.read_finished(path)
+        if record is not None:
             values["accuracy"].append(100 * record.final["test_accuracy"])
             values["remaining_percent"].append(record.final["remaining_percent"])
     return values

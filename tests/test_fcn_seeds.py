@@ -8,6 +8,7 @@ import pytest
 from conftest import real_data_dir
 
 from training.results import bracket_consistency, interval_statistics, t_quantile
+from training.run_record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +68,7 @@ def test_jobs_train_seeds_side_by_side_in_child_processes_and_skip_finished_ones
     arguments = ["--smoke", "--out", str(tmp_path), "--configs", "fcn_baseline", "--backend", "tensorflow", "--jobs", "2"]
     assert fcn_seeds.main(arguments) == 0
     assert "== 2 runs to train, 2 at a time" in capsys.readouterr().out
-    assert all(fcn_seeds.is_finished(tmp_path / "fcn_baseline" / f"run_{index}") for index in (0, 1))
+    assert all(RunRecord.read_finished(tmp_path / "fcn_baseline" / f"run_{index}") for index in (0, 1))
     assert fcn_seeds.main(arguments) == 0
     assert "== 0 runs to train" in capsys.readouterr().out
     with pytest.raises(SystemExit):

@@ -66,5 +66,15 @@ class RunRecord:
         payload = read_json(Path(run_directory) / FILE_NAME)
         return None if payload is None else cls.from_json(payload)
 
+    @classmethod
+    def read_finished(cls, run_directory):
+        """The record if the run folder's run.json says finished, else None: missing, unreadable or not a
+        run record all mean a run still to train (the trainer sets a bad run.json aside)."""
+        try:
+            record = cls.read(run_directory)
+        except ValueError:  # UnreadableFileError, RunRecordError
+            return None
+        return record if record is not None and record.finished else None
+
     def write(self, run_directory):
         write_json(Path(run_directory) / FILE_NAME, self.to_json())
