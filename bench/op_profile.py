@@ -36,11 +36,12 @@ def profile(name, signed, steps, batch_size):
     from training.runner import fit_feed
 
     model, x, y = floor_model(name, signed, steps * batch_size, jit_compile=False, metrics=())
-    model.fit(**fit_feed(x, y, batch_size), epochs=1, shuffle=False, verbose=0)  # warm-up / tracing
+    feed = fit_feed(x, y, batch_size)  # built once: the profiled pass holds the steps, not the copy
+    model.fit(**feed, epochs=1, shuffle=False, verbose=0)  # warm-up / tracing
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
         started = time.perf_counter()
-        model.fit(**fit_feed(x, y, batch_size), epochs=1, shuffle=False, verbose=0)
+        model.fit(**feed, epochs=1, shuffle=False, verbose=0)
         wall = time.perf_counter() - started
         tf.profiler.experimental.stop()
         traces = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
