@@ -130,9 +130,9 @@ def figure(out, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     from fileio import atomic_path
+    from reporting.figures import label_log_axis
 
     rows = [(name, ROWS[name][1], finished_runs(out, name)) for name in ROWS]
     rows = [row for row in rows if row[2]]
@@ -144,9 +144,7 @@ def figure(out, path):
         axis.scatter([p[1] for p in points], [p[0] for p in points], color=MODE_COLOURS[mode],
                      marker=markers[index % len(markers)], label=f"{name} ({len(points)})", alpha=0.8)
     axis.set_xscale("log")
-    axis.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-    axis.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-    axis.xaxis.set_minor_formatter(NullFormatter())
+    label_log_axis(axis.xaxis)
     axis.set_xlabel("remaining weights % (log)")
     axis.set_ylabel("test accuracy %")
     axis.set_title("FCN / MNIST: mask modes")

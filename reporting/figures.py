@@ -38,6 +38,13 @@ def _save(figure, path):
     return True
 
 
+def label_log_axis(axis):
+    """Plain-number labels at 1, 2, 5 × 10^k on a log-scaled axis (matplotlib's minor labels overlap)."""
+    axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _per_epoch(series_list):
     """Mean, min and max per epoch index over runs of possibly different lengths (plateau stops)."""
     length = max(len(series) for series in series_list)
@@ -83,9 +90,7 @@ def plot_training_curves(experiment, path):
         axis.legend(fontsize=8)
     if experiment.signed and max(map(max, remaining)) > 20 * min(map(min, remaining)):   # sparsity spans decades
         remaining_axis.set_yscale("log")
-        remaining_axis.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-        remaining_axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        remaining_axis.yaxis.set_minor_formatter(NullFormatter())
+        label_log_axis(remaining_axis.yaxis)
     figure.suptitle(f"{experiment.name}: {experiment.label}, {len(histories)} {kind} run{'s' if len(histories) > 1 else ''}"
                     + (f" (stopped at epoch {max(map(len, accuracy))} of {config_value(experiment.config, 'training', 'epochs') or '?'})"
                        if kind == "unfinished" else ""))
