@@ -28,6 +28,14 @@ from fileio import atomic_write_text  # noqa: E402
 from models.registry import MODEL_NAMES  # noqa: E402
 
 
+def op_type(name):
+    """The op's type without oneDNN's rename: the same MatMul is `_MklMatMul` on an AVX-512 CPU, `MatMul` on AVX2."""
+    for prefix in ("_MklNative", "_Mkl"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
 def profile(name, signed, steps, batch_size):
     """{op type: self-time ms per step} of one variant, plus the wall time per step (child process)."""
     import tensorflow as tf
@@ -52,7 +60,7 @@ def profile(name, signed, steps, batch_size):
     for row in table["rows"]:
         values = dict(zip(columns, (cell.get("v") for cell in row["c"])))
         if values["type"] != "IDLE":
-            by_type[values["type"]] += values["total_self_time"] / 1000 / steps
+            by_type[op_type(values["type"])] += values["total_self_time"] / 1000 / steps
     return {"model": name, "variant": "signed" if signed else "plain", "wall_ms": 1000 * wall / steps,
             "ops_ms": dict(by_type)}
 

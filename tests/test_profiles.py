@@ -46,3 +46,8 @@ def test_op_profile_reads_tensorflows_trace_into_op_types():
     assert result["ops_ms"]["MatMul"] > 0
     assert {"Greater", "Less"} <= set(result["ops_ms"])   # the ternary mask's comparisons are in the trace
     assert "IDLE" not in result["ops_ms"]
+
+
+def test_op_profile_counts_onednn_renamed_ops_under_their_plain_type():
+    op_type = bench_module("op_profile").op_type
+    assert [op_type(n) for n in ("_MklMatMul", "_MklNativeConv2D", "MatMul", "Mul")] == ["MatMul", "Conv2D", "MatMul", "Mul"]
