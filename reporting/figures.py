@@ -72,10 +72,16 @@ def plot_training_curves(experiment, path):
     accuracy = [[100 * v for v in h["test_accuracy"]] for h in histories]
     remaining = [h["remaining_percent"] for h in histories]
     figure, (accuracy_axis, remaining_axis) = plt.subplots(1, 2, figsize=(11, 3.8))
+    if not experiment.signed and all(h.get("train_accuracy") for h in histories):
+        # a baseline keeps every weight: its training accuracy says more (how far it overfits)
+        train_accuracy = [[100 * v for v in h["train_accuracy"]] for h in histories]
+        second_panel = (remaining_axis, train_accuracy, 1, "training accuracy %", None)
+    else:
+        second_panel = (remaining_axis, remaining, 0, "remaining weights %",
+                        row and experiment.signed and row.remaining_percent.mean)
     panels = ((accuracy_axis, accuracy, 1, "test accuracy %",
                row and (row.signed_accuracy if experiment.signed else row.baseline_accuracy).mean),
-              (remaining_axis, remaining, 0, "remaining weights %",
-               row and experiment.signed and row.remaining_percent.mean))
+              second_panel)
     for axis, series, first_epoch, label, paper_value in panels:
         mean, low, high = _per_epoch(series)
         epochs = np.arange(first_epoch, first_epoch + len(mean))

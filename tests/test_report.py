@@ -246,3 +246,26 @@ def test_main_table_says_which_interval_every_row_prints(written):
     assert "mean [min, max] sd over the finished runs" in caption and "'intervals' column" in caption
     assert "confidence interval" in caption and "mean only" in caption
     assert r"\caption{Ours vs. the paper. Ours: mean [min, max] sd" in written[1]["tex"].read_text()
+
+
+@pytest.mark.parametrize("signed, train_accuracy, right_panel", [
+    (False, [0.7, 0.8, 0.9], "training accuracy %"),   # a baseline: how far it overfits
+    (False, None, "remaining weights %"),               # an older history without training accuracy
+    (True, [0.7, 0.8, 0.9], "remaining weights %")])
+def test_curves_right_panel_shows_training_accuracy_for_a_baseline(tmp_path, monkeypatch, signed, train_accuracy,
+                                                                  right_panel):
+    from reporting import figures
+    directory = tmp_path / "results" / "conv2_run"
+    write_config(directory, "Conv2", "cifar10", signed=signed, runs=1)
+    write_finished_run(directory, 0, 0.68, 0.7 if signed else 100.0, 1000, signed=signed)
+    if train_accuracy is not None:
+        history_path = directory / "run_0" / "history.json"
+        history_path.write_text(json.dumps({**json.loads(history_path.read_text()), "train_accuracy": train_accuracy}))
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda figure, path: drawn.append(figure) or True)
+    experiment = next(iter(find_experiments(tmp_path / "results")))
+    assert figures.plot_training_curves(experiment, tmp_path / "curves.png")
+    left, right = drawn[0].axes
+    assert left.get_ylabel() == "test accuracy %" and right.get_ylabel() == right_panel
+    if right_panel == "training accuracy %":
+        assert list(right.lines[0].get_ydata()) == pytest.approx([70.0, 80.0, 90.0])
