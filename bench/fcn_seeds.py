@@ -162,8 +162,8 @@ def conclusion(judged):
         + ").")
     smallest_n = min(int(label.rsplit("n=", 1)[1].rstrip(")")) for label, _, _ in judged)
     certainty = ("" if smallest_n >= 30 else
-                 f" Only {smallest_n} run{'s' if smallest_n > 1 else ''} per config: the measured spread, hence this "
-                 "verdict, is rough.")
+                 f" The smallest sample has only {smallest_n} run{'s' if smallest_n > 1 else ''}: its measured spread, "
+                 "hence this verdict, is rough.")
     caveat = (" This assumes the paper's runs had the seed-to-seed spread measured here; the printed brackets "
               "have one decimal, so each end is known only to ±0.05.")
     if not fitting:

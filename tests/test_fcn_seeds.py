@@ -57,7 +57,7 @@ def test_smoke_mode_trains_two_seeds_and_writes_table_verdict_and_figure(tmp_pat
     assert "| fcn_signed_closest_to_paper | test accuracy % | 2 |" in text
     assert "| fcn_baseline | test accuracy % | 2 |" in text and "97.43 [97.4, 97.5]" in text
     assert "signed remaining % (spread of fcn_signed_closest_to_paper, n=2)" in text
-    assert "Only 2 runs per config" in text
+    assert "The smallest sample has only 2 runs" in text
     assert (tmp_path / "fcn_seeds.png").read_bytes()[:4] == b"\x89PNG"
 
 
