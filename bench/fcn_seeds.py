@@ -166,15 +166,25 @@ def conclusion(judged):
                  "hence this verdict, is rough.")
     caveat = (" This assumes the paper's runs had the seed-to-seed spread measured here; the printed brackets "
               "have one decimal, so each end is known only to ±0.05.")
+    width = width_reading(judged)
     if not fitting:
         counts = ", ".join(f"{label} {sum(bool(v.get(name, {}).get('consistent')) for _, _, v in judged)}"
                            for name, label in INTERVALS.items())
         return ("None of " + ", ".join(INTERVALS.values()) + f" is consistent with all {len(judged)} brackets "
                 f"(rule: both ends within ±0.05 of the printed ends; brackets fitted: {counts})."
-                + closest + caveat + certainty)
+                + width + closest + caveat + certainty)
     names = " and ".join(INTERVALS[name] for name in fitting)
     return (f"The paper's brackets are consistent with {names} (all {len(judged)} brackets; rule: both ends "
-            "within ±0.05 of the printed ends)." + closest + caveat + certainty)
+            "within ±0.05 of the printed ends)." + width + closest + caveat + certainty)
+
+
+def width_reading(judged):
+    """The spread alone: which definitions give every bracket's width within the ±0.1 its two rounded ends allow."""
+    fitting = [INTERVALS[name] for name in INTERVALS if all(v.get(name, {}).get("width_fits") for _, _, v in judged)]
+    verdict = (" and ".join(fitting) + f" fit{'s' if len(fitting) == 1 else ''} all {len(judged)}" if fitting
+               else f"no definition fits all {len(judged)}")
+    return (" By width alone (the spread, not the centring; a printed width is known only to ±0.1): "
+            f"{verdict} brackets.")
 
 
 def markdown(results):
@@ -183,12 +193,14 @@ def markdown(results):
     lines += statistics_table(results) + ["", "## What the paper's brackets can be", "",
                                           "Each definition's interval of our runs, moved to the paper's mean; "
                                           "✓ = both ends within ±0.05 of the printed ends; ratio = printed width / "
-                                          "predicted width.", ""]
+                                          "predicted width; width ✓ = predicted width within ±0.1 of the printed "
+                                          "width.", ""]
     judged = bracket_verdicts(results)
     header = "| bracket | paper | " + " | ".join(INTERVALS.values()) + " |"
     lines += [header, "|---|---|" + "---|" * len(INTERVALS)]
     for label, paper, verdicts in judged:
-        cells = [f"{_pair(v['predicted'])} ×{v['width_ratio']:.2f} {'✓' if v['consistent'] else '✗'}"
+        cells = [f"{_pair(v['predicted'])} ×{v['width_ratio']:.2f} {'✓' if v['consistent'] else '✗'}, "
+                 f"width {'✓' if v['width_fits'] else '✗'}"
                  if (v := verdicts.get(name)) else "–" for name in INTERVALS]
         lines.append(f"| {label} | {paper.mean:.2f} [{paper.low}, {paper.high}] | " + " | ".join(cells) + " |")
     lines += ["", conclusion(judged), "", "![FCN seeds](fcn_seeds.png)", ""]

@@ -43,6 +43,24 @@ def test_bracket_rule_moves_our_interval_to_the_paper_mean_and_allows_half_a_dig
     assert verdicts["min_max"]["consistent"] and verdicts["min_max"]["width_ratio"] == pytest.approx(1.0)
     assert not verdicts["quantiles"]["consistent"]          # (97.38, 97.58): 0.08 and 0.12 off
     assert verdicts["ci"]["width_ratio"] == pytest.approx(20.0) and not verdicts["ci"]["consistent"]
+    # Width alone: 0.4 printed, so 0.3–0.5 fits whatever the centring; 0.2 (quantiles) does not.
+    assert verdicts["min_max"]["width_fits"] and not verdicts["quantiles"]["width_fits"]
+    off_centre = bracket_consistency({"mean": 97.0, "quantiles": (96.7, 97.02)}, 97.48, 97.3, 97.7)["quantiles"]
+    assert off_centre["width_fits"] and not off_centre["consistent"]       # width 0.32, ends 0.12 and 0.2 off
+
+
+def test_conclusion_separates_the_ends_rule_from_the_width_alone():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fcn_seeds
+    spread = {"mean": 97.0, "min_max": (96.6, 97.4), "quantiles": (96.82, 97.18), "sd": (96.85, 97.15),
+              "ci": (96.98, 97.02)}
+    judged = [("signed test accuracy % (spread of a, n=50)", None, bracket_consistency(spread, 97.48, 97.3, 97.7)),
+              ("baseline test accuracy % (spread of b, n=50)", None, bracket_consistency(spread, 97.43, 97.3, 97.6))]
+    text = fcn_seeds.conclusion(judged)
+    assert text.startswith("The paper's brackets are consistent with [5 %, 95 %] quantiles (all 2 brackets")
+    assert "By width alone (the spread, not the centring; a printed width is known only to ±0.1): " \
+           "[5 %, 95 %] quantiles and mean ± 1 sd fit all 2 brackets." in text
+    assert "The smallest sample" not in text                  # 50 runs each
 
 
 def test_smoke_mode_trains_two_seeds_and_writes_table_verdict_and_figure(tmp_path, monkeypatch):

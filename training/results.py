@@ -110,8 +110,10 @@ def bracket_consistency(stats, paper_mean, paper_low, paper_high, resolution=0.1
     Each definition's interval of ``stats`` (interval_statistics) is moved by the difference of the
     means, i.e. the paper is assumed to have had our spread. The rule: a definition is consistent when
     both moved ends lie within half a printed digit (``resolution`` / 2) of the printed ends, the range
-    the paper's rounding leaves them. Returns {definition: {predicted, width_ratio, consistent}};
-    width_ratio = printed width / predicted width (1 = same width)."""
+    the paper's rounding leaves them. ``width_fits`` asks only about the spread, not the centring: the
+    predicted width lies within ``resolution`` of the printed width (two rounded ends). Returns
+    {definition: {predicted, width_ratio, consistent, width_fits}}; width_ratio = printed width /
+    predicted width (1 = same width)."""
     verdicts = {}
     for name in INTERVALS:
         interval = stats.get(name)
@@ -122,7 +124,8 @@ def bracket_consistency(stats, paper_mean, paper_low, paper_high, resolution=0.1
         tolerance = resolution / 2 + 1e-9
         verdicts[name] = {"predicted": (low, high),
                           "width_ratio": (paper_high - paper_low) / (high - low) if high > low else math.inf,
-                          "consistent": abs(low - paper_low) <= tolerance and abs(high - paper_high) <= tolerance}
+                          "consistent": abs(low - paper_low) <= tolerance and abs(high - paper_high) <= tolerance,
+                          "width_fits": abs((high - low) - (paper_high - paper_low)) <= 2 * tolerance}
     return verdicts
 
 
