@@ -151,7 +151,7 @@ def conclusion(judged):
     """One paragraph: the definitions consistent with every judged bracket, and how sure that is."""
     if not judged:
         return "No bracket could be judged (no finished runs of " + ", ".join(JUDGED) + ")."
-    fitting = [name for name in INTERVALS if all(v.get(name, {}).get("consistent") for _, _, v in judged)]
+    fitting = fitting_every_bracket(judged, "consistent")
     # Closeness in width, whatever the rounding says: mean |log(printed width / predicted width)|.
     misfit = {name: sum(abs(math.log(v[name]["width_ratio"])) for _, _, v in judged) / len(judged)
               for name in INTERVALS if all(name in v and 0 < v[name]["width_ratio"] < math.inf for _, _, v in judged)}
@@ -178,9 +178,14 @@ def conclusion(judged):
             "within ±0.05 of the printed ends)." + width + closest + caveat + certainty)
 
 
+def fitting_every_bracket(judged, test):
+    """The interval definitions that pass ``test`` ("consistent" or "width_fits") for every judged bracket."""
+    return [name for name in INTERVALS if all(v.get(name, {}).get(test) for _, _, v in judged)]
+
+
 def width_reading(judged):
     """The spread alone: which definitions give every bracket's width within the ±0.1 its two rounded ends allow."""
-    fitting = [INTERVALS[name] for name in INTERVALS if all(v.get(name, {}).get("width_fits") for _, _, v in judged)]
+    fitting = [INTERVALS[name] for name in fitting_every_bracket(judged, "width_fits")]
     verdict = (" and ".join(fitting) + f" fit{'s' if len(fitting) == 1 else ''} all {len(judged)}" if fitting
                else f"no definition fits all {len(judged)}")
     return (" By width alone (the spread, not the centring; a printed width is known only to ±0.1): "
