@@ -20,12 +20,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fileio import atomic_write_text, run_folder_index  # noqa: E402
-from reporting.paper import PAPER_ROWS  # noqa: E402
+from reporting.paper import PAPER_ROWS, Interval  # noqa: E402
 from training.results import INTERVALS, bracket_consistency, interval_statistics, run_dir  # noqa: E402
 from training.run_record import RunRecord  # noqa: E402
 
@@ -35,6 +36,17 @@ CONFIGS = {"fcn_signed_closest_to_paper": "signed", "fcn_baseline": "baseline", 
 JUDGED = ("fcn_signed_closest_to_paper", "fcn_baseline")
 SMOKE = ["training.epochs=1", "data.train_limit=2000", "data.test_limit=500"]
 METRICS = (("accuracy", "test accuracy %"), ("remaining_percent", "remaining %"))
+# The paper prints its brackets with one decimal: each end is known to ± RESOLUTION / 2, a width to ± RESOLUTION.
+RESOLUTION = 0.1
+END_TOLERANCE, WIDTH_TOLERANCE = f"±{RESOLUTION / 2:g}", f"±{RESOLUTION:g}"
+
+
+class JudgedBracket(NamedTuple):
+    """One of the paper's brackets, the spread (n runs) that judges it, and the verdict per definition."""
+    label: str
+    paper: Interval
+    verdicts: dict
+    n: int
 
 
 # A small FCN step is one core's work on CPU (JAX ran it no faster with two threads than with one), so
@@ -132,7 +144,7 @@ def statistics_table(results):
 
 
 def bracket_verdicts(results):
-    """[(bracket label, paper Interval, verdicts)] for the brackets the JUDGED configs can judge."""
+    """A JudgedBracket for every bracket the JUDGED configs can judge."""
     judged = []
     for name in JUDGED:
         if name not in results:
@@ -142,8 +154,9 @@ def bracket_verdicts(results):
             paper, stats = paper_interval(side, metric), stats_by_metric[metric]
             if paper is None or paper.low is None or stats is None:
                 continue
-            judged.append((f"{side} {label} (spread of {name}, n={stats['n']})", paper,
-                           bracket_consistency(stats, paper.mean, paper.low, paper.high)))
+            judged.append(JudgedBracket(f"{side} {label} (spread of {name}, n={stats['n']})", paper,
+                                        bracket_consistency(stats, paper.mean, paper.low, paper.high, RESOLUTION),
+                                        stats["n"]))
     return judged
 
 
@@ -153,42 +166,43 @@ def conclusion(judged):
         return "No bracket could be judged (no finished runs of " + ", ".join(JUDGED) + ")."
     fitting = fitting_every_bracket(judged, "consistent")
     # Closeness in width, whatever the rounding says: mean |log(printed width / predicted width)|.
-    misfit = {name: sum(abs(math.log(v[name]["width_ratio"])) for _, _, v in judged) / len(judged)
-              for name in INTERVALS if all(name in v and 0 < v[name]["width_ratio"] < math.inf for _, _, v in judged)}
+    misfit = {name: sum(abs(math.log(b.verdicts[name]["width_ratio"])) for b in judged) / len(judged)
+              for name in INTERVALS
+              if all(name in b.verdicts and 0 < b.verdicts[name]["width_ratio"] < math.inf for b in judged)}
     ranked = sorted(misfit, key=misfit.get)
     closest = "" if not ranked else (
         f" Closest in width: {INTERVALS[ranked[0]]} (printed widths off by a factor {math.exp(misfit[ranked[0]]):.2f} "
         "on average" + (f"; next {INTERVALS[ranked[1]]}, {math.exp(misfit[ranked[1]]):.2f}" if len(ranked) > 1 else "")
         + ").")
-    smallest_n = min(int(label.rsplit("n=", 1)[1].rstrip(")")) for label, _, _ in judged)
+    smallest_n = min(bracket.n for bracket in judged)
     certainty = ("" if smallest_n >= 30 else
                  f" The smallest sample has only {smallest_n} run{'s' if smallest_n > 1 else ''}: its measured spread, "
                  "hence this verdict, is rough.")
     caveat = (" This assumes the paper's runs had the seed-to-seed spread measured here; the printed brackets "
-              "have one decimal, so each end is known only to ±0.05.")
+              f"have one decimal, so each end is known only to {END_TOLERANCE}.")
     width = width_reading(judged)
     if not fitting:
-        counts = ", ".join(f"{label} {sum(bool(v.get(name, {}).get('consistent')) for _, _, v in judged)}"
+        counts = ", ".join(f"{label} {sum(bool(b.verdicts.get(name, {}).get('consistent')) for b in judged)}"
                            for name, label in INTERVALS.items())
         return ("None of " + ", ".join(INTERVALS.values()) + f" is consistent with all {len(judged)} brackets "
-                f"(rule: both ends within ±0.05 of the printed ends; brackets fitted: {counts})."
+                f"(rule: both ends within {END_TOLERANCE} of the printed ends; brackets fitted: {counts})."
                 + width + closest + caveat + certainty)
     names = " and ".join(INTERVALS[name] for name in fitting)
     return (f"The paper's brackets are consistent with {names} (all {len(judged)} brackets; rule: both ends "
-            "within ±0.05 of the printed ends)." + width + closest + caveat + certainty)
+            f"within {END_TOLERANCE} of the printed ends)." + width + closest + caveat + certainty)
 
 
 def fitting_every_bracket(judged, test):
     """The interval definitions that pass ``test`` ("consistent" or "width_fits") for every judged bracket."""
-    return [name for name in INTERVALS if all(v.get(name, {}).get(test) for _, _, v in judged)]
+    return [name for name in INTERVALS if all(b.verdicts.get(name, {}).get(test) for b in judged)]
 
 
 def width_reading(judged):
-    """The spread alone: which definitions give every bracket's width within the ±0.1 its two rounded ends allow."""
+    """The spread alone: which definitions give every bracket's width within the tolerance its two rounded ends allow."""
     fitting = [INTERVALS[name] for name in fitting_every_bracket(judged, "width_fits")]
     verdict = (" and ".join(fitting) + f" fit{'s' if len(fitting) == 1 else ''} all {len(judged)}" if fitting
                else f"no definition fits all {len(judged)}")
-    return (" By width alone (the spread, not the centring; a printed width is known only to ±0.1): "
+    return (f" By width alone (the spread, not the centring; a printed width is known only to {WIDTH_TOLERANCE}): "
             f"{verdict} brackets.")
 
 
@@ -197,13 +211,13 @@ def markdown(results):
              "Statistics over finished runs (final epoch). CI: t-distribution, n − 1 degrees of freedom.", ""]
     lines += statistics_table(results) + ["", "## What the paper's brackets can be", "",
                                           "Each definition's interval of our runs, moved to the paper's mean; "
-                                          "✓ = both ends within ±0.05 of the printed ends; ratio = printed width / "
-                                          "predicted width; width ✓ = predicted width within ±0.1 of the printed "
-                                          "width.", ""]
+                                          f"✓ = both ends within {END_TOLERANCE} of the printed ends; ratio = "
+                                          f"printed width / predicted width; width ✓ = predicted width within "
+                                          f"{WIDTH_TOLERANCE} of the printed width.", ""]
     judged = bracket_verdicts(results)
     header = "| bracket | paper | " + " | ".join(INTERVALS.values()) + " |"
     lines += [header, "|---|---|" + "---|" * len(INTERVALS)]
-    for label, paper, verdicts in judged:
+    for label, paper, verdicts, _ in judged:
         cells = [f"{_pair(v['predicted'])} ×{v['width_ratio']:.2f} {'✓' if v['consistent'] else '✗'}, "
                  f"width {'✓' if v['width_fits'] else '✗'}"
                  if (v := verdicts.get(name)) else "–" for name in INTERVALS]

@@ -54,13 +54,17 @@ def test_conclusion_separates_the_ends_rule_from_the_width_alone():
     import fcn_seeds
     spread = {"mean": 97.0, "min_max": (96.6, 97.4), "quantiles": (96.82, 97.18), "sd": (96.85, 97.15),
               "ci": (96.98, 97.02)}
-    judged = [("signed test accuracy % (spread of a, n=50)", None, bracket_consistency(spread, 97.48, 97.3, 97.7)),
-              ("baseline test accuracy % (spread of b, n=50)", None, bracket_consistency(spread, 97.43, 97.3, 97.6))]
+    judged = [fcn_seeds.JudgedBracket("signed test accuracy % (spread of a, n=50)", None,
+                                      bracket_consistency(spread, 97.48, 97.3, 97.7), 50),
+              fcn_seeds.JudgedBracket("baseline test accuracy % (spread of b, n=50)", None,
+                                      bracket_consistency(spread, 97.43, 97.3, 97.6), 50)]
     text = fcn_seeds.conclusion(judged)
     assert text.startswith("The paper's brackets are consistent with [5 %, 95 %] quantiles (all 2 brackets")
     assert "By width alone (the spread, not the centring; a printed width is known only to ±0.1): " \
            "[5 %, 95 %] quantiles and mean ± 1 sd fit all 2 brackets." in text
     assert "The smallest sample" not in text                  # 50 runs each
+    few = [judged[0], judged[1]._replace(n=3)]
+    assert "The smallest sample has only 3 runs" in fcn_seeds.conclusion(few)
 
 
 def test_smoke_mode_trains_two_seeds_and_writes_table_verdict_and_figure(tmp_path, monkeypatch):
