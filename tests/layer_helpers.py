@@ -68,11 +68,30 @@ def make_dense(units, in_dim, p=0.5, **kwargs):
     return layer
 
 
+def seeded_dense(units, in_dim, rng, **kwargs):
+    """A built dense layer with normal weights and band scores from ``rng``: (layer, weights, scores)."""
+    layer = make_dense(units, in_dim, **kwargs)
+    weights = rng.normal(size=(in_dim, units)).astype(np.float32)
+    scores = band_scores((in_dim, units), rng)
+    layer.set_initial_values(frozen_kernel=weights, scores=scores)
+    return layer, weights, scores
+
+
 def make_conv(filters, in_ch, kernel_size, stride, padding, p=0.5, **kwargs):
     layer = SignedSupermaskConv2D(filters, kernel_size, strides=stride, padding=padding, threshold_fraction=p,
                                   **kwargs)
     layer.build((None, 9, 8, in_ch))
     return layer
+
+
+def seeded_conv(filters, in_ch, kernel_size, stride, padding, rng):
+    """A built conv layer with normal weights and band scores from ``rng``: (layer, weights, scores)."""
+    layer = make_conv(filters, in_ch, kernel_size, stride, padding)
+    shape = (kernel_size, kernel_size, in_ch, filters)
+    weights = rng.normal(size=shape).astype(np.float32)
+    scores = band_scores(shape, rng)
+    layer.set_initial_values(frozen_kernel=weights, scores=scores)
+    return layer, weights, scores
 
 
 def np_var(variable):

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 from layer_helpers import (ABOVE_TAU, TAU, band_scores, conv_kernel_grad_ref, conv_ref, make_conv, make_dense,
-                           np_var, q_ref, requires_tf)
+                           np_var, q_ref, requires_tf, seeded_conv, seeded_dense)
 
 from masking import (SignedSupermaskConv2D, SignedSupermaskDense, mask_report, masked_layers,
                      remaining_percent, straight_through_mask, ternary_mask)
@@ -61,10 +61,7 @@ def test_effective_kernel_is_bit_exact():
 
 def test_dense_forward_matches_numpy():
     rng = np.random.default_rng(3)
-    layer = make_dense(7, 11)
-    weights = rng.normal(size=(11, 7)).astype(np.float32)
-    scores = band_scores((11, 7), rng)
-    layer.set_initial_values(frozen_kernel=weights, scores=scores)
+    layer, weights, scores = seeded_dense(7, 11, rng)
     x = rng.normal(size=(4, 11)).astype(np.float32)
     expected = x.astype(np.float64) @ (weights * q_ref(scores, TAU)).astype(np.float64)
     out = np_var(layer(x))
@@ -74,10 +71,7 @@ def test_dense_forward_matches_numpy():
 
 def test_dense_activation_applied():
     rng = np.random.default_rng(4)
-    layer = make_dense(5, 6, activation="elu")
-    weights = rng.normal(size=(6, 5)).astype(np.float32)
-    scores = band_scores((6, 5), rng)
-    layer.set_initial_values(frozen_kernel=weights, scores=scores)
+    layer, weights, scores = seeded_dense(5, 6, rng, activation="elu")
     x = rng.normal(size=(3, 6)).astype(np.float32)
     z = x.astype(np.float64) @ (weights * q_ref(scores, TAU))
     np.testing.assert_allclose(np_var(layer(x)), np.where(z > 0, z, np.expm1(z)), rtol=1e-5, atol=1e-5)
@@ -90,10 +84,7 @@ CONV_CASES = [(k, s, p) for k in (3, 1) for s in (1, 2) for p in ("same", "valid
 def test_conv_forward_matches_numpy(kernel_size, stride, padding):
     rng = np.random.default_rng(5 + kernel_size + 10 * stride)
     shape = (kernel_size, kernel_size, 3, 4)
-    layer = make_conv(4, 3, kernel_size, stride, padding)
-    weights = rng.normal(size=shape).astype(np.float32)
-    scores = band_scores(shape, rng) if np.prod(shape) >= 12 else None
-    layer.set_initial_values(frozen_kernel=weights, scores=scores)
+    layer, weights, scores = seeded_conv(4, 3, kernel_size, stride, padding, rng)
     assert np_var(layer.threshold) == TAU
     x = rng.normal(size=(2, 9, 8, 3)).astype(np.float32)     # odd/even sizes exercise asymmetric padding
     expected, _ = conv_ref(x.astype(np.float64), (weights * q_ref(scores, TAU)).astype(np.float64), stride,
@@ -150,10 +141,7 @@ def _tape_grad(layer, x, upstream):
 @requires_tf
 def test_dense_score_gradient_straight_through():
     rng = np.random.default_rng(6)
-    layer = make_dense(6, 9)
-    weights = rng.normal(size=(9, 6)).astype(np.float32)
-    scores = band_scores((9, 6), rng)
-    layer.set_initial_values(frozen_kernel=weights, scores=scores)
+    layer, weights, scores = seeded_dense(6, 9, rng)
     x = rng.normal(size=(5, 9)).astype(np.float32)
     upstream = rng.normal(size=(5, 6)).astype(np.float32)
     grad, out = _tape_grad(layer, x, upstream)
@@ -170,10 +158,7 @@ def test_dense_score_gradient_straight_through():
 def test_conv_score_gradient_straight_through(kernel_size, stride, padding):
     rng = np.random.default_rng(7 + kernel_size + 10 * stride)
     shape = (kernel_size, kernel_size, 3, 4)
-    layer = make_conv(4, 3, kernel_size, stride, padding)
-    weights = rng.normal(size=shape).astype(np.float32)
-    scores = band_scores(shape, rng)
-    layer.set_initial_values(frozen_kernel=weights, scores=scores)
+    layer, weights, scores = seeded_conv(4, 3, kernel_size, stride, padding, rng)
     x = rng.normal(size=(2, 9, 8, 3)).astype(np.float32)
     _, x_padded = conv_ref(x.astype(np.float64), np.zeros(shape), stride, padding)
     out_shape = layer.compute_output_shape(x.shape)
