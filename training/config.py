@@ -66,7 +66,7 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    kind: str = option("exp_staircase", choices=SCHEDULES, doc="exp_staircase = METHOD §5.4 A; exp_continuous = B; plateau = C (ResNets); cosine = lr0 * (1 + cos(pi * step / all steps)) / 2 (edge-popup)")
+    kind: str = option("exp_staircase", choices=SCHEDULES, doc="exp_staircase = METHOD §5.4 A; exp_continuous = B; plateau = C (ResNets); constant = lr0 throughout; cosine = lr0 * (1 + cos(pi * epoch / epochs)) / 2, set once per epoch (edge-popup)")
     decay_epochs: int = option(10, minimum=1, doc="A/B: epochs per decay period (authors: decay_steps)")
     decay_rate: Optional[float] = option(None, minimum=0.0, maximum=1.0, doc="A/B: factor per period; null = 0.96 for A, 0.9 for B")
     steps_per_epoch: Optional[int] = option(None, minimum=1, doc="A/B: steps counted per epoch; null = 390 for A (hard-coded by the authors), real batches for B")
