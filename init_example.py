@@ -5,10 +5,12 @@
     python init_example.py --inspect weights/FCN/weights/signed_constant_elus/FCN_weights_0.pkl
 
 Per run r (seed = base seed + r, METHOD §2.7) three files are written under
-``weights/<model>/<kind>/<distribution>_<scaling>/<model>_<kind>_<r>.pkl``:
+``weights/<model>/<kind>/<distribution>_<scaling>[_x<factor>]/<model>_<kind>_<r>.pkl``:
 ``weights`` (frozen W of the signed model), ``scores`` (its initial scores S) and
 ``baseline`` (the kernels of the ordinary model). ``train.py`` loads them; the
-layout of a file is documented in ``masking/init_files.py``.
+layout of a file is documented in ``masking/init_files.py``. A model layout other than the
+default (--width-multiplier, --num-classes, --projection-every, --extra-head) is recorded in the
+file but not in its path: give it its own --out folder and the config's init.weights_dir.
 """
 import argparse
 import math
@@ -87,6 +89,10 @@ def main(argv=None):
     parser.add_argument("--width-multiplier", type=bounded_number(float, 1e-6, MAX_WIDTH_MULTIPLIER), default=1.0)
     parser.add_argument("--num-classes", type=bounded_number(int, 1), default=None,
                         help="default: the model's paper dataset")
+    parser.add_argument("--projection-every", type=bounded_number(int, 1), default=None,
+                        help="ResNets: a projection block every N blocks of a stage (model.projection_every)")
+    parser.add_argument("--extra-head", action="store_true",
+                        help="ResNets: the extra ELU + dense head (model.extra_head)")
     parser.add_argument("--out", default="weights", help="output folder (default weights/)")
     parser.add_argument("--inspect", metavar="FILE", help="print a file's metadata and array shapes, then exit")
     args = parser.parse_args(argv)
@@ -103,6 +109,9 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown model {unknown[0]!r}")
     for name in names:
+        for flag, value in (("--projection-every", args.projection_every), ("--extra-head", args.extra_head)):
+            if value and MODEL_FAMILIES[name].kind != "resnet":
+                parser.error(f"argument {flag}: applies to ResNets only, not {name}")
         narrowest = MODEL_FAMILIES[name].narrowest_layer
         if int(narrowest * args.width_multiplier) < 1:
             parser.error(f"argument --width-multiplier: {args.width_multiplier:g} leaves no unit in the narrowest "
@@ -121,6 +130,10 @@ def write_all(names, args):
         options = {"width_multiplier": args.width_multiplier}
         if args.num_classes:
             options["num_classes"] = args.num_classes
+        if args.projection_every is not None:
+            options["projection_every"] = args.projection_every
+        if args.extra_head:
+            options["extra_head"] = True
         for run in range(args.runs):
             paths = write_run_files(name, run, args.seed + run, args.out, args.weight_init, args.score_init,
                                     args.baseline_init, options)

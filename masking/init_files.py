@@ -170,9 +170,10 @@ def _check_layer(path, index, entry):
         raise InitFileError(f"{where}: values have shape {values.shape}, the entry says {tuple(shape)}")
 
 
-def apply_init_file(model, path, expected_kind):
-    """Assign a file's arrays to ``model``; any mismatch names the file and the layer."""
-    payload = load_init_file(path)
+def apply_init_file(model, path, expected_kind, payload=None):
+    """Assign a file's arrays to ``model``; any mismatch names the file and the layer. ``payload``:
+    the file as load_init_file already read it (else it is read here)."""
+    payload = load_init_file(path) if payload is None else payload
     if payload["kind"] != expected_kind:
         raise InitFileError(f"{path}: holds {payload['kind']!r} values, expected {expected_kind!r}")
     if payload["model"] != model.name:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.datasets import NUM_CLASSES
-from masking.init_files import InitFileError, apply_init_file, init_file_path
+from masking.init_files import InitFileError, apply_init_file, init_file_path, load_init_file
 from masking.init_spec import DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, InitSpec
 from models.conv import build_conv
 from models.fcn import build_fcn
@@ -70,14 +70,32 @@ def initial_value_files(config, run_index):
             for kind, spec in kinds]
 
 
+def file_layout(config):
+    """The model options that decide which layers an init file covers, as the config asks for them."""
+    layout = {"width_multiplier": config.model.width_multiplier, "num_classes": NUM_CLASSES[config.data.dataset]}
+    if model_family(config.model.name).kind == "resnet":
+        layout.update(projection_every=config.model.projection_every, extra_head=config.model.extra_head)
+    return layout
+
+
+def recorded_layout(payload, model_name):
+    """The same options as an init file records them (init_example.py writes only the ones it was given)."""
+    defaults = {"width_multiplier": 1.0, "num_classes": model_family(model_name).num_classes,
+                "projection_every": None, "extra_head": False}
+    return {**defaults, **payload["options"]}
+
+
 def _creating_command(config, run_index):
     if config.model.signed:
         init_flags = f"--weight-init {config.init.weight} --score-init {config.init.mask}"
     else:
         init_flags = f"--baseline-init {config.init.weight}"
+    layout = file_layout(config)
+    layout_flags = "".join([f" --projection-every {layout['projection_every']}" if layout.get("projection_every") else "",
+                            " --extra-head" if layout.get("extra_head") else ""])
     return (f"python init_example.py --model {config.model.name} --runs {run_index + 1} {init_flags} "
             f"--width-multiplier {config.model.width_multiplier:g} "
-            f"--num-classes {NUM_CLASSES[config.data.dataset]} --out {config.init.weights_dir}")
+            f"--num-classes {NUM_CLASSES[config.data.dataset]}{layout_flags} --out {config.init.weights_dir}")
 
 
 def resolve_initial_values(config, run_index):
@@ -126,7 +144,13 @@ def load_initial_files(model, config, run_index):
         if not Path(path).is_file():
             raise InitFileError(f"{path}: missing init file; create it with: {_creating_command(config, run_index)}")
         try:
-            payload = apply_init_file(model, path, kind)
+            payload = load_init_file(path)
+            recorded = recorded_layout(payload, config.model.name)
+            for option, wanted in file_layout(config).items():
+                if recorded.get(option) != wanted:
+                    raise InitFileError(f"{path}: made for model.{option} {shown(recorded.get(option))}, "
+                                        f"the config asks for {shown(wanted)}")
+            apply_init_file(model, path, kind, payload)
             try:
                 recorded = InitSpec.of(payload["initializer"])
             except (TypeError, ValueError):

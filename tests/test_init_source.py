@@ -138,3 +138,28 @@ def test_cli_wrong_file_is_one_line_exit_2_and_files_missing_names_the_command(f
         assert result.returncode == 2, result.stderr[-2000:]
         error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(error_lines) == 1 and expected in error_lines[0], result.stderr[-2000:]
+
+
+def test_a_resnet_layout_option_is_named_and_the_command_it_gives_writes_files_that_fit(tmp_path):
+    default_layout = tmp_path / "default"
+    assert init_example.main(["--model", "ResNet20", "--runs", "1", "--out", str(default_layout)]) == 0
+    overrides = ["model.projection_every=1", "model.extra_head=true"]
+    config = load_config(ROOT / "configs" / "resnet20_signed.yaml", overrides + [f"init.weights_dir={default_layout}"])
+    with pytest.raises(InitFileError, match="made for model.projection_every None, the config asks for 1") as error:
+        build_experiment_model(config, config.seed)
+    command = str(error.value).rsplit("written by: python init_example.py ", 1)[1].rsplit(" --out FOLDER)", 1)[0]
+    assert "--projection-every 1 --extra-head" in command
+    assert init_example.main(command.split() + ["--out", str(tmp_path / "layout")]) == 0
+    fitting = load_config(ROOT / "configs" / "resnet20_signed.yaml", overrides + [f"init.weights_dir={tmp_path / 'layout'}"])
+    assert resolve_initial_values(fitting, 0).source == "files"
+    on_the_fly = load_config(ROOT / "configs" / "resnet20_signed.yaml", overrides + ["init.source=on_the_fly"])
+    for a, b in zip(variables(build_experiment_model(fitting, fitting.seed)),
+                    variables(build_experiment_model(on_the_fly, on_the_fly.seed))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_init_example_refuses_resnet_options_for_other_models(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        init_example.main(["--model", "Conv2", "--extra-head", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--extra-head: applies to ResNets only, not Conv2" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
