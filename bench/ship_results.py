@@ -7,14 +7,13 @@ history.json and masks.npz; never weights, checkpoints or TensorBoard files. A r
 training ships its history so far (from its checkpoint), so the epochs reached are on record.
 """
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fileio import read_json, run_folder_index, write_json  # noqa: E402
-from training.run_state import read_checkpoint_state  # noqa: E402
+from fileio import atomic_write_bytes, read_json, run_folder_index, write_json  # noqa: E402
+from training.run_state import DamagedState, read_checkpoint_state  # noqa: E402
 
 EXPERIMENT_FILES = ("config.yaml", "summary.json")
 RUN_FILES = ("config.yaml", "run.json", "history.json", "masks.npz")
@@ -41,18 +40,19 @@ def ship(experiment_dir, dest_root):
 
 
 def _history_so_far(run):
-    """The history in a running run's checkpoint (the two-file format of earlier versions too)."""
-    legacy = run / "checkpoint.json"
-    if legacy.is_file():
-        return read_json(legacy)["history"]
+    """The history in a running run's checkpoint; the two-file format of earlier versions only where
+    checkpoint.npz holds no state (a resumed run keeps the converted checkpoint.json until it restarts)."""
     if (run / "checkpoint.npz").is_file():
-        return read_checkpoint_state(run / "checkpoint.npz")["history"]
-    return None
+        try:
+            return read_checkpoint_state(run / "checkpoint.npz")["history"]
+        except (DamagedState, KeyError):
+            pass
+    legacy = run / "checkpoint.json"
+    return read_json(legacy)["history"] if legacy.is_file() else None
 
 
 def _copy(source, destination):
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, destination)
+    atomic_write_bytes(destination, source.read_bytes())
     return destination
 
 

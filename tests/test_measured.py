@@ -3,6 +3,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import yaml
 from conftest import REPO_ROOT
 
@@ -10,6 +11,7 @@ import report
 from bench.ship_results import RUN_FILES, ship
 from fileio import run_folder_index
 from training.run_record import RunRecord
+from training.run_state import checkpoint_bytes
 from test_report import write_config, write_finished_run
 
 MEASURED = Path(REPO_ROOT) / "measured"
@@ -51,6 +53,17 @@ def test_ship_copies_small_files_and_the_history_of_a_running_run(tmp_path):
                        "fcn_signed/run_0/run.json", "fcn_signed/run_1/config.yaml", "fcn_signed/run_1/history.json"]
     history = json.loads((tmp_path / "measured" / "fcn_signed" / "run_1" / "history.json").read_text())
     assert history == {"test_accuracy": [0.5, 0.6]}
+
+
+def test_ship_prefers_the_current_checkpoint_over_a_converted_checkpoint_json(tmp_path):
+    running = tmp_path / "results" / "resnet20_signed" / "run_0"
+    running.mkdir(parents=True)
+    state = {"epochs": 3, "stop_training": False, "history": {"test_accuracy": [0.4, 0.5, 0.6]}}
+    (running / "checkpoint.npz").write_bytes(checkpoint_bytes({"model/w": np.zeros(2, np.float32)}, state))
+    (running / "checkpoint.json").write_text(json.dumps({"history": {"test_accuracy": [0.4]}}))  # converted at epoch 1
+    ship(running.parent, tmp_path / "measured")
+    history = json.loads((tmp_path / "measured" / "resnet20_signed" / "run_0" / "history.json").read_text())
+    assert history == {"test_accuracy": [0.4, 0.5, 0.6]}
 
 
 def test_report_without_arguments_renders_the_shipped_results_on_a_fresh_clone(tmp_path, monkeypatch, capsys):
