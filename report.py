@@ -43,13 +43,14 @@ def draw_figures(experiments, out_dir, digit_source):
             else None
         if mask is None:
             continue
-        if digit is None:
+        if digit is None and digit_source is not None:
             try:
                 digit = digit_source()
             except Exception as error:  # any failure to get the digit only costs this figure
                 notes.append(f"Figure 1 skipped: MNIST digit unavailable ({type(error).__name__}: {error})")
-                digit_source = None
-                continue
+                digit_source = None      # tried once: one note, not one per FCN experiment
+        if digit is None:
+            continue
         title = f"Figure 1: {experiment.name} run_{experiment.finished[0].index}, first-layer mask under an MNIST 8"
         figures.plot_figure1(mask, digit, out_dir / f"fig_figure1_{slug}.png", title)
         written.append((f"Figure 1 (digit vs first-layer mask): {experiment.name}", f"fig_figure1_{slug}.png"))
@@ -92,6 +93,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="folder with mnist.npz for Figure 1 (else $SUPERMASK_DATA_DIR)")
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
+    root = out = None
     try:
         root = Path(args.root) if args.root else default_root()
         out = args.out or (OWN_RESULTS if root == SHIPPED_RESULTS else None)
@@ -102,7 +104,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:   # --out not a folder, read-only, full: say so, keep what was there
-        print(f"error: --out {args.out or args.root}: cannot write {error.filename or ''} "
+        print(f"error: {'--out ' if args.out else ''}{out or root}: cannot write {error.filename or ''} "
               f"({error.strerror or type(error).__name__})", file=sys.stderr)
         return 2
     print(f"wrote {written['md']}, {written['csv'].name}, {written['tex'].name} and {len(written['figures'])} figures")

@@ -227,6 +227,17 @@ def test_report_unwritable_out_exits_2(tmp_path, capsys, monkeypatch, case):
     assert blocker.read_text() == "a file, not a folder" and not list(tmp_path.rglob("report.md"))
 
 
+def test_report_unwritable_default_root_names_it(tmp_path, capsys, monkeypatch):
+    from test_report import write_config, write_finished_run
+    write_config(tmp_path / "results" / "fcn_signed", "FCN", "mnist", runs=1)
+    write_finished_run(tmp_path / "results" / "fcn_signed", 0, 0.97, 3.7, 9000)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(report, "atomic_write_text", no_space_left)
+    assert report.main(["--no-figures"]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith("error: results: cannot write"), lines
+
+
 @pytest.fixture(scope="module")
 def untrained_run(tmp_path_factory):
     """A finished-looking signed FCN run folder and its compact file, made without training."""
