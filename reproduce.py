@@ -292,14 +292,23 @@ def train_all(plan, args):
     """Train every run in plan order; returns the failures as (experiment, run index, reason)."""
     from train import claim_results_folder, update_summary
     from training.runner import RunTrainer
+    from training.schema import ConfigError
 
     jobs = [(experiment, index) for experiment in plan for index in range(experiment.config.runs)]
-    progress, failures = Progress(len(jobs)), []
+    progress, failures, refused = Progress(len(jobs)), [], {}
     for position, (experiment, index) in enumerate(jobs, start=1):
         config = experiment.config
         experiment_dir = Path(args.out) / config.experiment
         if index == 0:
-            claim_results_folder(config, args.out)
+            try:   # checked when planning; another job may have taken the folder since
+                claim_results_folder(config, args.out)
+            except ConfigError as error:
+                refused[config.experiment] = f"ConfigError: {error}"
+        if config.experiment in refused:
+            failures.append((config.experiment, index, refused[config.experiment]))
+            print(f"[reproduce] run {position} of {len(jobs)} failed: {config.experiment} run {index}: "
+                  f"{refused[config.experiment]}", flush=True)
+            continue
         estimates = [planned.run_estimate() for planned, run_index in jobs[position - 1:]
                      if run_index in planned.to_train]
         print(progress.line(position, f"{config.experiment} run {index}", estimates), flush=True)

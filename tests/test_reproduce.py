@@ -81,6 +81,30 @@ def test_results_of_another_config_are_refused_before_anything_runs(tmp_path, ca
     assert "fcn_signed" in capsys.readouterr().err and not (out / "fcn_signed" / "run_0").exists()
 
 
+def test_a_folder_taken_by_another_job_after_planning_fails_its_runs_and_the_rest_train(tmp_path, capsys,
+                                                                                         monkeypatch):
+    import train
+    from training.runner import RunTrainer
+    from training.schema import ConfigError
+    claim = train.claim_results_folder
+
+    def taken_for_signed(config, out_root):
+        if config.experiment == "fcn_signed":
+            raise ConfigError(f"{out_root}/fcn_signed/config.yaml: made by another config")
+        return claim(config, out_root)
+
+    trained = []
+    monkeypatch.setattr(train, "claim_results_folder", taken_for_signed)
+    monkeypatch.setattr(RunTrainer, "run", lambda self: trained.append((self.config.experiment, self.run_index)))
+    code = reproduce.main(["--rows", "FCN", "--runs", "2", "--measure-steps", "0", "--no-figures",
+                           "--out", str(tmp_path / "r")])
+    output = capsys.readouterr().out
+    assert code == 1 and trained == [("fcn_baseline", 0), ("fcn_baseline", 1)]
+    for index in (0, 1):
+        assert f"failed: fcn_signed run {index}: ConfigError: " in output
+    assert "[reproduce] 2 of 4 runs finished, 2 failed" in output
+
+
 def test_real_run_of_two_rows_reports_a_failed_run_continues_and_exits_1(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SUPERMASK_DATA_DIR", str(real_data_dir("mnist.npz", "cifar10_jpeg.npz")))
     from training.runner import RunTrainer, TrainingError
