@@ -191,3 +191,15 @@ def test_keras_save_load_round_trip_gives_identical_predictions(tmp_path):
     np.testing.assert_array_equal(restored.predict(images, verbose=0), expected)
     assert [bn.name for bn in batch_norms(restored) if bn.trainable] == ["stem_bn"]
     assert len(masked_layers(restored)) == 23
+
+
+def test_a_full_bn_baseline_counts_its_kernels_as_the_signed_model_masks_them():
+    from masking import mask_report
+    from training.callbacks import mask_statistics
+
+    baseline = build_model("ResNet20", signed=False, bn_mode="full")
+    signed = build_model("ResNet20", signed=True)
+    masked_total = sum(sum(counts.values()) for counts in mask_report(signed).values())
+    trainable = sum(int(np.prod(v.shape)) for v in baseline.trainable_variables)
+    assert mask_statistics(baseline, signed=False)[:2] == (100.0, masked_total)
+    assert trainable > masked_total          # gamma and beta of every BN are not weights a mask could hide

@@ -23,7 +23,7 @@ import numpy as np
 
 from data import epoch_arrays
 from fileio import atomic_write_bytes
-from masking import mask_report, remaining_percent
+from masking import iter_layers, mask_report, remaining_percent
 from training.optim import current_learning_rate
 from training.run_state import checkpoint_bytes
 
@@ -54,9 +54,12 @@ class EpochArrays:
 
 
 def mask_statistics(model, signed):
-    """(remaining %, remaining count, per-layer +1/0/-1 counts); baselines keep 100 %."""
+    """(remaining %, remaining count, per-layer +1/0/-1 counts); baselines keep 100 % of their
+    Dense/Conv2D kernels (the weights a signed model masks; BN scales and shifts are not counted)."""
     if not signed:
-        return 100.0, int(sum(np.prod(v.shape) for v in model.trainable_variables)), {}
+        kernels = [layer.kernel for layer in iter_layers(model)
+                   if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+        return 100.0, int(sum(np.prod(kernel.shape) for kernel in kernels)), {}
     counts = mask_report(model)
     active = sum(c["kept"] + c["inverted"] for c in counts.values())
     return remaining_percent(model, counts), active, counts
