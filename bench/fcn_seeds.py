@@ -25,7 +25,7 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fileio import atomic_write_text, run_folder_index  # noqa: E402
+from fileio import atomic_path, atomic_write_text, run_folder_index  # noqa: E402
 from reporting.paper import PAPER_ROWS, Interval  # noqa: E402
 from training.results import INTERVALS, bracket_consistency, interval_statistics, run_dir  # noqa: E402
 from training.run_record import RunRecord  # noqa: E402
@@ -260,7 +260,8 @@ def draw(results, path):
             axis.set_ylim(-1.5, 0.5)
             axis.legend(fontsize=6, loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120)
     plt.close(figure)
 
 

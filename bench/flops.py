@@ -101,7 +101,8 @@ def main(argv=None):
     results = row_estimates(rows, args.tflops)
     print(markdown(results, args.tflops))
     if args.json:
-        Path(args.json).write_text(json.dumps({"assumed_tflops": args.tflops, "rows": results}, indent=1))
+        from fileio import atomic_write_text
+        atomic_write_text(args.json, json.dumps({"assumed_tflops": args.tflops, "rows": results}, indent=1))
     return 0
 
 

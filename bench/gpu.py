@@ -6,12 +6,12 @@ and a 100-epoch Conv2 signed run.
     python bench/gpu.py --smoke --out /tmp/gpu.json     # CPU check of the script: 2 steps, 1 short epoch
 
 Parts, in order, each written to the JSON as soon as it is done (a run cut short keeps what it had):
-``environment`` (backend, versions, devices, whether a GPU is used), ``step_times``
+``environment`` (backend, versions, devices, whether a GPU is used), ``flops`` (bench/flops.py's counts,
+to set measured step times against), ``step_times``
 (``bench/step_time.py`` for each model, plain and signed, XLA on (off in ``--smoke``),
 ``--steps-per-execution`` steps per call; one model that fails is recorded and the others continue), ``conv2_run``
 (``train.py configs/conv2_signed.yaml --runs 1`` for ``--epochs`` epochs into a scratch folder; final
-accuracy, remaining %, per-epoch seconds) and ``flops`` (bench/flops.py's counts, to set measured
-step times against). Without a GPU the script stops with exit 2 unless ``--smoke`` or ``--allow-cpu``.
+accuracy, remaining %, per-epoch seconds). Without a GPU the script stops with exit 2 unless ``--smoke`` or ``--allow-cpu``.
 Exit codes: 0 all parts done, 1 a part failed, 2 no GPU or bad input.
 """
 import argparse

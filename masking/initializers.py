@@ -43,10 +43,6 @@ class ScaledInitializer(keras.initializers.Initializer):
     def from_spec(cls, spec, seed=None):
         return cls(spec.distribution, spec.scaling, spec.factor, seed=seed)
 
-    @property
-    def spec(self):
-        return InitSpec(self.distribution, self.scaling, self.factor)
-
     def sample(self, shape):
         """The initial values as a float32 NumPy array."""
         variance = target_variance(shape, self.scaling, self.factor)

@@ -15,8 +15,8 @@ from keras import ops
 
 from masking.init_spec import DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT
 from masking.initializers import ScaledInitializer
-from masking.mask_rule import (SAMPLED_MODES, TOP_K_MODES, check_mask_mode, mask_counts, mode_mask_numpy,
-                                sampled_bernoulli_mask, straight_through_mode_mask)
+from masking.mask_rule import (SAMPLED_MODES, TOP_K_MODES, as_fraction, check_mask_mode, mask_counts,
+                                mode_mask_numpy, sampled_bernoulli_mask, straight_through_mode_mask)
 
 
 class _SignedSupermaskBase(keras.layers.Layer):
@@ -25,7 +25,7 @@ class _SignedSupermaskBase(keras.layers.Layer):
     def __init__(self, threshold_fraction=DEFAULT_THRESHOLD_FRACTION, weight_initializer=None, score_initializer=None,
                  activation=None, mask_mode="signed", keep_fraction=None, sample_seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= float(threshold_fraction) < 1.0:
+        if not 0.0 <= as_fraction(threshold_fraction) < 1.0:
             raise ValueError(f"{self.name}: threshold_fraction must be in [0, 1), got {threshold_fraction}")
         check_mask_mode(mask_mode, keep_fraction, f"layer {self.name}")
         self.threshold_fraction = float(threshold_fraction)

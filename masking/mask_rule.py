@@ -28,12 +28,20 @@ TOP_K_MODES = ("signed_top_k", "top_k")
 SAMPLED_MODES = ("bernoulli",)   # a random mask while training, the deterministic rule otherwise
 
 
+def as_fraction(value):
+    """``value`` as a float, NaN for what is no number (so a range check rejects it with its own message)."""
+    try:
+        return math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def check_mask_mode(mask_mode, keep_fraction, where="mask"):
     """A ValueError naming the problem unless ``keep_fraction`` is in (0, 1] for a top-k mode and None otherwise."""
     if mask_mode not in MASK_MODES:
         raise ValueError(f"{where}: unknown mask_mode {mask_mode!r}; choose one of {', '.join(MASK_MODES)}")
     if mask_mode in TOP_K_MODES:
-        if keep_fraction is None or isinstance(keep_fraction, bool) or not 0.0 < float(keep_fraction) <= 1.0:
+        if not 0.0 < as_fraction(keep_fraction) <= 1.0:
             raise ValueError(f"{where}: mask_mode {mask_mode} needs keep_fraction in (0, 1], got {keep_fraction!r}")
     elif keep_fraction is not None:
         raise ValueError(f"{where}: keep_fraction is only for mask_mode {' or '.join(TOP_K_MODES)}, "

@@ -201,10 +201,16 @@ def test_config_round_trip_and_saved_model(mode, k, tmp_path):
 @pytest.mark.parametrize("mode,k,message", [
     ("top_k", None, "needs keep_fraction"), ("binary", 0.5, "only for mask_mode"), ("signed", 0.5, "only for"),
     ("top_k", 0.0, "needs keep_fraction"), ("top_k", 1.5, "needs keep_fraction"), ("bernoulli", 0.5, "only for"),
-    ("popup", None, "unknown")])
+    ("popup", None, "unknown"), ("top_k", "half", "needs keep_fraction in \\(0, 1\\], got 'half'")])
 def test_layer_refuses_bad_mode_arguments(mode, k, message):
     with pytest.raises(ValueError, match=message):
         SignedSupermaskDense(4, mask_mode=mode, keep_fraction=k)
+
+
+@pytest.mark.parametrize("p", ["abc", None, 1.0, -0.1])
+def test_layer_refuses_a_threshold_fraction_that_is_no_fraction_naming_the_layer(p):
+    with pytest.raises(ValueError, match=r"^probe: threshold_fraction must be in \[0, 1\), got "):
+        SignedSupermaskDense(4, threshold_fraction=p, name="probe")
 
 
 @pytest.mark.parametrize("overrides,key", [

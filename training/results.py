@@ -87,15 +87,15 @@ def t_quantile(probability, df):
     return 0.5 * (low + high)
 
 
-def interval_statistics(values, level=0.95):
+def interval_statistics(values):
     """``statistics`` plus the intervals one may print after a mean: ``min_max``, ``quantiles``
-    (5 %/95 %), ``sd`` (mean +- one sd) and ``ci`` (``level`` confidence interval of the mean,
+    (5 %/95 %), ``sd`` (mean +- one sd) and ``ci`` (95 % confidence interval of the mean,
     t-distribution with n - 1 degrees of freedom; None for one value), each a (low, high) pair."""
     stats = statistics(values)
     if stats is None:
         return None
     mean, std, n = stats["mean"], stats["std"], stats["n"]
-    half = t_quantile(0.5 + level / 2.0, n - 1) * std / math.sqrt(n) if n > 1 else None
+    half = t_quantile(0.975, n - 1) * std / math.sqrt(n) if n > 1 else None
     return {**stats, "min_max": (stats["min"], stats["max"]), "quantiles": (stats["q05"], stats["q95"]),
             "sd": (mean - std, mean + std), "ci": None if half is None else (mean - half, mean + half)}
 
@@ -153,7 +153,3 @@ def summarize_experiment(experiment_dir):
     }
     write_json(experiment_dir / "summary.json", summary)
     return summary
-
-
-def is_finite(value):
-    return value is not None and math.isfinite(value)

@@ -177,7 +177,7 @@ def describe(cls, prefix="", defaults=None):
     """(dotted key, default, doc, choices, affects_results) for every leaf key: the key reference.
 
     ``defaults`` is the enclosing field's default instance (``init.weight`` defaults differ from
-    the bare ``InitConfig`` defaults)."""
+    the bare ``InitSpec`` defaults)."""
     rows = []
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
