@@ -3,10 +3,11 @@
 Pure NumPy so that every Keras backend can train without TensorFlow. Sources, in
 order: ``<data_dir>/<name>.npz`` in Keras layout; for CIFAR-10 also
 ``<data_dir>/cifar10_jpeg.npz`` (the JPEG container of /work/shared/datasets),
-decoded once into ``SUPERMASK_CACHE_DIR``; with no data dir, ``keras.datasets``
+decoded once into ``SUPERMASK_CACHE_DIR`` (one file per container content); with no data dir, ``keras.datasets``
 (needs internet on first use).
 """
 import functools
+import hashlib
 import io
 import os
 from dataclasses import dataclass
@@ -181,9 +182,15 @@ def _validate_keras_arrays(name, arrays, label):
 
 
 def _cached_cifar10_from_jpeg(jpeg_path):
-    """Decode the whole JPEG container once into the cache dir and return the cached npz path."""
+    """Decode the whole JPEG container once into the cache dir and return the cached npz path. The
+    name carries the container's SHA-256, so another container is never served a stale decode."""
     cache_dir = os.path.abspath(os.path.expanduser(os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR))
-    cache_path = os.path.join(cache_dir, "cifar10.npz")
+    digest = hashlib.sha256()
+    with open(jpeg_path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    digest = digest.hexdigest()
+    cache_path = os.path.join(cache_dir, f"cifar10-{digest[:16]}.npz")
     if os.path.exists(cache_path):
         return cache_path
     container = _read_npz(jpeg_path, JPEG_KEYS, JPEG_LAYOUT)

@@ -10,6 +10,7 @@ from training.schema import ConfigError, from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+assert ALL_CONFIGS, "no configs/*.yaml found: the parametrized config tests would silently not run"
 
 
 def write(tmp_path, text, name="exp.yaml"):

@@ -1,4 +1,5 @@
 """Data path: standardization, npz validation, JPEG cache, per-epoch arrays, and the real datasets."""
+import hashlib
 import io
 import os
 import re
@@ -51,13 +52,13 @@ def write_npz(folder, file_name, arrays):
     return folder
 
 
-def write_jpeg_container(path):
+def write_jpeg_container(path, train_count=5):
     """A tiny cifar10_jpeg.npz in the layout of /work/shared/datasets; returns the source images."""
     from PIL import Image
 
     rng = np.random.default_rng(1)
     fields, originals = {}, {}
-    for split, count in (("train", 5), ("test", 3)):
+    for split, count in (("train", train_count), ("test", 3)):
         images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
         encoded = []
         for image in images:
@@ -228,16 +229,23 @@ def test_jpeg_container_is_decoded_once_into_cache(tmp_path, monkeypatch):
     originals = write_jpeg_container(data_dir / "cifar10_jpeg.npz")
     monkeypatch.setenv("SUPERMASK_CACHE_DIR", str(cache_dir))
     dataset = load_dataset("cifar10", data_dir=data_dir, train_limit=2)
-    assert dataset.source == str(cache_dir / "cifar10.npz") and len(dataset.x_train) == 2
-    assert sorted(os.listdir(cache_dir)) == ["cifar10.npz"]
-    with np.load(cache_dir / "cifar10.npz") as cached:
+    digest = hashlib.sha256((data_dir / "cifar10_jpeg.npz").read_bytes()).hexdigest()[:16]
+    assert dataset.source == str(cache_dir / f"cifar10-{digest}.npz") and len(dataset.x_train) == 2
+    assert sorted(os.listdir(cache_dir)) == [f"cifar10-{digest}.npz"]
+    with np.load(cache_dir / f"cifar10-{digest}.npz") as cached:
         assert cached["x_train"].shape == (5, 32, 32, 3) and cached["x_test"].shape == (3, 32, 32, 3)
         expected = decode_jpeg_directly(data_dir / "cifar10_jpeg.npz", "test", 2)
         np.testing.assert_array_equal(cached["x_test"][2], expected)
         assert np.abs(cached["x_train"].astype(int) - originals["train"]).mean() < 3  # lossy, but the same images
     clear_dataset_cache()
-    monkeypatch.setattr(datasets_module, "_decode_jpegs", lambda *args: pytest.fail("cache was not reused"))
-    assert len(load_dataset("cifar10", data_dir=data_dir).x_train) == 5
+    with monkeypatch.context() as patched:
+        patched.setattr(datasets_module, "_decode_jpegs", lambda *args: pytest.fail("cache was not reused"))
+        assert len(load_dataset("cifar10", data_dir=data_dir).x_train) == 5
+    # Another container under the same name is decoded afresh, never served the old decode.
+    write_jpeg_container(data_dir / "cifar10_jpeg.npz", train_count=4)
+    clear_dataset_cache()
+    assert len(load_dataset("cifar10", data_dir=data_dir).x_train) == 4
+    assert len(os.listdir(cache_dir)) == 2
 
 
 def test_inconsistent_jpeg_container_and_keras_layout_precedence(tmp_path, monkeypatch):
@@ -247,7 +255,7 @@ def test_inconsistent_jpeg_container_and_keras_layout_precedence(tmp_path, monke
     monkeypatch.setenv("SUPERMASK_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(DatasetError, match=rf"^{re.escape(str(tmp_path / 'cifar10_jpeg.npz'))}: train_offsets"):
         load_dataset("cifar10", data_dir=tmp_path)
-    assert not (tmp_path / "cache" / "cifar10.npz").exists()
+    assert not (tmp_path / "cache").exists() or not os.listdir(tmp_path / "cache")
     write_npz(tmp_path, "cifar10.npz", keras_layout("cifar10"))  # a Keras-layout file is used as is
     assert load_dataset("cifar10", data_dir=tmp_path).source == str(tmp_path / "cifar10.npz")
 
@@ -360,7 +368,8 @@ def test_real_cifar10_through_jpeg_cache(tmp_path, monkeypatch):
     assert dataset.x_train.shape == (64, 32, 32, 3) and dataset.x_test.shape == (32, 32, 32, 3)
     assert dataset.y_train.min() >= 0 and dataset.y_train.max() <= 9
     assert np.abs(dataset.x_train.mean(axis=(1, 2, 3))).max() < 1e-5
-    with np.load(tmp_path / "cache" / "cifar10.npz") as cached:
+    assert Path(dataset.source).parent == tmp_path / "cache"
+    with np.load(dataset.source) as cached:
         assert cached["x_train"].shape == (50000, 32, 32, 3) and cached["x_test"].shape == (10000, 32, 32, 3)
         np.testing.assert_array_equal(cached["x_train"][49999], decode_jpeg_directly(jpeg_path, "train", 49999))
         with np.load(jpeg_path) as container:

@@ -38,7 +38,8 @@ def test_row_estimates_scale_flops_by_training_images_epochs_and_throughput():
     assert "assumed sustained 10 TFLOP/s" in table
 
 
-def test_gpu_script_refuses_to_run_without_a_gpu_unless_told(tmp_path, capsys):
+def test_gpu_script_refuses_to_run_without_a_gpu_unless_told(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gpu, "environment", lambda: {"backend": "tensorflow", "devices": ["cpu"], "gpu": False})
     assert gpu.main(["--out", str(tmp_path / "gpu.json")]) == 2
     assert "no GPU" in capsys.readouterr().err and not (tmp_path / "gpu.json").exists()
     assert gpu.main(["--models", "Conv3", "--smoke", "--out", str(tmp_path / "gpu.json")]) == 2
@@ -49,7 +50,8 @@ def test_gpu_script_smoke_mode_writes_every_part_to_one_json(tmp_path, monkeypat
     out = tmp_path / "out" / "gpu.json"
     assert gpu.main(["--smoke", "--models", "Conv2", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["smoke"] is True and result["environment"]["gpu"] is False
+    devices = result["environment"]["devices"]
+    assert result["smoke"] is True and result["environment"]["gpu"] is any(d.startswith(("gpu", "cuda")) for d in devices)
     assert result["environment"]["backend"] == "tensorflow" and result["settings"]["steps"] == 2
     assert result["flops"] == {"Conv2": 2 * CONV2_MACS}
     (steps,) = result["step_times"]

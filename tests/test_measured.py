@@ -19,6 +19,7 @@ ALLOWED = set(RUN_FILES) | {"summary.json", "README.md", "agreement.md", "mask_m
 
 
 def test_shipped_results_hold_only_small_readable_files():
+    assert len(list(MEASURED.rglob("run.json"))) >= 150, "measured/ lost its shipped runs"
     for path in MEASURED.rglob("*"):
         if path.is_dir():
             continue
@@ -32,6 +33,7 @@ def test_shipped_results_hold_only_small_readable_files():
 
 def test_every_shipped_run_has_its_config_and_history():
     runs = [path for path in MEASURED.rglob("run_*") if path.is_dir() and run_folder_index(path.name) is not None]
+    assert runs, "measured/ holds no run folders"
     for run in runs:
         assert (run / "config.yaml").is_file() and (run / "history.json").is_file(), run
 

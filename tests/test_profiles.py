@@ -5,7 +5,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from tests.conftest import REPO_ROOT, real_data_dir
+from conftest import REPO_ROOT, real_data_dir
 
 
 def bench_module(name):

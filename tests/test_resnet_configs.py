@@ -11,6 +11,7 @@ from training.runner import compiled_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET_CONFIGS = sorted((ROOT / "configs").glob("resnet*.yaml"))
+assert RESNET_CONFIGS, "no configs/resnet*.yaml found: the parametrized tests would silently not run"
 
 
 def synthetic(num_classes, count=8):

@@ -197,3 +197,23 @@ def test_jax_backend_trains_without_tensorflow(tmp_path):
     assert "tensorflow" not in info["versions"], "the JAX data path and TensorBoard scalars must not import TensorFlow"
     assert len(list((tmp_path / "fcn_signed" / "run_0" / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert info["final"]["test_accuracy"] > 0.6  # chance is 0.1
+
+
+def test_cli_run_index_trains_that_run_alone_and_a_training_error_exits_1(tmp_path, monkeypatch, capsys):
+    import train
+    trained = []
+
+    def record(self):
+        trained.append((self.run_index, self.seed))
+        if self.run_index == 4:
+            raise TrainingError(f"{self.directory}: non-finite training loss nan in epoch 3")
+
+    monkeypatch.setattr(RunTrainer, "run", record)
+    out = tmp_path / "results"
+    assert train.main([str(FCN_CONFIG), "--run-index", "3", "--out", str(out)]) == 0
+    assert trained == [(3, 7531 + 3)]
+    capsys.readouterr()
+    assert train.main([str(FCN_CONFIG), "--run-index", "4", "--out", str(out)]) == 1
+    assert trained[-1] == (4, 7531 + 4)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].endswith("run_4: non-finite training loss nan in epoch 3"), errors
