@@ -88,7 +88,16 @@ def test_jobs_train_seeds_side_by_side_in_child_processes_and_skip_finished_ones
     sys.path.insert(0, str(ROOT / "bench"))
     import fcn_seeds
     arguments = ["--smoke", "--out", str(tmp_path), "--configs", "fcn_baseline", "--backend", "tensorflow", "--jobs", "2"]
+    children, alive_at_spawn, spawn = [], [], fcn_seeds.subprocess.Popen
+
+    def counting_popen(*args, **kwargs):
+        alive_at_spawn.append(sum(child.poll() is None for child in children))
+        children.append(spawn(*args, **kwargs))
+        return children[-1]
+
+    monkeypatch.setattr(fcn_seeds.subprocess, "Popen", counting_popen)
     assert fcn_seeds.main(arguments) == 0
+    assert alive_at_spawn == [0, 1]                # the second seed started while the first trained
     assert "== 2 runs to train, 2 at a time" in capsys.readouterr().out
     assert all(RunRecord.read_finished(tmp_path / "fcn_baseline" / f"run_{index}") for index in (0, 1))
     assert fcn_seeds.main(arguments) == 0
