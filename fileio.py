@@ -7,6 +7,7 @@ config validation import this without a deep-learning backend.
 """
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -100,6 +101,15 @@ def read_json(path):
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UnreadableFileError(path, error) from None
+
+
+def file_sha256(path):
+    """The hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_npz(path, arrays, compressed=True):

@@ -296,6 +296,11 @@ def train_all(plan, args):
 
     jobs = [(experiment, index) for experiment in plan for index in range(experiment.config.runs)]
     progress, failures, refused = Progress(len(jobs)), [], {}
+
+    def fail(position, experiment_name, index, reason):
+        failures.append((experiment_name, index, reason))
+        print(f"[reproduce] run {position} of {len(jobs)} failed: {experiment_name} run {index}: {reason}", flush=True)
+
     for position, (experiment, index) in enumerate(jobs, start=1):
         config = experiment.config
         experiment_dir = Path(args.out) / config.experiment
@@ -305,9 +310,7 @@ def train_all(plan, args):
             except ConfigError as error:
                 refused[config.experiment] = f"ConfigError: {error}"
         if config.experiment in refused:
-            failures.append((config.experiment, index, refused[config.experiment]))
-            print(f"[reproduce] run {position} of {len(jobs)} failed: {config.experiment} run {index}: "
-                  f"{refused[config.experiment]}", flush=True)
+            fail(position, config.experiment, index, refused[config.experiment])
             continue
         estimates = [planned.run_estimate() for planned, run_index in jobs[position - 1:]
                      if run_index in planned.to_train]
@@ -318,9 +321,7 @@ def train_all(plan, args):
                        verbose=args.verbose).run()
         except Exception as error:  # one failed run must not stop the others
             reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            failures.append((config.experiment, index, reason))
-            print(f"[reproduce] run {position} of {len(jobs)} failed: {config.experiment} run {index}: {reason}",
-                  flush=True)
+            fail(position, config.experiment, index, reason)
         else:
             if index in experiment.to_train:
                 progress.record(time.perf_counter() - started, experiment.run_estimate())

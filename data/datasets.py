@@ -7,14 +7,13 @@ decoded once into ``SUPERMASK_CACHE_DIR`` (one file per container content); with
 (needs internet on first use).
 """
 import functools
-import hashlib
 import io
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from fileio import write_npz
+from fileio import file_sha256, write_npz
 
 DATASET_NAMES = ("mnist", "cifar10", "cifar100")
 DATA_DIR_ENV = "SUPERMASK_DATA_DIR"
@@ -185,12 +184,7 @@ def _cached_cifar10_from_jpeg(jpeg_path):
     """Decode the whole JPEG container once into the cache dir and return the cached npz path. The
     name carries the container's SHA-256, so another container is never served a stale decode."""
     cache_dir = os.path.abspath(os.path.expanduser(os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR))
-    digest = hashlib.sha256()
-    with open(jpeg_path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    digest = digest.hexdigest()
-    cache_path = os.path.join(cache_dir, f"cifar10-{digest[:16]}.npz")
+    cache_path = os.path.join(cache_dir, f"cifar10-{file_sha256(jpeg_path)[:16]}.npz")
     if os.path.exists(cache_path):
         return cache_path
     container = _read_npz(jpeg_path, JPEG_KEYS, JPEG_LAYOUT)

@@ -4,11 +4,11 @@ The families and their options come from ``models/registry.py``; this module tur
 into Keras models, with initial values drawn on the fly or loaded from init files
 (``init.source``: ``auto`` uses a run's files when they exist).
 """
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from data.datasets import NUM_CLASSES
+from fileio import file_sha256
 from masking.init_files import InitFileError, apply_init_file, init_file_path, load_init_file
 from masking.init_spec import DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, InitSpec
 from models.conv import build_conv
@@ -90,12 +90,11 @@ def _creating_command(config, run_index):
         init_flags = f"--weight-init {config.init.weight} --score-init {config.init.mask}"
     else:
         init_flags = f"--baseline-init {config.init.weight}"
-    layout = file_layout(config)
-    layout_flags = "".join([f" --projection-every {layout['projection_every']}" if layout.get("projection_every") else "",
-                            " --extra-head" if layout.get("extra_head") else ""])
+    # init_example.py's flag of each layout option: an option's value, a bare flag for true, nothing when unset.
+    layout_flags = [f"--{option.replace('_', '-')}" + ("" if value is True else f" {value:g}")
+                    for option, value in file_layout(config).items() if value is not None and value is not False]
     return (f"python init_example.py --model {config.model.name} --runs {run_index + 1} {init_flags} "
-            f"--width-multiplier {config.model.width_multiplier:g} "
-            f"--num-classes {NUM_CLASSES[config.data.dataset]}{layout_flags} --out {config.init.weights_dir}")
+            f"{' '.join(layout_flags)} --out {config.init.weights_dir}")
 
 
 def resolve_initial_values(config, run_index):
@@ -113,7 +112,7 @@ def resolve_initial_values(config, run_index):
     entries = []
     for kind, _, path in files:
         try:
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            digest = file_sha256(path)
         except OSError as error:
             raise InitFileError(f"{path}: unreadable init file ({error.strerror or error})") from None
         entries.append({"kind": kind, "path": str(path), "sha256": digest})

@@ -23,7 +23,8 @@ import numpy as np
 
 from data import epoch_arrays
 from fileio import atomic_write_bytes
-from masking import iter_layers, mask_report, remaining_percent
+from masking import mask_report, remaining_percent
+from masking.init_files import target_layers
 from training.optim import current_learning_rate
 from training.run_state import checkpoint_bytes
 
@@ -57,8 +58,7 @@ def mask_statistics(model, signed):
     """(remaining %, remaining count, per-layer +1/0/-1 counts); baselines keep 100 % of their
     Dense/Conv2D kernels (the weights a signed model masks; BN scales and shifts are not counted)."""
     if not signed:
-        kernels = [layer.kernel for layer in iter_layers(model)
-                   if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+        kernels = [layer.kernel for layer in target_layers(model, "baseline")]
         return 100.0, int(sum(np.prod(kernel.shape) for kernel in kernels)), {}
     counts = mask_report(model)
     active = sum(c["kept"] + c["inverted"] for c in counts.values())
