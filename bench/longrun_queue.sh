@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Issue 25's queue of full-length CIFAR runs (seed 7531, float32, one at a time). Re-running it skips
+# finished runs and resumes an interrupted one at its last finished epoch (train.py's own resume).
+#   nohup bench/longrun_queue.sh /work/longruns/results > /work/longruns/queue.log 2>&1 &
+# Run it from a work tree pinned at one commit (git worktree add --detach /work/longrun HEAD) so that
+# every epoch of a run comes from the same code.
+set -u
+out=${1:-/work/longruns/results}
+export SUPERMASK_DATA_DIR=${SUPERMASK_DATA_DIR:-$(cd "$(dirname "$0")/../../shared/datasets" 2>/dev/null && pwd)}
+cd "$(dirname "$0")/.."
+for config in conv2_signed_sqrt6 conv4_signed conv4_baseline conv8_signed conv8_baseline_relu_head \
+              conv6_signed conv6_baseline conv8_baseline; do
+    echo "$(date -u +%FT%TZ) start $config (commit $(git rev-parse --short HEAD))"
+    python train.py "configs/$config.yaml" --runs 1 --quiet --out "$out"
+    echo "$(date -u +%FT%TZ) end $config exit $?"
+done
