@@ -4,7 +4,7 @@
     python init_example.py --model all --runs 5
     python init_example.py --inspect weights/FCN/weights/signed_constant_elus/FCN_weights_0.pkl
 
-Per run r (seed = base seed + r, METHOD §2.7) three files are written under
+Per run r (seed = base seed + r, docs/SPEC.md §2.7) three files are written under
 ``weights/<model>/<kind>/<distribution>_<scaling>[_x<factor>]/<model>_<kind>_<r>.pkl``:
 ``weights`` (frozen W of the signed model), ``scores`` (its initial scores S) and
 ``baseline`` (the kernels of the ordinary model). ``train.py`` loads them; the

@@ -1,11 +1,11 @@
-"""Epoch-by-epoch agreement with the authors' own code on the real CIFAR-10 (METHOD §13.2, §13.3).
+"""Epoch-by-epoch agreement with the authors' own code on the real CIFAR-10 (docs/SPEC.md §13.2, §13.3).
 
     SUPERMASK_DATA_DIR=../shared/datasets python bench/agreement.py --out results/agreement
     python bench/agreement.py --cases conv2 --seeds 3 --out /tmp/agreement
     python bench/agreement.py --table-only --out results/agreement     # the table from finished runs
     python bench/agreement.py --smoke --out /tmp/agreement_smoke       # tiny data: tests the script only
 
-METHOD §13 ran the authors' published pipeline for a few epochs (Conv2: 3, ResNet20: 2) with seed
+SPEC §13 ran the authors' published pipeline for a few epochs (Conv2: 3, ResNet20: 2) with seed
 7531 and gives its test accuracy and remaining % after every epoch. Each case below is our config with
 the settings stated there, trained for the same epochs with ``--seeds`` seeds (7531, 7532, ...)
 through the normal run trainer into ``<out>/agreement_<case>/`` (resumable: finished runs are
@@ -29,7 +29,7 @@ SMOKE_OVERRIDES = ("data.train_limit=128", "data.test_limit=128")
 
 @dataclass(frozen=True)
 class AuthorsRun:
-    """One run of the authors' code as METHOD §13 reports it, and the config that reproduces its settings."""
+    """One run of the authors' code as SPEC §13 reports it, and the config that reproduces its settings."""
 
     title: str
     section: str
@@ -46,7 +46,7 @@ class AuthorsRun:
 
 CASES = {
     "conv2": AuthorsRun(
-        "Conv2 / CIFAR-10", "METHOD §13.2", "conv2_signed.yaml",
+        "Conv2 / CIFAR-10", "SPEC §13.2", "conv2_signed.yaml",
         ("model.threshold_fraction=0.4", "init.weight.distribution=signed_constant", "init.weight.scaling=elus",
          "init.mask.distribution=uniform", "init.mask.scaling=xavier", "optimizer.lr=0.04", "optimizer.wd=5e-4",
          "optimizer.momentum=0.9", "optimizer.nesterov=true", "training.batch_size=128", "training.shuffle=true",
@@ -55,7 +55,7 @@ CASES = {
         "Nesterov, batch 128, schedule B (×0.9 continuously per 10 × 391 steps), reshuffled every epoch",
         remaining_percent=(59.98, 51.33, 40.98, 28.55), test_accuracy=(52.82, 57.86, 62.15)),
     "resnet20": AuthorsRun(
-        "ResNet20 / CIFAR-10", "METHOD §13.3", "resnet20_signed.yaml",
+        "ResNet20 / CIFAR-10", "SPEC §13.3", "resnet20_signed.yaml",
         ("model.threshold_fraction=0.75", "model.bn_mode=stem_only", "init.weight.distribution=signed_constant",
          "init.weight.scaling=elus", "init.mask.distribution=uniform", "init.mask.scaling=xavier",
          "optimizer.lr=0.3", "optimizer.wd=3e-4", "training.batch_size=128", "training.shuffle=true",

@@ -1,5 +1,5 @@
 """The FCN row at the paper's protocol: N seeds (7531 + i) of three FCN configs, their statistics, and
-which interval the paper's brackets can be (issue 14, METHOD §8.3).
+which interval the paper's brackets can be (issue 14, docs/SPEC.md §8.3).
 
     KERAS_BACKEND=jax SUPERMASK_DATA_DIR=../shared/datasets python bench/fcn_seeds.py   # 50 seeds each
     SUPERMASK_DATA_DIR=../shared/datasets python bench/fcn_seeds.py --backend jax --jobs 2  # 2 seeds at a time

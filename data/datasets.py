@@ -1,4 +1,4 @@
-"""MNIST / CIFAR-10 / CIFAR-100 as standardized NumPy arrays (METHOD §5.1).
+"""MNIST / CIFAR-10 / CIFAR-100 as standardized NumPy arrays (docs/SPEC.md §5.1).
 
 Pure NumPy so that every Keras backend can train without TensorFlow. Sources, in
 order: ``<data_dir>/<name>.npz`` in Keras layout; for CIFAR-10 also

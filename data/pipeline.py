@@ -1,4 +1,4 @@
-"""Per-epoch training arrays: shuffling, repeat and CIFAR-100 augmentation (METHOD §5.1).
+"""Per-epoch training arrays: shuffling, repeat and CIFAR-100 augmentation (docs/SPEC.md §5.1).
 
 Everything random in an epoch comes from ``np.random.default_rng([seed, epoch])``, so a run
 resumed at an epoch boundary sees exactly the batches the uninterrupted run would have seen.

@@ -3,13 +3,13 @@
 One type serves the config (``init.weight`` / ``init.mask``), the layer factory, the init
 files and ``init_example.py``; its one text form ``distribution/scaling[/factor]`` is what
 ``--weight-init`` takes and what an init file's folder is named after. The paper's defaults
-(METHOD §2, §1.4, §2.7) are written here once.
+(docs/SPEC.md §2, §1.4, §2.7) are written here once.
 """
 from dataclasses import asdict, dataclass, field
 
 from masking.fans import DISTRIBUTIONS, SCALINGS
 
-DEFAULT_SEED = 7531                 # run i uses DEFAULT_SEED + i (METHOD §2.7)
+DEFAULT_SEED = 7531                 # run i uses DEFAULT_SEED + i (SPEC §2.7)
 DEFAULT_THRESHOLD_FRACTION = 0.4    # p in tau = p * max|S_0| (the authors' tanh_th)
 
 
@@ -70,6 +70,6 @@ class InitSpec:
         return asdict(self)
 
 
-SIGNED_WEIGHT_INIT = InitSpec("signed_constant", "elus")   # ELUS +-sqrt(3/fan_in), METHOD B1
+SIGNED_WEIGHT_INIT = InitSpec("signed_constant", "elus")   # ELUS +-sqrt(3/fan_in), SPEC B1
 SIGNED_SCORE_INIT = InitSpec("uniform", "xavier")          # Glorot-uniform scores
-BASELINE_WEIGHT_INIT = InitSpec("uniform", "elu")          # U(+-sqrt(4.5/fan_in)), METHOD §2.6
+BASELINE_WEIGHT_INIT = InitSpec("uniform", "elu")          # U(+-sqrt(4.5/fan_in)), SPEC §2.6

@@ -1,4 +1,4 @@
-"""Weight and score initializers of the paper (METHOD §2), seeded through NumPy.
+"""Weight and score initializers of the paper (docs/SPEC.md §2), seeded through NumPy.
 
 Every family is described by a target variance ``gain / n`` (``n`` a fan, see
 ``VARIANCE_RULES``) times a variance multiplier ``factor``; the distribution then
@@ -11,9 +11,9 @@ turns that variance into values:
 
 So ``uniform/he`` is He-uniform U(+-sqrt(6/fan_in)), ``uniform/xavier`` is
 Glorot-uniform, ``uniform/elu`` is the authors' U(+-sqrt(4.5/fan_in)) and
-``signed_constant/elus`` is their ELUS weight +-sqrt(3/fan_in) (METHOD §2.4, B1).
+``signed_constant/elus`` is their ELUS weight +-sqrt(3/fan_in) (SPEC §2.4, B1).
 ``elus_sqrt6`` is the +-sqrt(6/fan_in) that the authors' old ``init_example.py``
-arithmetic produced (METHOD §2.5). The (distribution, scaling, factor) triple is an
+arithmetic produced (SPEC §2.5). The (distribution, scaling, factor) triple is an
 ``InitSpec`` (``masking/init_spec.py``).
 
 Values are drawn with NumPy so that a seed gives bit-identical arrays on every

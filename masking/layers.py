@@ -1,10 +1,10 @@
 """Signed-supermask layers: frozen weights W, trainable scores S, ternary mask q(S).
 
-Forward (METHOD §1.2):  W_eff = W * q(S), q(S) as in ``masking/mask_rule.py``; ``mask_mode``
+Forward (docs/SPEC.md §1.2):  W_eff = W * q(S), q(S) as in ``masking/mask_rule.py``; ``mask_mode``
 picks the rule (default ``signed``, the paper's; ``binary``, ``signed_top_k``, ``top_k``, ``bernoulli``;
 the bernoulli mask is drawn afresh in each training call, ``kernel`` is its deterministic rule).
-Backward (METHOD §1.3): straight-through, dL/dS = dL/dW_eff * W, also inside the dead band.
-tau = p * max|S| of the layer's initial scores (METHOD §1.4), fixed afterwards and stored as
+Backward (SPEC §1.3): straight-through, dL/dS = dL/dW_eff * W, also inside the dead band.
+tau = p * max|S| of the layer's initial scores (SPEC §1.4), fixed afterwards and stored as
 a non-trainable weight so that it is saved and restored with the model.
 
 Only ``keras`` and ``keras.ops`` are used, so the layers run on every Keras backend.
@@ -199,7 +199,7 @@ def mask_report(model):
 
 
 def remaining_percent(model, report=None):
-    """Global share of non-hidden weights over all masked layers (METHOD §1.6).
+    """Global share of non-hidden weights over all masked layers (SPEC §1.6).
 
     Pass the ``mask_report`` already computed for this model to avoid counting twice."""
     counts = list((report if report is not None else mask_report(model)).values())

@@ -2,8 +2,8 @@
 
 ``model.mask_mode`` picks the rule (all per layer, all with a straight-through gradient to S):
 
-    signed        q = +1 if S > tau, -1 if S < -tau, 0 otherwise   (the paper, METHOD §1.2; |S| == tau hidden)
-    binary        q = 1 if S > tau, 0 otherwise                     (the authors' binary_supermask, METHOD §1.5)
+    signed        q = +1 if S > tau, -1 if S < -tau, 0 otherwise   (the paper, docs/SPEC.md §1.2; |S| == tau hidden)
+    binary        q = 1 if S > tau, 0 otherwise                     (the authors' binary_supermask, SPEC §1.5)
     signed_top_k  the kept_count(k, n) entries of largest |S| get sign(S) (S == 0 counts as +1), the rest 0
     top_k         the kept_count(k, n) entries of largest S get 1, the rest 0  (edge-popup, Ramanujan et al. 2020)
     bernoulli     training: q ~ Bernoulli(sigmoid(S)), drawn afresh each step, gradient d sigmoid(S)/dS

@@ -1,4 +1,4 @@
-"""VGG-like Conv2/4/6/8 for CIFAR-10 (METHOD §3.2), all from one builder (widths: models/registry.py).
+"""VGG-like Conv2/4/6/8 for CIFAR-10 (docs/SPEC.md §3.2), all from one builder (widths: models/registry.py).
 
 Each stage is two 3x3 convs with ELU and a 2x2 max-pool; the head is two dense
 layers of 256 with ELU and a softmax output.
@@ -11,7 +11,7 @@ from models.registry import CONV_HEAD_UNITS
 def build_conv(factory, stage_widths, name, width_multiplier=1.0, scale_head=True, head_activation="elu",
                input_shape=(32, 32, 3), num_classes=10):
     """``scale_head=False`` keeps the 256-unit head fixed (the authors' Conv8);
-    ``head_activation='relu'`` reproduces their Conv8 *baseline* head (METHOD B21)."""
+    ``head_activation='relu'`` reproduces their Conv8 *baseline* head (SPEC B21)."""
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for stage, width in enumerate(stage_widths, start=1):

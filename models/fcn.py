@@ -1,4 +1,4 @@
-"""FCN for MNIST: 784 -> 300 -> 100 -> 10, ELU hidden, softmax output (METHOD §3.1)."""
+"""FCN for MNIST: 784 -> 300 -> 100 -> 10, ELU hidden, softmax output (docs/SPEC.md §3.1)."""
 import keras
 
 from models.registry import MODEL_FAMILIES

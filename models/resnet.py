@@ -1,12 +1,12 @@
-"""ResNet20/56/110 of the authors' code (METHOD §3.3), all from one builder.
+"""ResNet20/56/110 of the authors' code (docs/SPEC.md §3.3), all from one builder.
 
 The design is not He et al.'s CIFAR ResNet: the stem is conv3x3 -> BN -> ELU -> max-pool
 3x3/1; every stage (stage 1 too) starts with a projection "C" block whose first conv is a
 *strided 1x1* conv and whose shortcut is a 1x1 conv; the other blocks are plain 3x3-3x3
-identity "I" blocks. Only with this design do the masked-parameter counts of METHOD §4.2
+identity "I" blocks. Only with this design do the masked-parameter counts of SPEC §4.2
 come out (ResNet20: 248,624).
 
-Batch normalization (``bn_mode``, METHOD §3.4, B4, B11). The authors' ``BatchNormExt``
+Batch normalization (``bn_mode``, SPEC §3.4, B4, B11). The authors' ``BatchNormExt``
 drops ``center``/``scale`` and forwards only ``trainable``. A Keras BN layer with
 ``trainable=False`` always runs in inference mode with its initial moving statistics
 (0, 1) and never updates them, so such a "frozen" BN computes y = x / sqrt(1 + 1e-3):
@@ -24,7 +24,7 @@ in training and moving statistics at inference, unlike the authors' masked ResNe
 
 Two variants of the authors' signed ResNet110, both off by default: ``extra_head`` adds
 ELU + a masked Dense(num_classes -> num_classes) after the final dense (``instance_2``,
-METHOD B19); ``projection_every=9`` makes the 10th block of every stage another C-block
+SPEC B19); ``projection_every=9`` makes the 10th block of every stage another C-block
 with the stage's stride, as in every stored version of ``ResNet110_Mask`` (its baseline
 ``ResNet110`` and ResNet20/56 have one C-block per stage).
 """

@@ -1,4 +1,4 @@
-"""The report's figures (METHOD §10), drawn with matplotlib's Agg backend (no display needed).
+"""The report's figures (docs/SPEC.md §10), drawn with matplotlib's Agg backend (no display needed).
 
 Each function writes one PNG and returns False instead of drawing an empty plot when the
 results hold nothing to show, so that the report can say why a figure is missing.

@@ -1,10 +1,10 @@
 """The paper's reference numbers, stored once, and the rule that matches an experiment to them.
 
 Every number below is copied from the authors' README, whose tables copy the paper's main
-tables (METHOD §8.1/§8.2). Brackets come from README @172d8ae; their meaning (min/max, a
-5-95 % interval or a CI) is unconfirmed (METHOD §8.3). The "remaining weights" counts are the
+tables (SPEC §8.1/§8.2). Brackets come from README @172d8ae; their meaning (min/max, a
+5-95 % interval or a CI) is unconfirmed (SPEC §8.3). The "remaining weights" counts are the
 README's K figures, computed from rounded parameter totals, so they are approximate (§4.4).
-Each row also names the settings that define it (``signed_recipe``, METHOD §6.1), so that
+Each row also names the settings that define it (``signed_recipe``, SPEC §6.1), so that
 of several experiments with the row's architecture the paper's setting is preferred to ablations.
 """
 from dataclasses import dataclass, field
@@ -12,7 +12,7 @@ from typing import Optional
 
 SOURCE = ("Koster, Grothe, Rettinger: Signing the Supermask, ICLR 2022, main table as copied into "
           "the authors' README (github.com/kosnil/signed_supermasks; means @5ed213a/HEAD, brackets "
-          "@172d8ae); docs: METHOD.md §8.1-8.2. Bracket meaning unconfirmed (METHOD §8.3).")
+          "@172d8ae); spec: docs/SPEC.md §8.1-8.2. Bracket meaning unconfirmed (SPEC §8.3).")
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,13 @@ class Interval:
 
 
 def _signed_recipe(threshold_fraction, score_scaling="xavier"):
-    """The paper's signed setting (METHOD §6.1): ELUS signed-constant W, uniform scores, threshold p."""
+    """The paper's signed setting (SPEC §6.1): ELUS signed-constant W, uniform scores, threshold p."""
     return {"model.threshold_fraction": threshold_fraction, "init.weight.distribution": "signed_constant",
             "init.weight.scaling": "elus", "init.mask.distribution": "uniform", "init.mask.scaling": score_scaling}
 
 
 CONV_RECIPE, RESNET_RECIPE = _signed_recipe(0.4), _signed_recipe(0.75)
-# The baseline column is most likely the ELU-initialised baseline (METHOD §2.6, unconfirmed).
+# The baseline column is most likely the ELU-initialised baseline (SPEC §2.6, unconfirmed).
 BASELINE_RECIPE = {"init.weight.distribution": "uniform", "init.weight.scaling": "elu"}
 
 
@@ -42,7 +42,7 @@ class PaperRow:
     model: str
     dataset: str
     width_multiplier: float
-    parameters: int                  # exact masked-weight count (METHOD §4)
+    parameters: int                  # exact masked-weight count (SPEC §4)
     baseline_accuracy: Interval
     signed_accuracy: Interval
     remaining_percent: Interval
@@ -61,7 +61,7 @@ PAPER_ROWS = {
     "Conv6": PaperRow("Conv6", "cifar10", 1.0, 2_261_184, Interval(75.91, 75.4, 76.4), Interval(79.17, 78.1, 80.5),
                       Interval(2.36, 1.9, 2.6), 54_300),
     "Conv8": PaperRow("Conv8", "cifar10", 1.0, 5_275_840, Interval(72.24, 71.4, 73.0), Interval(80.91, 79.9, 81.7),
-                      Interval(1.17, 1.1, 1.2), 62_000, note="baseline probably ran a ReLU head (METHOD B21)"),
+                      Interval(1.17, 1.1, 1.2), 62_000, note="baseline probably ran a ReLU head (SPEC B21)"),
     "ResNet20": PaperRow("ResNet20", "cifar10", 1.0, 248_624, Interval(84.91), Interval(81.68),
                          Interval(21.13), 52_800, RESNET_RECIPE),
     "ResNet20x2": PaperRow("ResNet20", "cifar10", 2.0, 992_352, Interval(86.80), Interval(84.42),

@@ -166,7 +166,7 @@ def interval_cell(key, sides):
 MAIN_CAPTION = ("Ours vs. the paper. Ours: mean [min, max] sd over the finished runs (final epoch); the "
                 "'intervals' column gives each row's interval and number of runs. Paper: mean [bracket] as printed; "
                 "the paper does not say whether a bracket is a min-max range, a percentile range or a confidence "
-                "interval (METHOD §8.3); rows without a bracket print the paper's mean only.")
+                "interval (docs/SPEC.md §8.3); rows without a bracket print the paper's mean only.")
 
 MAIN_HEADER = ["Model", "Data", "intervals", "Baseline experiment", "runs", "acc %", "paper", "Δ",
                "Signed experiment", "runs", "acc %", "paper", "Δ", "remaining %", "paper", "Δ",

@@ -1,4 +1,4 @@
-"""bench/agreement.py: the authors' METHOD §13 numbers beside our seed range, and a tiny real run."""
+"""bench/agreement.py: the authors' docs/SPEC.md §13 numbers beside our seed range, and a tiny real run."""
 import importlib.util
 import json
 from pathlib import Path
@@ -17,9 +17,9 @@ def history(remaining, accuracy):
 
 def test_authors_numbers_are_method_13():
     conv2, resnet = agreement.CASES["conv2"], agreement.CASES["resnet20"]
-    assert conv2.section == "METHOD §13.2" and conv2.epochs == 3
+    assert conv2.section == "SPEC §13.2" and conv2.epochs == 3
     assert conv2.remaining_percent == (59.98, 51.33, 40.98, 28.55) and conv2.test_accuracy == (52.82, 57.86, 62.15)
-    assert resnet.section == "METHOD §13.3" and resnet.epochs == 2
+    assert resnet.section == "SPEC §13.3" and resnet.epochs == 2
     assert resnet.remaining_percent == (24.95, 17.08, 13.52) and resnet.test_accuracy == (40.58, 51.10)
 
 

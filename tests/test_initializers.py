@@ -1,4 +1,4 @@
-"""Initializers of METHOD §2: fans, exact constants, bounds, variances, seeding, config."""
+"""Initializers of docs/SPEC.md §2: fans, exact constants, bounds, variances, seeding, config."""
 import math
 
 import keras
@@ -86,7 +86,7 @@ def test_signed_constant_exact_magnitude(scaling, shape):
 
 @pytest.mark.parametrize("n_in, c", [(784, 0.0619), (300, 0.1), (100, 0.1732)])
 def test_elus_constants_for_fcn_layers(n_in, c):
-    """METHOD §4.3: c = sqrt(3/n_in) for the three FCN layers."""
+    """SPEC §4.3: c = sqrt(3/n_in) for the three FCN layers."""
     values = ScaledInitializer("signed_constant", "elus", seed=0).sample((n_in, 10))
     assert float(np.abs(values).max()) == pytest.approx(c, abs=5e-5)
     assert float(np.abs(values).max()) == pytest.approx(math.sqrt(3.0 / n_in), rel=1e-6)
@@ -108,7 +108,7 @@ def test_signed_constant_signs_balanced():
 
 
 def test_signed_constant_he_with_factor_1p5_equals_elus():
-    """The authors' config 'signed_constant, he, factor 1.5' (METHOD §2.4) is ELUS +-sqrt(3/n)."""
+    """The authors' config 'signed_constant, he, factor 1.5' (SPEC §2.4) is ELUS +-sqrt(3/n)."""
     a = ScaledInitializer("signed_constant", "he", factor=1.5, seed=4).sample(CONV)
     b = ScaledInitializer("signed_constant", "elus", seed=4).sample(CONV)
     np.testing.assert_allclose(np.abs(a), np.abs(b), rtol=1e-7)
@@ -135,7 +135,7 @@ def test_uniform_bounds(scaling, bound, shape):
 
 
 def test_uniform_he_factor_075_equals_elu_uniform():
-    """'uniform he f=sqrt(0.75)' baselines (METHOD §2.6) == ELU-uniform; our factor multiplies the variance."""
+    """'uniform he f=sqrt(0.75)' baselines (SPEC §2.6) == ELU-uniform; our factor multiplies the variance."""
     shape = (400, 300)
     a = ScaledInitializer("uniform", "he", factor=0.75, seed=9).sample(shape)
     b = ScaledInitializer("uniform", "elu", seed=9).sample(shape)

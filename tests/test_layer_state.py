@@ -1,4 +1,4 @@
-"""Signed-supermask layer state (METHOD §1.4): tau fixed in training, saving, configs, train steps."""
+"""Signed-supermask layer state (docs/SPEC.md §1.4): tau fixed in training, saving, configs, train steps."""
 import importlib.util
 import json
 import os

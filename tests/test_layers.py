@@ -1,4 +1,4 @@
-"""Signed-supermask layers (METHOD §1): forward rule, straight-through gradient, read-outs."""
+"""Signed-supermask layers (docs/SPEC.md §1): forward rule, straight-through gradient, read-outs."""
 import keras
 import numpy as np
 import pytest

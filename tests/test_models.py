@@ -1,4 +1,4 @@
-"""Architectures of METHOD §3 and their parameter counts (§4)."""
+"""Architectures of docs/SPEC.md §3 and their parameter counts (§4)."""
 import keras
 import numpy as np
 import pytest

@@ -14,7 +14,7 @@ def config_with(**schedule):
 
 
 def numpy_sgdw(theta, gradients, lr_at, wd_at, momentum=0.9, nesterov=True):
-    """tfa SGDW: theta -= wd_t * theta, then Keras-2 momentum SGD with lr_t (METHOD §7)."""
+    """tfa SGDW: theta -= wd_t * theta, then Keras-2 momentum SGD with lr_t (docs/SPEC.md §7)."""
     theta, velocity = theta.astype(np.float64).copy(), np.zeros_like(theta, dtype=np.float64)
     for step, gradient in enumerate(gradients):
         theta -= wd_at(step) * theta

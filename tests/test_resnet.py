@@ -1,4 +1,4 @@
-"""ResNet20/56/110: masked-parameter counts (METHOD §4.2), topology, BN modes, training and saving."""
+"""ResNet20/56/110: masked-parameter counts (docs/SPEC.md §4.2), topology, BN modes, training and saving."""
 import keras
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from models.resnet import BN_MODES, build_resnet, default_bn_mode
 
 FROZEN_BN_SCALE = 1.0 / np.sqrt(1.0 + 1e-3)
 
-# (family, width multiplier, classes) -> exact masked weights, METHOD §4.2.
+# (family, width multiplier, classes) -> exact masked weights, SPEC §4.2.
 PARAMETER_COUNTS = {
     ("ResNet20", 1.0, 10): 248_624,
     ("ResNet20", 1.5, 10): 558_600,

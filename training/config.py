@@ -2,7 +2,7 @@
 
 Section names follow the authors' configs (``model``, ``init``, ``optimizer``,
 ``training``); ``docs/CONFIG.md`` is generated from the ``doc`` strings below
-(``python -m training.config``). Authors' key names are given where they differ.
+(``python -m training.config``; "SPEC §n" there cites docs/SPEC.md). Authors' key names are given where they differ.
 A config may name another with ``base: other.yaml`` and then holds only what differs.
 """
 import copy
@@ -36,9 +36,9 @@ class ModelConfig:
     signed: bool = option(True, doc="true: signed supermask (only scores train); false: ordinary baseline")
     threshold_fraction: float = option(DEFAULT_THRESHOLD_FRACTION, minimum=0.0, maximum=0.999, doc="p in tau = p * max|S_0| per layer (authors: tanh_th)")
     width_multiplier: float = option(1.0, minimum=0.0, maximum=MAX_WIDTH_MULTIPLIER, exclusive_minimum=True, doc="scales every layer width (authors: width_multiplier / filter_size_multi); every layer must keep at least one unit")
-    head_activation: str = option("elu", choices=("elu", "relu"), doc="Conv nets: activation of the two 256-unit dense layers (relu = authors' Conv8 baseline, METHOD B21)")
-    bn_mode: Optional[str] = option(None, choices=BN_MODES, doc="ResNets: batch-norm mode; null = the authors' code for that model (METHOD B4)")
-    extra_head: bool = option(False, doc="ResNets: the instance_2 ResNet110 extra ELU + dense head (METHOD B19)")
+    head_activation: str = option("elu", choices=("elu", "relu"), doc="Conv nets: activation of the two 256-unit dense layers (relu = authors' Conv8 baseline, SPEC B21)")
+    bn_mode: Optional[str] = option(None, choices=BN_MODES, doc="ResNets: batch-norm mode; null = the authors' code for that model (SPEC B4)")
+    extra_head: bool = option(False, doc="ResNets: the instance_2 ResNet110 extra ELU + dense head (SPEC B19)")
     projection_every: Optional[int] = option(None, minimum=1, doc="ResNets: a projection block every N blocks of a stage (9 = the authors' signed ResNet110 layout); null = only the first")
     mask_mode: str = option("signed", choices=MASK_MODES, doc="mask rule (masking/mask_rule.py): signed = the paper's +1/0/-1 by tau; binary = 1 where S > tau; signed_top_k = the fraction keep_fraction of largest abs(S) per layer with sign(S); top_k = edge-popup, the fraction keep_fraction of largest S per layer; bernoulli = Zhou et al.'s mask drawn from sigmoid(S) each training step, S > 0 when evaluating")
     keep_fraction: Optional[float] = option(None, minimum=0.0, maximum=1.0, exclusive_minimum=True, doc="top-k modes only: fraction k of each layer's weights kept, ceil(k * n) entries")
@@ -59,14 +59,14 @@ class OptimizerConfig:
     """SGD with decoupled weight decay (the authors' tfa SGDW), the only optimizer of the paper."""
 
     lr: float = option(0.05, minimum=0.0, exclusive_minimum=True, doc="initial learning rate lr0")
-    wd: float = option(5e-4, minimum=0.0, doc="decoupled weight decay in the authors' SGDW units; Keras weight_decay = wd / lr (METHOD §7)")
+    wd: float = option(5e-4, minimum=0.0, doc="decoupled weight decay in the authors' SGDW units; Keras weight_decay = wd / lr (SPEC §7)")
     momentum: float = option(0.9, minimum=0.0, maximum=1.0)
     nesterov: bool = option(True)
 
 
 @dataclass
 class ScheduleConfig:
-    kind: str = option("exp_staircase", choices=SCHEDULES, doc="exp_staircase = METHOD §5.4 A; exp_continuous = B; plateau = C (ResNets); constant = lr0 throughout; cosine = lr0 * (1 + cos(pi * epoch / epochs)) / 2, set once per epoch (edge-popup)")
+    kind: str = option("exp_staircase", choices=SCHEDULES, doc="exp_staircase = SPEC §5.4 A; exp_continuous = B; plateau = C (ResNets); constant = lr0 throughout; cosine = lr0 * (1 + cos(pi * epoch / epochs)) / 2, set once per epoch (edge-popup)")
     decay_epochs: int = option(10, minimum=1, doc="A/B: epochs per decay period (authors: decay_steps)")
     decay_rate: Optional[float] = option(None, minimum=0.0, maximum=1.0, doc="A/B: factor per period; null = 0.96 for A, 0.9 for B")
     steps_per_epoch: Optional[int] = option(None, minimum=1, doc="A/B: steps counted per epoch; null = 390 for A (hard-coded by the authors), real batches for B")
@@ -106,7 +106,7 @@ class ExperimentConfig:
     experiment: Optional[str] = option(None, doc="results/<experiment>/; null = the config file's name")
     description: str = option("", doc="free text: which paper row, where the values come from", affects_results=False)
     runs: int = option(1, minimum=1, doc="number of runs; run i uses seed + i (authors: no_experiments)", affects_results=False)
-    seed: int = option(DEFAULT_SEED, minimum=0, doc="base seed (METHOD §2.7)")
+    seed: int = option(DEFAULT_SEED, minimum=0, doc="base seed (SPEC §2.7)")
     model: ModelConfig = option(ModelConfig())
     init: InitSection = option(InitSection())
     optimizer: OptimizerConfig = option(OptimizerConfig())
@@ -317,7 +317,7 @@ def key_reference_markdown():
     """The table of every config key, for docs/CONFIG.md."""
     lines = ["# Config keys", "",
              "Generated by `python -m training.config > docs/CONFIG.md` from the schema in `training/config.py`.",
-             "Every key can be set in the YAML or on the command line: `--set section.key=value`.", "",
+             "Every key can be set in the YAML or on the command line: `--set section.key=value`. \"SPEC §n\" cites [docs/SPEC.md](SPEC.md).", "",
              "`base: other.yaml` (a path relative to the file) makes a config start from another one: the",
              "file then names only the keys it changes, section by section (`model: {threshold_fraction: 0.6}`",
              "keeps the base's other `model` keys). Bases may have bases; a cycle or a missing base is an error.",

@@ -1,4 +1,4 @@
-"""Optimizer, the two exponential LR schedules, the authors' plateau rule (METHOD §5.4, §7) and
+"""Optimizer, the two exponential LR schedules, the authors' plateau rule (docs/SPEC.md §5.4, §7) and
 edge-popup's per-epoch cosine schedule (Ramanujan et al. 2020, for the top-k mask configs).
 
 The authors' tfa SGDW decays weights by ``wd_t * var`` per step, with wd_t on the same
@@ -10,7 +10,7 @@ import math
 
 import keras
 
-STAIRCASE_STEPS_PER_EPOCH = 390  # hard-coded in the authors' old trainer, also for MNIST (METHOD B17)
+STAIRCASE_STEPS_PER_EPOCH = 390  # hard-coded in the authors' old trainer, also for MNIST (SPEC B17)
 
 
 def learning_rate_schedule(config, steps_per_epoch):
@@ -68,7 +68,7 @@ def current_learning_rate(optimizer):
 
 
 class TrainingLossPlateau(keras.callbacks.Callback):
-    """The authors' reduce-on-plateau on the *training* loss (METHOD §5.4 C), quirks included.
+    """The authors' reduce-on-plateau on the *training* loss (SPEC §5.4 C), quirks included.
 
     From epoch ``start_epoch`` on: during a cooldown only count it down; otherwise
     compare this epoch's loss with the minimum over the previous ``patience - 2``
@@ -124,5 +124,5 @@ class TrainingLossPlateau(keras.callbacks.Callback):
 
 
 def steps_per_epoch(num_examples, batch_size, repeat=1):
-    """Batches per epoch, the last partial batch kept (METHOD §5.1)."""
+    """Batches per epoch, the last partial batch kept (SPEC §5.1)."""
     return math.ceil(num_examples * repeat / batch_size)
