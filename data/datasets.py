@@ -2,7 +2,7 @@
 
 Pure NumPy so that every Keras backend can train without TensorFlow. Sources, in
 order: ``<data_dir>/<name>.npz`` in Keras layout; for CIFAR-10 also
-``<data_dir>/cifar10_jpeg.npz`` (the JPEG container of /work/shared/datasets),
+``<data_dir>/cifar10_jpeg.npz`` (a JPEG re-encoding of CIFAR-10 with the original labels and split),
 decoded once into ``SUPERMASK_CACHE_DIR`` (one file per container content); with no data dir, ``keras.datasets``
 (needs internet on first use).
 """
