@@ -42,13 +42,16 @@ class LayerFactory:
                 ScaledInitializer.from_spec(self.score_init, layer_seed(self.seed, index, SCORE_STREAM)), options)
 
     def dense(self, units, activation=None, name=None):
+        """A softmax (output) layer computes in float32 under any global dtype policy, so that under
+        mixed precision the probabilities and the loss on them stay float32 (Keras' advice)."""
         weight_init, score_init, mask_options = self._next_layer_settings()
+        dtype = "float32" if activation == "softmax" else None
         if not self.signed:
             return keras.layers.Dense(units, activation=activation, use_bias=False,
-                                      kernel_initializer=weight_init, name=name)
+                                      kernel_initializer=weight_init, name=name, dtype=dtype)
         return SignedSupermaskDense(units, activation=activation, threshold_fraction=self.threshold_fraction,
                                     weight_initializer=weight_init, score_initializer=score_init, name=name,
-                                    **mask_options)
+                                    dtype=dtype, **mask_options)
 
     def conv(self, filters, kernel_size=3, strides=1, activation=None, name=None):
         weight_init, score_init, mask_options = self._next_layer_settings()

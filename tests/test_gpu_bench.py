@@ -43,6 +43,7 @@ def test_gpu_script_refuses_to_run_without_a_gpu_unless_told(tmp_path, capsys, m
     assert gpu.main(["--out", str(tmp_path / "gpu.json")]) == 2
     assert "no GPU" in capsys.readouterr().err and not (tmp_path / "gpu.json").exists()
     assert gpu.main(["--models", "Conv3", "--smoke", "--out", str(tmp_path / "gpu.json")]) == 2
+    assert gpu.main(["--precision", "float16", "--smoke", "--out", str(tmp_path / "gpu.json")]) == 2
 
 
 def test_gpu_script_smoke_mode_writes_every_part_to_one_json(tmp_path, monkeypatch, capsys):
@@ -54,11 +55,13 @@ def test_gpu_script_smoke_mode_writes_every_part_to_one_json(tmp_path, monkeypat
     assert result["smoke"] is True and result["environment"]["gpu"] is any(d.startswith(("gpu", "cuda")) for d in devices)
     assert result["environment"]["backend"] == "tensorflow" and result["settings"]["steps"] == 2
     assert result["flops"] == {"Conv2": 2 * CONV2_MACS}
-    (steps,) = result["step_times"]
-    assert steps["model"] == "Conv2" and steps["plain"]["step_ms"] > 0 and steps["signed"]["step_ms"] > 0
+    float32, bfloat16 = result["step_times"]
+    assert (float32["precision"], bfloat16["precision"]) == ("float32", "mixed_bfloat16")
+    for steps in (float32, bfloat16):
+        assert steps["model"] == "Conv2" and steps["plain"]["step_ms"] > 0 and steps["signed"]["step_ms"] > 0
     run = result["conv2_run"]
-    assert run["epochs"] == 1 and len(run["epoch_seconds"]) == 1 and run["training_seconds"] > 0
+    assert run["precision"] == "float32" and run["epochs"] == 1 and len(run["epoch_seconds"]) == 1 and run["training_seconds"] > 0
     assert 55 < run["final"]["remaining_percent"] < 65 and len(run["remaining_percent"]) == 2
     assert "<scratch>" in run["command"] and result["wall_seconds"] > 0
     printed = capsys.readouterr().out
-    assert "| Conv2 |" in printed and "Conv2 signed, 1 epochs" in printed
+    assert "| Conv2 | mixed_bfloat16 |" in printed and "Conv2 signed, 1 epochs, float32" in printed

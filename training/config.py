@@ -21,6 +21,7 @@ from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, 
 from training.schema import ConfigError, describe, from_dict, option, set_dotted, shown, to_dict
 
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant", "cosine")
+PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policy names
 MAX_WIDTH_MULTIPLIER = 64
 # A config is a few hundred bytes; the caps keep a hostile file from costing time or memory.
 MAX_CONFIG_BYTES = 1 << 20
@@ -89,6 +90,7 @@ class TrainingConfig:
     steps_per_execution: int = option(50, minimum=1, doc="train steps per compiled call (fewer host round trips)", affects_results=False)
     distribution: str = option("none", choices=("none", "mirrored", "data_parallel"), doc="mirrored: tf.distribute (TensorFlow); data_parallel: keras.distribution (JAX)", affects_results=False)
     tensorboard: bool = option(False, doc="per-epoch scalars in each run folder's tensorboard/ (tensorboard --logdir results/)", affects_results=False)
+    precision: str = option("float32", choices=PRECISIONS, doc="mixed_bfloat16: layers compute in bfloat16 (Keras dtype policy); scores, thresholds, optimizer state, mask, softmax and loss stay float32 (docs/precision.md); the paper rows keep float32")
 
 
 @dataclass

@@ -39,6 +39,7 @@ class RunRecord:
     versions: Optional[dict] = None
     reason: Optional[str] = None              # failed runs: why training stopped
     init: Optional[dict] = None               # {requested, source: files | on_the_fly, files: [{kind, path, sha256}]}
+    precision: Optional[str] = None           # training.precision (float32 | mixed_bfloat16); absent in older records
 
     @property
     def finished(self):

@@ -97,11 +97,27 @@ def execution_settings(training):
     return jit_compile, training.steps_per_execution
 
 
+@contextlib.contextmanager
+def precision_policy(precision):
+    """Layers created inside take the Keras dtype policy ``precision`` (``training.precision``); the
+    global policy before is restored on leaving, also after an error (tests train in one process).
+
+    Under ``mixed_bfloat16`` every variable stays float32 (so do the optimizer's slots and the
+    checkpoints); the masked layers compute their mask from the float32 variables, and the softmax
+    output layer is float32 (models/layer_factory.py), so the loss is too."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def compiled_model(config, seed, num_train_examples, initial_values=None):
     """The run's model, compiled exactly as training compiles it (optimizer built, so its
-    variables exist): what benchmarks and tools should use instead of rebuilding it.
-    ``initial_values``: a resolved models.InitialValues (default: resolved here)."""
-    with distribution_scope(config.training.distribution):
+    variables exist), in the config's ``training.precision``: what benchmarks and tools should use
+    instead of rebuilding it. ``initial_values``: a resolved models.InitialValues (default: resolved here)."""
+    with precision_policy(config.training.precision), distribution_scope(config.training.distribution):
         model = build_experiment_model(config, seed, initial_values)
         batches = steps_per_epoch(num_train_examples, config.training.batch_size, config.data.repeat)
         jit_compile, steps_per_execution = execution_settings(config.training)
@@ -240,6 +256,7 @@ class RunTrainer:
     def _write_failure(self, history, failure, initial_values):
         write_json(self.directory / "history.json", history)
         RunRecord("failed", self.config.experiment, self.run_index, self.seed, init=initial_values.to_json(),
+                  precision=self.config.training.precision,
                   reason=f"non-finite training loss {failure.loss} in epoch {failure.epoch + 1}").write(self.directory)
         raise TrainingError(f"{self.directory}: {failure}; "
                             f"history so far kept in history.json (lower optimizer.lr?)") from None
@@ -257,7 +274,7 @@ class RunTrainer:
                    "train_accuracy": history["train_accuracy"][-1], "remaining_percent": remaining,
                    "remaining_count": remaining_count},
             training_seconds=float(sum(history["epoch_seconds"])), versions=library_versions(),
-            init=initial_values.to_json())
+            init=initial_values.to_json(), precision=self.config.training.precision)
         record.write(self.directory)
         for name in (CHECKPOINT, LEGACY_STATE):
             (self.directory / name).unlink(missing_ok=True)
