@@ -11,6 +11,9 @@ Per run r (seed = base seed + r, docs/SPEC.md §2.7) three files are written und
 layout of a file is documented in ``masking/init_files.py``. A model layout other than the
 default (--width-multiplier, --num-classes, --projection-every, --extra-head) is recorded in the
 file but not in its path: give it its own --out folder and the config's init.weights_dir.
+The same arguments always write the same bytes. A file that already holds the same values is left
+as it is; one that holds other values (edited, or written with other options) is kept and the
+command stops with an error, unless --overwrite is given.
 """
 import argparse
 import math
@@ -19,7 +22,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # one-line errors, not TensorFlow start-up logs
 
-from masking.init_files import InitFileError, init_file_path, load_init_file, save_init_file
+from masking.init_files import (InitFileError, init_file_path, init_payload, load_init_file, same_init_content,
+                                write_init_file)
 from masking.init_spec import BASELINE_WEIGHT_INIT, DEFAULT_SEED, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec
 from models import MODEL_NAMES, build_model
 from models.registry import MODEL_FAMILIES
@@ -49,18 +53,39 @@ def bounded_number(kind, minimum, maximum=math.inf):
     return parse
 
 
-def write_run_files(model_name, run, seed, out, weight_init, score_init, baseline_init, options):
-    """Build the signed and baseline models for one run and pickle their initial values."""
+class ExistingFileError(Exception):
+    """An init file that already exists with other content, and --overwrite was not given."""
+
+
+def write_run_files(model_name, run, seed, out, weight_init, score_init, baseline_init, options, overwrite=False):
+    """Build the signed and baseline models for one run and pickle their initial values:
+    [(path, what happened: written, unchanged or replaced)]."""
     signed = build_model(model_name, signed=True, seed=seed, weight_init=weight_init, score_init=score_init,
                          **options)
     baseline = build_model(model_name, signed=False, seed=seed, weight_init=baseline_init, **options)
-    written = []
+    done = []
     for model, kind, spec in ((signed, "weights", weight_init), (signed, "scores", score_init),
                               (baseline, "baseline", baseline_init)):
         path = init_file_path(out, model_name, kind, spec, run)
-        save_init_file(path, model, kind, spec, seed, run, options)
-        written.append(path)
-    return written
+        payload = init_payload(model, kind, spec, seed, run, options)
+        outcome = "written"
+        if path.exists():
+            outcome = "unchanged" if _holds(path, payload) else "replaced"
+            if outcome == "replaced" and not overwrite:
+                raise ExistingFileError(f"{path}: exists with other content (edited, or written with other "
+                                        f"options); kept. Pass --overwrite to replace it, or use another --out")
+        if outcome != "unchanged":
+            write_init_file(path, payload)
+        done.append((path, outcome))
+    return done
+
+
+def _holds(path, payload):
+    """Whether the file at ``path`` is a readable init file with the same content as ``payload``."""
+    try:
+        return same_init_content(load_init_file(path), payload)
+    except InitFileError:
+        return False
 
 
 def inspect(path):
@@ -94,6 +119,8 @@ def main(argv=None):
     parser.add_argument("--extra-head", action="store_true",
                         help="ResNets: the extra ELU + dense head (model.extra_head)")
     parser.add_argument("--out", default="weights", help="output folder (default weights/)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files that exist with other content (default: keep them and stop)")
     parser.add_argument("--inspect", metavar="FILE", help="print a file's metadata and array shapes, then exit")
     args = parser.parse_args(argv)
 
@@ -118,6 +145,9 @@ def main(argv=None):
                          f"{name} layer ({narrowest} units); use >= {1 / narrowest:g}")
     try:
         write_all(names, args)
+    except ExistingFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"error: --out {args.out}: cannot write {error.filename or args.out} "
               f"({error.strerror or type(error).__name__})", file=sys.stderr)
@@ -125,19 +155,24 @@ def main(argv=None):
     return 0
 
 
+def layout_options(name, args):
+    """Every layout option of model ``name``, defaults included: the file records the same options
+    however they were given (``--width-multiplier 1`` or nothing), so the same values give the same bytes."""
+    options = {"width_multiplier": float(args.width_multiplier),
+               "num_classes": args.num_classes or MODEL_FAMILIES[name].num_classes}
+    if MODEL_FAMILIES[name].kind == "resnet":
+        options.update(projection_every=args.projection_every, extra_head=bool(args.extra_head))
+    return options
+
+
 def write_all(names, args):
     for name in names:
-        options = {"width_multiplier": args.width_multiplier}
-        if args.num_classes:
-            options["num_classes"] = args.num_classes
-        if args.projection_every is not None:
-            options["projection_every"] = args.projection_every
-        if args.extra_head:
-            options["extra_head"] = True
+        options = layout_options(name, args)
         for run in range(args.runs):
-            paths = write_run_files(name, run, args.seed + run, args.out, args.weight_init, args.score_init,
-                                    args.baseline_init, options)
-            print(f"{name} run {run} (seed {args.seed + run}): " + ", ".join(str(p) for p in paths))
+            done = write_run_files(name, run, args.seed + run, args.out, args.weight_init, args.score_init,
+                                   args.baseline_init, options, args.overwrite)
+            print(f"{name} run {run} (seed {args.seed + run}): "
+                  + ", ".join(f"{path}" + ("" if outcome == "written" else f" ({outcome})") for path, outcome in done))
 
 
 if __name__ == "__main__":

@@ -9,13 +9,18 @@ A file is a pickle of plain data::
      "layers": [{"name": "dense_1", "shape": (784, 300), "values": float32 ndarray}, ...]}
 
 ``weights`` holds the frozen W of every masked layer, ``scores`` their initial scores S,
-``baseline`` the kernels of the ordinary (baseline) model. Files are read with an
-unpickler that admits only NumPy arrays, dtypes and plain containers, so loading a
-file can never execute code from it. What a file may hold is bounded before and while it
-is unpickled (file size, pickle opcodes, array bytes); the payload is then checked against
-the fixed layout above, level by level, so nesting deeper than that layout is refused
-without being walked, and error messages show values abbreviated (``shown``): a small file
-of shared references cannot make the reader hang or exhaust memory.
+``baseline`` the kernels of the ordinary (baseline) model. ``seed`` and ``run`` say whose
+initial values a file holds (every format-1 file records them; train.py refuses a file of
+another seed or run). The same values always give the same bytes (``encode_init_payload``).
+
+Files are read with an unpickler that admits only NumPy arrays, dtypes and plain containers,
+so loading a file can never execute code from it. What a file may hold is bounded before and
+while it is unpickled (file size, pickle opcodes, array bytes: ``numpy.ndarray`` is admitted
+only as the class that ``_reconstruct`` rebuilds, never called, so no array can be declared
+larger than its data or be a stride-0 view); the payload is then checked against the fixed
+layout above, level by level, so nesting deeper than that layout is refused without being
+walked, and error messages show values abbreviated (``shown``): a small file of shared
+references cannot make the reader hang or exhaust memory. Values must be finite.
 """
 import functools
 import io
@@ -61,6 +66,11 @@ def _check_opcode_count(data):
             raise pickle.UnpicklingError(f"more than {MAX_PICKLE_OPCODES} pickle opcodes")
 
 
+class _ArrayClass:
+    """Stands for ``numpy.ndarray`` in a file: _reconstruct's argument, not callable. Called, the class
+    would allocate any declared shape, or view a few bytes as 10**13 elements with stride 0."""
+
+
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """Admits only what NumPy needs to rebuild arrays, and at most MAX_FILE_BYTES of array memory."""
 
@@ -69,19 +79,21 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        if (module, name) == ("numpy", "ndarray"):
+            return _ArrayClass
         found = super().find_class(module, name)
         return functools.partial(self._bounded_reconstruct, found) if name == "_reconstruct" else found
 
     def _bounded_reconstruct(self, reconstruct, subtype, shape, dtype):
         """An empty array is allocated here before its data arrives: bound its size first."""
         dims = (shape,) if isinstance(shape, int) else shape
-        if subtype is not np.ndarray or not isinstance(dims, tuple) \
+        if subtype is not _ArrayClass or not isinstance(dims, tuple) \
                 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in dims):
             raise pickle.UnpicklingError(f"refusing array {shown(subtype, 40)} of shape {shown(shape, 40)}")
         self.array_bytes += math.prod(dims) * np.dtype(dtype).itemsize
         if self.array_bytes > MAX_FILE_BYTES:
             raise pickle.UnpicklingError(f"arrays larger than {MAX_FILE_BYTES} bytes in all")
-        return reconstruct(subtype, shape, dtype)
+        return reconstruct(np.ndarray, shape, dtype)
 
 
 def init_file_path(root, model_name, kind, initializer, run):
@@ -105,16 +117,43 @@ def _layer_values(layer, kind):
     return getattr(layer, variable)
 
 
-def save_init_file(path, model, kind, initializer, seed, run, options=None):
-    """Pickle the current initial values of ``model`` for ``kind`` (atomic write)."""
+def init_payload(model, kind, initializer, seed, run, options=None):
+    """The file content holding the current initial values of ``model`` for ``kind``."""
     if kind not in KINDS:
         raise ValueError(f"unknown init-file kind {kind!r}; choose one of {', '.join(KINDS)}")
-    layers = [{"name": layer.name, "shape": tuple(_layer_values(layer, kind).shape),
-               "values": np.asarray(keras.ops.convert_to_numpy(_layer_values(layer, kind)), dtype=np.float32)}
+    layers = [{"name": layer.name, "shape": tuple(int(n) for n in _layer_values(layer, kind).shape),
+               "values": np.ascontiguousarray(keras.ops.convert_to_numpy(_layer_values(layer, kind)),
+                                              dtype=np.float32)}
               for layer in target_layers(model, kind)]
-    payload = {"format": FORMAT, "model": model.name, "kind": kind, "initializer": InitSpec.of(initializer).to_dict(),
-               "seed": int(seed), "run": int(run), "options": dict(options or {}), "layers": layers}
-    atomic_write_bytes(path, pickle.dumps(payload, protocol=4))
+    return {"format": FORMAT, "model": model.name, "kind": kind, "initializer": InitSpec.of(initializer).to_dict(),
+            "seed": int(seed), "run": int(run), "options": dict(options or {}), "layers": layers}
+
+
+def encode_init_payload(payload):
+    """The file's bytes: a pickle without memo (``fast``), so the bytes depend on the values alone,
+    never on which Python objects happened to be shared (equal strings, dtypes) when it was written."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=4)
+    pickler.fast = True
+    pickler.dump(payload)
+    return buffer.getvalue()
+
+
+def same_init_content(first, second):
+    """Whether two payloads hold the same metadata and bit-identical values."""
+    def metadata(payload):
+        return {key: value for key, value in payload.items() if key != "layers"}
+
+    def layers(payload):
+        return [(entry["name"], tuple(entry["shape"]), entry["values"].dtype.str, entry["values"].tobytes())
+                for entry in payload["layers"]]
+
+    return metadata(first) == metadata(second) and layers(first) == layers(second)
+
+
+def write_init_file(path, payload):
+    """Write an init_payload (atomic write)."""
+    atomic_write_bytes(path, encode_init_payload(payload))
 
 
 def load_init_file(path):
@@ -138,7 +177,8 @@ def _check_payload(path, payload):
     """Plain scalars, mappings of scalars and a non-empty list of layers with float arrays of their shape."""
     if not isinstance(payload, dict) or any(key not in payload for key in _REQUIRED_KEYS):
         raise InitFileError(f"{path}: not an init file; expected a dict with keys {', '.join(_REQUIRED_KEYS)}")
-    if payload["format"] != FORMAT or payload["kind"] not in KINDS:
+    if not all(isinstance(payload[key], str) for key in ("format", "kind")) \
+            or payload["format"] != FORMAT or payload["kind"] not in KINDS:
         raise InitFileError(f"{path}: unsupported format {shown(payload['format'])} / kind {shown(payload['kind'])}")
     for key, kind, label in (("model", str, "a string"), ("seed", int, "an integer"), ("run", int, "an integer")):
         if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
@@ -153,6 +193,14 @@ def _check_payload(path, payload):
         raise InitFileError(f"{path}: layers must be a non-empty list, got {shown(layers)}")
     for index, entry in enumerate(layers):
         _check_layer(path, index, entry)
+    # An array's nbytes counts what it claims to hold: a view cannot pass for the few bytes behind it.
+    if sum(entry["values"].nbytes for entry in layers) > MAX_FILE_BYTES:
+        raise InitFileError(f"{path}: refused init file (arrays larger than {MAX_FILE_BYTES} bytes in all)")
+    for index, entry in enumerate(layers):
+        bad = entry["values"].size - int(np.count_nonzero(np.isfinite(entry["values"])))
+        if bad:
+            raise InitFileError(f"{path}: layer {index} ({shown(entry['name'], 40)}): {bad} of "
+                                f"{entry['values'].size} values are NaN or infinite; initial values must be finite")
 
 
 def _check_layer(path, index, entry):

@@ -45,21 +45,23 @@ def build_model(name, signed=True, *, seed=DEFAULT_SEED, threshold_fraction=DEFA
 
 @dataclass(frozen=True)
 class InitialValues:
-    """Where a run's initial values come from: ``source`` is ``files`` or ``on_the_fly`` (what
-    ``init.source: auto`` resolved to); ``files`` lists {kind, path, sha256} of the files loaded."""
+    """Where a run's initial values come from, file by file: ``files`` lists {kind, path, sha256} of
+    the init files loaded, ``drawn`` the kinds drawn on the fly from the seed; ``source`` sums it up
+    (``files``, ``on_the_fly``, or ``mixed`` when ``init.source: auto`` found only some files)."""
 
     requested: str
     source: str
     files: tuple = ()
+    drawn: tuple = ()
 
     def to_json(self):
-        return {"requested": self.requested, "source": self.source, "files": [dict(entry) for entry in self.files]}
+        return {"requested": self.requested, "source": self.source, "files": [dict(entry) for entry in self.files],
+                "drawn": list(self.drawn)}
 
     def describe(self):
-        if self.source == "on_the_fly":
-            return f"initial values: drawn on the fly from the seed (init.source {self.requested})"
-        shown = ", ".join(f"{entry['path']} (sha256 {entry['sha256'][:12]})" for entry in self.files)
-        return f"initial values: from init files (init.source {self.requested}): {shown}"
+        parts = [f"{entry['kind']} from {entry['path']} (sha256 {entry['sha256'][:12]})" for entry in self.files]
+        parts += [f"{kind} drawn on the fly from the seed" for kind in self.drawn]
+        return f"initial values (init.source {self.requested}): {', '.join(parts)}"
 
 
 def initial_value_files(config, run_index):
@@ -98,25 +100,28 @@ def _creating_command(config, run_index):
 
 
 def resolve_initial_values(config, run_index):
-    """The InitialValues of run ``run_index``: ``auto`` loads the files when all exist and draws on the
-    fly when none does; a partial set (or a missing file under ``files``) names the command that writes it."""
+    """The InitialValues of run ``run_index``, file by file: ``auto`` loads each of the run's files
+    that exists and draws the others on the fly; under ``files`` a missing file names the command
+    that writes it."""
     requested = config.init.source
-    if requested == "on_the_fly":
-        return InitialValues(requested, "on_the_fly")
     files = initial_value_files(config, run_index)
+    if requested == "on_the_fly":
+        return InitialValues(requested, "on_the_fly", drawn=tuple(kind for kind, _, _ in files))
     missing = [path for _, _, path in files if not Path(path).is_file()]
-    if requested == "auto" and len(missing) == len(files):
-        return InitialValues(requested, "on_the_fly")
-    if missing:
+    if missing and requested == "files":
         raise InitFileError(f"{missing[0]}: missing init file; create it with: {_creating_command(config, run_index)}")
     entries = []
     for kind, _, path in files:
+        if path in missing:
+            continue
         try:
             digest = file_sha256(path)
         except OSError as error:
             raise InitFileError(f"{path}: unreadable init file ({error.strerror or error})") from None
         entries.append({"kind": kind, "path": str(path), "sha256": digest})
-    return InitialValues(requested, "files", tuple(entries))
+    drawn = tuple(kind for kind, _, path in files if path in missing)
+    source = "files" if not drawn else "on_the_fly" if not entries else "mixed"
+    return InitialValues(requested, source, tuple(entries), drawn)
 
 
 def build_experiment_model(config, seed, initial_values=None):
@@ -131,19 +136,25 @@ def build_experiment_model(config, seed, initial_values=None):
                         num_classes=NUM_CLASSES[config.data.dataset], **options)
     if initial_values is None:
         initial_values = resolve_initial_values(config, seed - config.seed)
-    if initial_values.source == "files":
-        load_initial_files(model, config, seed - config.seed)
+    load_initial_files(model, config, seed - config.seed, [entry["kind"] for entry in initial_values.files])
     return model
 
 
-def load_initial_files(model, config, run_index):
-    """Load the init_example.py pickles of this run; a missing one names the command that writes it,
-    a file of another model, shape or initializer is an InitFileError that says how to go on."""
+def load_initial_files(model, config, run_index, kinds=None):
+    """Load the init_example.py pickles of this run (only those of ``kinds``, default all); a missing one
+    names the command that writes it, a file of another model, shape, initializer, seed or run is an
+    InitFileError that says how to go on."""
+    seed = config.seed + run_index
     for kind, spec, path in initial_value_files(config, run_index):
+        if kinds is not None and kind not in kinds:
+            continue
         if not Path(path).is_file():
             raise InitFileError(f"{path}: missing init file; create it with: {_creating_command(config, run_index)}")
         try:
             payload = load_init_file(path)
+            if (payload["seed"], payload["run"]) != (seed, run_index):
+                raise InitFileError(f"{path}: holds the initial values of seed {payload['seed']} (run "
+                                    f"{payload['run']}), this is run {run_index} with seed {seed}")
             recorded = recorded_layout(payload, config.model.name)
             for option, wanted in file_layout(config).items():
                 if recorded.get(option) != wanted:

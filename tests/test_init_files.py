@@ -110,3 +110,50 @@ def test_cli_rejects_unknown_model_and_bad_init(capsys):
     with pytest.raises(SystemExit):
         init_example.main(["--weight-init", "signed_constant/nope"])
     assert "unknown scaling 'nope'" in capsys.readouterr().err
+
+
+def write_payload(path, **changes):
+    """A valid one-layer weights file with ``changes`` applied to its payload, pickled as a user's script would."""
+    payload = {"format": "signed-supermask-init/1", "model": "FCN", "kind": "weights",
+               "initializer": {"distribution": "signed_constant", "scaling": "elus", "factor": 1.0},
+               "seed": 7531, "run": 0, "options": {}, "layers": [{"name": "dense_1", "shape": (4, 3),
+                                                                  "values": np.ones((4, 3), np.float32)}]}
+    payload.update(changes)
+    path.write_bytes(pickle.dumps(payload, protocol=4))
+    return path
+
+
+class CalledArrayClass:
+    """numpy.ndarray called directly: declares any shape, here a stride-0 view of 10**13 floats over 4 bytes."""
+
+    def __init__(self, shape, **view):
+        self.shape, self.view = shape, view
+
+    def __reduce__(self):
+        return np.ndarray, (self.shape, np.dtype("float32"), *self.view.values())
+
+
+@pytest.mark.parametrize("values", [CalledArrayClass((10 ** 13,), buffer=b"\0" * 4, offset=0, strides=(0,)),
+                                    CalledArrayClass((3,))])
+def test_the_array_class_cannot_be_called_to_bypass_the_size_bound(tmp_path, values):
+    path = write_payload(tmp_path / "view.pkl", layers=[{"name": "dense_1", "shape": values.shape, "values": values}])
+    with pytest.raises(InitFileError, match=r"view.pkl: refused or unreadable init file"):
+        load_init_file(path)
+
+
+@pytest.mark.parametrize("key", ["format", "kind"])
+def test_array_valued_format_or_kind_is_refused_in_one_line(tmp_path, key):
+    path = write_payload(tmp_path / "array.pkl", **{key: np.array(["weights", "scores"])})
+    with pytest.raises(InitFileError, match=r"array.pkl: unsupported format"):
+        load_init_file(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_refused_naming_file_and_layer(tmp_path, bad, capsys):
+    values = np.ones((4, 3), np.float32)
+    values[2, 1] = bad
+    path = write_payload(tmp_path / "nan.pkl", layers=[{"name": "dense_1", "shape": (4, 3), "values": values}])
+    with pytest.raises(InitFileError, match=r"nan.pkl: layer 0 \('dense_1'\): 1 of 12 values are NaN or infinite"):
+        load_init_file(path)
+    assert init_example.main(["--inspect", str(path)]) == 2
+    assert capsys.readouterr().err.count("error: ") == 1

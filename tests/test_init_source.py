@@ -1,5 +1,6 @@
-"""init.source: auto uses a run's init files when they exist and draws on the fly otherwise; every run
-records which it used (log line, run.json with the files' SHA-256); a wrong file is an error."""
+"""init.source: auto uses each of a run's init files that exists and draws the others on the fly; every
+run records which it used, file by file (log line, run.json with the files' SHA-256); a wrong file is an
+error; init_example.py never replaces a file's content unless asked."""
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 from conftest import real_data_dir
 
 import init_example
+from masking import masked_layers
 from masking.init_files import InitFileError, init_file_path, load_init_file
 from models import build_experiment_model, resolve_initial_values
 from training.config import load_config
@@ -88,14 +90,15 @@ def test_auto_uses_edited_files_and_records_them_in_run_json(fcn_files, tmp_path
     assert scores == {"kind": "scores", "path": str(edited),
                       "sha256": hashlib.sha256(Path(edited).read_bytes()).hexdigest()}
     log = capsys.readouterr().out
-    assert sum("initial values: from init files (init.source auto)" in line for line in log.splitlines()) == 1
+    assert sum(f"initial values (init.source auto): weights from {init_file_path(root, 'FCN', 'weights', config.init.weight, 0)}"
+               in line and f"scores from {edited}" in line for line in log.splitlines()) == 1
 
 
 def test_run_json_records_an_on_the_fly_run(tmp_path):
     config = load_config(FCN_CONFIG, TINY + [f"init.weights_dir={tmp_path / 'none'}"])
     RunTrainer(config, 0, tmp_path, data_dir=real_data_dir("mnist.npz"), verbose=False).run()
     record = json.loads((tmp_path / "fcn_signed" / "run_0" / "run.json").read_text())
-    assert record["init"] == {"requested": "auto", "source": "on_the_fly", "files": []}
+    assert record["init"] == {"requested": "auto", "source": "on_the_fly", "files": [], "drawn": ["weights", "scores"]}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -115,12 +118,78 @@ def test_a_wrong_file_under_auto_is_an_error_never_skipped(fcn_files, tmp_path, 
            "python init_example.py --model FCN --runs 1 " in str(error.value)
 
 
-def test_an_incomplete_set_under_auto_names_the_command(fcn_files, tmp_path):
+def test_auto_resolves_each_file_on_its_own(fcn_files, tmp_path, capsys):
+    """The README's main command writes FCN's default files; the closest config shares their scores
+    file but not their weights file: the scores are loaded, the weights drawn, and both are said."""
+    closest = ROOT / "configs" / "fcn_signed_closest_to_paper.yaml"
+    config = load_config(closest, TINY + [f"init.weights_dir={fcn_files}"])
+    scores = init_file_path(fcn_files, "FCN", "scores", config.init.mask, 0)
+    initial = resolve_initial_values(config, 0)
+    assert initial.source == "mixed" and initial.drawn == ("weights",)
+    assert [(entry["kind"], entry["path"]) for entry in initial.files] == [("scores", str(scores))]
+    on_the_fly = load_config(closest, ["init.source=on_the_fly"])
+    for a, b in zip(variables(build_experiment_model(config, config.seed)),
+                    variables(build_experiment_model(on_the_fly, on_the_fly.seed))):
+        np.testing.assert_array_equal(a, b)
+
+    RunTrainer(config, 0, tmp_path, data_dir=real_data_dir("mnist.npz"), verbose=False).run()
+    record = json.loads((tmp_path / config.experiment / "run_0" / "run.json").read_text())
+    assert record["init"] == {"requested": "auto", "source": "mixed", "drawn": ["weights"], "files": [
+        {"kind": "scores", "path": str(scores), "sha256": hashlib.sha256(scores.read_bytes()).hexdigest()}]}
+    assert f"scores from {scores} (sha256 " in capsys.readouterr().out
+
+
+def test_an_edited_file_is_used_beside_a_drawn_one(fcn_files, tmp_path):
     root = copy_of(fcn_files, tmp_path)
     scores_path(root).unlink()
+    weights = init_file_path(root, "FCN", "weights", {"distribution": "signed_constant", "scaling": "elus"}, 0)
+    rewrite(weights, lambda payload: payload["layers"][0].update(values=-payload["layers"][0]["values"]))
     config = load_config(FCN_CONFIG, [f"init.weights_dir={root}"])
-    with pytest.raises(InitFileError, match="missing init file; create it with: python init_example.py --model FCN"):
-        resolve_initial_values(config, 0)
+    model = build_experiment_model(config, config.seed)
+    drawn = build_experiment_model(load_config(FCN_CONFIG, ["init.source=on_the_fly"]), config.seed)
+    first, first_drawn = masked_layers(model)[0], masked_layers(drawn)[0]
+    np.testing.assert_array_equal(np.asarray(first.frozen_kernel), -np.asarray(first_drawn.frozen_kernel))
+    np.testing.assert_array_equal(np.asarray(first.scores), np.asarray(first_drawn.scores))
+
+
+def test_a_file_of_another_seed_or_run_is_an_error_naming_both(fcn_files, tmp_path):
+    root = copy_of(fcn_files, tmp_path)
+    for kind, spec in (("weights", {"distribution": "signed_constant", "scaling": "elus"}),
+                       ("scores", {"distribution": "uniform", "scaling": "xavier"})):
+        shutil.copy(init_file_path(root, "FCN", kind, spec, 0), init_file_path(root, "FCN", kind, spec, 1))
+    config = load_config(FCN_CONFIG, ["init.source=files", f"init.weights_dir={root}"])
+    with pytest.raises(InitFileError, match=r"FCN_weights_1.pkl: holds the initial values of seed 7531 \(run 0\), "
+                                            r"this is run 1 with seed 7532"):
+        build_experiment_model(config, config.seed + 1)
+
+
+def test_init_example_keeps_a_file_with_other_content_unless_asked(fcn_files, tmp_path, capsys):
+    root = copy_of(fcn_files, tmp_path)
+    edited = scores_path(root)
+    rewrite(edited, lambda payload: payload["layers"][0].update(values=-payload["layers"][0]["values"]))
+    before = edited.read_bytes()
+    assert init_example.main(["--model", "FCN", "--runs", "1", "--out", str(root)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {edited}: exists with other content") \
+        and "--overwrite" in errors[0], errors
+    assert edited.read_bytes() == before
+    assert init_example.main(["--model", "FCN", "--runs", "1", "--out", str(root), "--overwrite"]) == 0
+    assert edited.read_bytes() == scores_path(fcn_files).read_bytes()
+    assert "(replaced)" in capsys.readouterr().out
+
+
+def test_init_example_same_values_same_bytes_and_identical_files_untouched(fcn_files, tmp_path, capsys):
+    """The command an error message suggests spells the default layout out (--width-multiplier 1
+    --num-classes 10): it must write the bytes the plain command wrote, and leave existing files alone."""
+    root = copy_of(fcn_files, tmp_path)
+    stamps = {path: path.stat().st_mtime_ns for path in root.rglob("*.pkl")}
+    explicit = ["--width-multiplier", "1", "--num-classes", "10", "--weight-init", "signed_constant/elus"]
+    assert init_example.main(["--model", "FCN", "--runs", "1", "--out", str(root), *explicit]) == 0
+    assert {path: path.stat().st_mtime_ns for path in root.rglob("*.pkl")} == stamps
+    assert capsys.readouterr().out.count("(unchanged)") == 3
+    assert init_example.main(["--model", "FCN", "--runs", "1", "--out", str(tmp_path / "again"), *explicit]) == 0
+    for path in fcn_files.rglob("*.pkl"):
+        assert (tmp_path / "again" / path.relative_to(fcn_files)).read_bytes() == path.read_bytes(), path
 
 
 def test_cli_wrong_file_is_one_line_exit_2_and_files_missing_names_the_command(fcn_files, tmp_path):

@@ -49,7 +49,7 @@ class ModelConfig:
 class InitSection:
     # A folder may mix sources under auto (run.json records each run's source and file hashes), and unedited
     # files give bit-identical values, so folders written with on_the_fly accept auto runs.
-    source: str = option("auto", choices=("auto", "on_the_fly", "files"), doc="auto: the run's init_example.py pickles under weights_dir when they exist, else on the fly; on_the_fly: draw from the seed; files: load the pickles (missing = error)", affects_results=False)
+    source: str = option("auto", choices=("auto", "on_the_fly", "files"), doc="auto: each of the run's init_example.py pickles under weights_dir that exists, the others drawn on the fly (run.json says which); on_the_fly: draw from the seed; files: load the pickles (missing = error)", affects_results=False)
     weights_dir: str = option("weights", doc="root folder of the init_example.py pickles")
     weight: InitSpec = option(SIGNED_WEIGHT_INIT, doc="frozen weights W (baseline: its kernels)")
     mask: InitSpec = option(SIGNED_SCORE_INIT, doc="scores S")
