@@ -2,7 +2,7 @@
 
     python report.py                       # reads results/, writes results/report.{md,csv,tex} + fig_*.png
                                            # (on a fresh clone: the shipped measured/ runs, report in results/)
-    python report.py /tmp/rep_results --out /tmp/report --data-dir ../shared/datasets
+    python report.py /tmp/rep_results --out /tmp/report --data-dir /path/to/datasets
     python report.py results/ --no-figures
 
 Reads each run's run.json directly (summary.json may be stale), so partial results (runs

@@ -3,7 +3,7 @@
     python train.py configs/fcn_signed.yaml
     python train.py configs/fcn_signed.yaml --runs 3 --set training.epochs=10 --out /tmp/results
     python train.py configs/conv2_signed.yaml --run-index 4        # one seed per cluster job
-    SUPERMASK_DATA_DIR=../shared/datasets python train.py configs/fcn_signed.yaml
+    SUPERMASK_DATA_DIR=/path/to/datasets python train.py configs/fcn_signed.yaml
 
 Exit codes: 0 done, 1 training failed (e.g. non-finite loss), 2 invalid input
 (config, data or init files), with one line naming the culprit.

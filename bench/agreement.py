@@ -1,6 +1,6 @@
 """Epoch-by-epoch agreement with the authors' own code on the real CIFAR-10 (docs/SPEC.md §13.2, §13.3).
 
-    SUPERMASK_DATA_DIR=../shared/datasets python bench/agreement.py --out results/agreement
+    SUPERMASK_DATA_DIR=/path/to/datasets python bench/agreement.py --out results/agreement
     python bench/agreement.py --cases conv2 --seeds 3 --out /tmp/agreement
     python bench/agreement.py --table-only --out results/agreement     # the table from finished runs
     python bench/agreement.py --smoke --out /tmp/agreement_smoke       # tiny data: tests the script only

@@ -1,8 +1,8 @@
 """The FCN row at the paper's protocol: N seeds (7531 + i) of three FCN configs, their statistics, and
 which interval the paper's brackets can be (issue 14, docs/SPEC.md §8.3).
 
-    KERAS_BACKEND=jax SUPERMASK_DATA_DIR=../shared/datasets python bench/fcn_seeds.py   # 50 seeds each
-    SUPERMASK_DATA_DIR=../shared/datasets python bench/fcn_seeds.py --backend jax --jobs 2  # 2 seeds at a time
+    KERAS_BACKEND=jax SUPERMASK_DATA_DIR=/path/to/datasets python bench/fcn_seeds.py   # 50 seeds each
+    SUPERMASK_DATA_DIR=/path/to/datasets python bench/fcn_seeds.py --backend jax --jobs 2  # 2 seeds at a time
     python bench/fcn_seeds.py --report-only                   # statistics, bracket verdict, figure
     python bench/fcn_seeds.py --smoke --out /tmp/fcn_seeds    # 2 seeds, 1 epoch, 2000 examples
 

@@ -1,6 +1,6 @@
 """FCN/MNIST study: the faithful port (schedules A and B) and the search for the paper's row.
 
-    KERAS_BACKEND=jax SUPERMASK_DATA_DIR=../shared/datasets python bench/fcn_study.py
+    KERAS_BACKEND=jax SUPERMASK_DATA_DIR=/path/to/datasets python bench/fcn_study.py
     python bench/fcn_study.py --table-only          # print the table from finished results
 
 Each variant is a config (``fcn_signed`` or ``fcn_baseline``) plus dotted overrides, trained with

@@ -1,7 +1,7 @@
 """The GPU session's measurements in one script and one JSON file: step times of Conv2-8 and ResNet20
 in float32 and mixed_bfloat16, and a 100-epoch Conv2 signed run (float32 unless ``--run-precision``).
 
-    # on the GPU machine (JAX only there; ../shared/device/README.md), from the project root:
+    # on a GPU machine with JAX (docs/gpu.md), from the project root:
     KERAS_BACKEND=jax python bench/gpu.py --data-dir .devdata --out $OUT/gpu.json
     python bench/gpu.py --smoke --out /tmp/gpu.json     # CPU check of the script: 2 steps, 1 short epoch
 

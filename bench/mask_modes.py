@@ -1,6 +1,6 @@
 """Does inverting help? The mask modes side by side on FCN / MNIST (issue 12, item 3).
 
-    KERAS_BACKEND=jax SUPERMASK_DATA_DIR=../shared/datasets python bench/mask_modes.py --out results/mask_modes
+    KERAS_BACKEND=jax SUPERMASK_DATA_DIR=/path/to/datasets python bench/mask_modes.py --out results/mask_modes
     python bench/mask_modes.py --out results/mask_modes --table-only      # table and figure from what is finished
     python bench/mask_modes.py --out /tmp/mm --smoke                      # 1 seed, 1 epoch, 1,024 images
 

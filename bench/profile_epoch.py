@@ -1,6 +1,6 @@
 """Where one training epoch's time goes: input arrays, fit, test evaluation, mask counts, checkpoint.
 
-    SUPERMASK_DATA_DIR=../shared/datasets python bench/profile_epoch.py configs/fcn_signed.yaml
+    SUPERMASK_DATA_DIR=/path/to/datasets python bench/profile_epoch.py configs/fcn_signed.yaml
     KERAS_BACKEND=jax python bench/profile_epoch.py configs/fcn_signed.yaml --epochs 3
     python bench/profile_epoch.py configs/resnet20_signed.yaml --settings no-xla --set data.train_limit=10240
     python bench/profile_epoch.py configs/conv2_signed.yaml --settings no-xla --epochs 1 --interleaved 20

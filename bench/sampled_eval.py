@@ -1,6 +1,6 @@
 """Test accuracy of finished bernoulli-mode runs with sampled masks, as Zhou et al. evaluated them.
 
-    python bench/sampled_eval.py results/mask_modes/bernoulli_zhou --draws 10 --data-dir ../shared/datasets
+    python bench/sampled_eval.py results/mask_modes/bernoulli_zhou --draws 10 --data-dir /path/to/datasets
 
 A ``bernoulli`` run records its test accuracy with the deterministic mask S > 0 (README, mask modes).
 Zhou et al. draw the mask at test time too and average 10 draws. For every finished run of the given
