@@ -122,3 +122,50 @@ def test_bfloat16_trains_under_tensorflows_mirrored_strategy(tmp_path):
     stdout = train_subprocess(tmp_path / "out", "tensorflow", "--set", "training.distribution=mirrored",
                               script=script)
     assert "mirrored over 2 replicas" in stdout
+
+
+def test_welch_test_matches_its_definition():
+    from bench.precision_fidelity import welch_test
+
+    reference, other = [90.1, 90.5, 90.3], [90.6, 90.9, 91.4, 90.8]
+    difference, t, df, p = welch_test(reference, other)
+    var_a, var_b = np.var(reference, ddof=1) / 3, np.var(other, ddof=1) / 4
+    assert difference == pytest.approx(np.mean(other) - np.mean(reference))
+    assert t == pytest.approx(difference / np.sqrt(var_a + var_b))
+    assert df == pytest.approx((var_a + var_b) ** 2 / (var_a ** 2 / 2 + var_b ** 2 / 3))
+    if importlib.util.find_spec("scipy"):
+        from scipy import stats
+        assert p == pytest.approx(stats.ttest_ind(reference, other, equal_var=False).pvalue, rel=1e-9)
+    assert welch_test([1.0, 1.0], [1.0, 1.0])[1:] == (0.0, pytest.approx(np.nan, nan_ok=True), 1.0)
+
+
+def fake_experiment(folder, precision, accuracies, remaining):
+    """A results folder of finished 2-epoch runs with the given final values (accuracy in %)."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(f"training:\n  precision: {precision}\n  epochs: 2\n")
+    for index, (accuracy, left) in enumerate(zip(accuracies, remaining)):
+        run = folder / f"run_{index}"
+        run.mkdir()
+        final = {"test_accuracy": accuracy / 100, "remaining_percent": left, "remaining_count": 10}
+        (run / "run.json").write_text(json.dumps({"status": "finished", "final": final}))
+        history = {"test_accuracy": [0.5, accuracy / 100], "remaining_percent": [60.0, 50.0, left]}
+        (run / "history.json").write_text(json.dumps(history))
+
+
+def test_fidelity_report_compares_final_values_and_epochs(tmp_path, capsys):
+    from bench import precision_fidelity
+
+    fake_experiment(tmp_path / "a" / "fcn", "float32", [90.0, 92.0, 91.0], [20.0, 22.0, 21.0])
+    fake_experiment(tmp_path / "b" / "fcn", "mixed_bfloat16", [91.0, 91.5], [21.0, 23.0])
+    out = tmp_path / "fidelity.md"
+    assert precision_fidelity.main([str(tmp_path / "a" / "fcn"), str(tmp_path / "b" / "fcn"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text == capsys.readouterr().out
+    assert "| test accuracy % | 3, 91.00 ± 1.00 [90.00, 92.00] | 2, 91.25 ± 0.35 [91.00, 91.50] | +0.25 (" in text
+    accuracy_row, remaining_row = [line for line in text.splitlines() if line.startswith(("| test acc", "| remaining"))]
+    assert accuracy_row.endswith("| yes |") and remaining_row.endswith("| no |")   # 23 lies above [20, 22]
+    assert "| 0 (init) | – | – | 60.00 [60.00, 60.00] | 60.00 [60.00, 60.00] |" in text
+    assert "| 2 | 91.00 [90.00, 92.00] | 91.25 [91.00, 91.50] | 21.00 [20.00, 22.00] | 22.00 [21.00, 23.00] |" in text
+    fake_experiment(tmp_path / "c" / "fcn", "mixed_bfloat16", [91.0], [21.0])
+    assert precision_fidelity.main([str(tmp_path / "a" / "fcn"), str(tmp_path / "c" / "fcn")]) == 2
+    assert "c/fcn: 1 finished run(s)" in capsys.readouterr().err
