@@ -3,7 +3,8 @@
 # finished runs and resumes an interrupted one at its last finished epoch (train.py's own resume).
 #   nohup bench/longrun_queue.sh /work/longruns/results > /work/longruns/queue.log 2>&1 &
 # Run it from a work tree pinned at one commit (git worktree add --detach /work/longrun HEAD) so that
-# every epoch of a run comes from the same code.
+# every epoch of a run comes from the same code. The runs take priority over tests beside them (nice -5;
+# without root, nice says so and runs them at normal priority).
 set -u
 out=${1:-/work/longruns/results}
 export SUPERMASK_DATA_DIR=${SUPERMASK_DATA_DIR:-$(cd "$(dirname "$0")/../../shared/datasets" 2>/dev/null && pwd)}
@@ -11,6 +12,6 @@ cd "$(dirname "$0")/.."
 for config in conv2_signed_sqrt6 conv4_signed conv4_baseline conv8_signed conv8_baseline_relu_head \
               conv6_signed conv6_baseline conv8_baseline; do
     echo "$(date -u +%FT%TZ) start $config (commit $(git rev-parse --short HEAD))"
-    python train.py "configs/$config.yaml" --runs 1 --quiet --out "$out"
+    nice -n -5 python train.py "configs/$config.yaml" --runs 1 --quiet --out "$out"
     echo "$(date -u +%FT%TZ) end $config exit $?"
 done
