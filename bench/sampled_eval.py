@@ -2,7 +2,7 @@
 
     python bench/sampled_eval.py results/mask_modes/bernoulli_zhou --draws 10 --data-dir /path/to/datasets
 
-A ``bernoulli`` run records its test accuracy with the deterministic mask S > 0 (README, mask modes).
+A ``bernoulli`` run records its test accuracy with the deterministic mask S > 0 (docs/mask_modes.md).
 Zhou et al. draw the mask at test time too and average 10 draws. For every finished run of the given
 experiment folders this rebuilds the trained model (``model.weights.h5``), evaluates the test split
 ``--draws`` times with a fresh Bernoulli(sigmoid(S)) mask for every batch, and prints the recorded

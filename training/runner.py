@@ -39,8 +39,8 @@ def fit_feed(x, y, batch_size, validation=False):
 
     On TensorFlow without a GPU the arrays go in as a tf.data pipeline with autotuning off and one
     private thread: Keras' own pipeline for arrays ran 3 of 8 Conv2 fit calls at 513 instead of 390 ms
-    per step (1.45 instead of 1.91 cores busy), this one none of 8, with the same batches (README,
-    Speed). Elsewhere fit takes the arrays: other backends need no TensorFlow, and on a GPU Keras'
+    per step (1.45 instead of 1.91 cores busy), this one none of 8, with the same batches
+    (docs/speed.md). Elsewhere fit takes the arrays: other backends need no TensorFlow, and on a GPU Keras'
     prefetching pipeline is kept (not measured there)."""
     arrays = {"validation_data": (x, y), "validation_batch_size": batch_size} if validation else \
         {"x": x, "y": y, "batch_size": batch_size}
@@ -84,7 +84,7 @@ def execution_settings(training):
     """(jit_compile, steps_per_execution) to compile with.
 
     Unset ``jit_compile`` means: JAX always jits; TensorFlow uses Keras' "auto" (XLA only with a
-    GPU: on CPU, XLA halves the FCN step but slows Conv2/Conv4 1.3-2x, README "Speed"); torch off.
+    GPU: on CPU, XLA halves the FCN step but slows Conv2/Conv4 1.3-2x, docs/speed.md); torch off.
     Under ``mirrored`` Keras 3 fails with XLA or several steps per call, so both are turned off.
     """
     if training.distribution == "mirrored":
