@@ -4,6 +4,7 @@ The families and their options come from ``models/registry.py``; this module tur
 into Keras models, with initial values drawn on the fly or loaded from init files
 (``init.source``: ``auto`` uses a run's files when they exist).
 """
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from models.fcn import build_fcn
 from models.layer_factory import LayerFactory
 from models.registry import model_family
 from models.resnet import build_resnet
+from training.config import DEFAULT_WEIGHTS_DIR
 from training.schema import shown
 
 
@@ -64,11 +66,18 @@ class InitialValues:
         return f"initial values (init.source {self.requested}): {', '.join(parts)}"
 
 
+def weights_root(config):
+    """The folder of init files: ``init.weights_dir``; at its default, $SUPERMASK_WEIGHTS_DIR when set."""
+    if config.init.weights_dir == DEFAULT_WEIGHTS_DIR:
+        return os.environ.get("SUPERMASK_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR
+    return config.init.weights_dir
+
+
 def initial_value_files(config, run_index):
     """[(kind, InitSpec, path)] of the init_example.py files of this run (signed: weights and scores)."""
     kinds = ((("weights", config.init.weight), ("scores", config.init.mask)) if config.model.signed
              else (("baseline", config.init.weight),))
-    return [(kind, spec, init_file_path(config.init.weights_dir, config.model.name, kind, spec, run_index))
+    return [(kind, spec, init_file_path(weights_root(config), config.model.name, kind, spec, run_index))
             for kind, spec in kinds]
 
 
@@ -96,7 +105,7 @@ def _creating_command(config, run_index):
     layout_flags = [f"--{option.replace('_', '-')}" + ("" if value is True else f" {value:g}")
                     for option, value in file_layout(config).items() if value is not None and value is not False]
     return (f"python init_example.py --model {config.model.name} --runs {run_index + 1} {init_flags} "
-            f"{' '.join(layout_flags)} --out {config.init.weights_dir}")
+            f"{' '.join(layout_flags)} --out {weights_root(config)}")
 
 
 def resolve_initial_values(config, run_index):

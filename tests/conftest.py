@@ -1,15 +1,42 @@
-"""Shared test setup: default to the TensorFlow backend and keep the repo root importable."""
+"""Shared test setup: default to the TensorFlow backend and keep the repo root importable; tests never
+read init files from the working tree's weights/ nor write into it or results/."""
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The default init.weights_dir (weights/) of every test and every process a test starts: an empty folder,
+# so a user's own init files (e.g. from the README's main command) never change what a test sees.
+_NO_INIT_FILES = tempfile.TemporaryDirectory(prefix="no-init-files-")
+os.environ["SUPERMASK_WEIGHTS_DIR"] = _NO_INIT_FILES.name
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import pytest  # noqa: E402
+
+
+def _tree_state(*folders):
+    """{path: (size, mtime)} of every file under the working tree's ``folders``."""
+    state = {}
+    for folder in folders:
+        for directory, _, names in os.walk(os.path.join(REPO_ROOT, folder)):
+            for name in names:
+                path = os.path.join(directory, name)
+                with_stat = os.stat(path)
+                state[path] = (with_stat.st_size, with_stat.st_mtime_ns)
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def working_tree_results_untouched():
+    """A test that writes into the working tree's weights/ or results/ fails the session."""
+    before = _tree_state("weights", "results")
+    yield
+    changed = sorted(set(before.items()) ^ set(_tree_state("weights", "results").items()))
+    assert not changed, f"tests changed the working tree's weights/ or results/: {changed[:5]}"
 
 
 def real_data_dir(*file_names):

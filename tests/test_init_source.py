@@ -232,3 +232,16 @@ def test_init_example_refuses_resnet_options_for_other_models(tmp_path, capsys):
         init_example.main(["--model", "Conv2", "--extra-head", "--out", str(tmp_path)])
     assert exit_info.value.code == 2 and "--extra-head: applies to ResNets only, not Conv2" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_the_default_weights_dir_of_the_tests_is_empty_whatever_the_working_tree_holds(fcn_files, tmp_path,
+                                                                                       monkeypatch):
+    """The README's main command writes weights/FCN/... in the working tree: tests must not see it
+    (conftest points $SUPERMASK_WEIGHTS_DIR, which replaces the default weights/, at an empty folder)."""
+    shutil.copytree(fcn_files, tmp_path / "weights")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_initial_values(load_config(FCN_CONFIG), 0).source == "on_the_fly"
+    monkeypatch.setenv("SUPERMASK_WEIGHTS_DIR", str(fcn_files))
+    assert resolve_initial_values(load_config(FCN_CONFIG), 0).source == "files"
+    explicit = load_config(FCN_CONFIG, [f"init.weights_dir={tmp_path / 'none'}"])
+    assert resolve_initial_values(explicit, 0).source == "on_the_fly"

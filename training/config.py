@@ -20,6 +20,7 @@ from masking.mask_rule import MASK_MODES, TOP_K_MODES
 from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
 from training.schema import ConfigError, describe, from_dict, option, set_dotted, shown, to_dict
 
+DEFAULT_WEIGHTS_DIR = "weights"
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policy names
 MAX_WIDTH_MULTIPLIER = 64
@@ -50,7 +51,7 @@ class InitSection:
     # A folder may mix sources under auto (run.json records each run's source and file hashes), and unedited
     # files give bit-identical values, so folders written with on_the_fly accept auto runs.
     source: str = option("auto", choices=("auto", "on_the_fly", "files"), doc="auto: each of the run's init_example.py pickles under weights_dir that exists, the others drawn on the fly (run.json says which); on_the_fly: draw from the seed; files: load the pickles (missing = error)", affects_results=False)
-    weights_dir: str = option("weights", doc="root folder of the init_example.py pickles")
+    weights_dir: str = option(DEFAULT_WEIGHTS_DIR, doc="root folder of the init_example.py pickles; left at weights, $SUPERMASK_WEIGHTS_DIR replaces it when set (the tests point it at an empty folder)")
     weight: InitSpec = option(SIGNED_WEIGHT_INIT, doc="frozen weights W (baseline: its kernels)")
     mask: InitSpec = option(SIGNED_SCORE_INIT, doc="scores S")
 
