@@ -1,14 +1,17 @@
 """Summarize every experiment under a results root next to the paper's numbers.
 
     python report.py                       # reads results/, writes results/report.{md,csv,tex} + fig_*.png
-                                           # (on a fresh clone: the shipped measured/ runs, report in results/)
+                                           # (on a fresh clone, before any run of one's own: measured/)
+    python report.py measured              # the runs this repository ships, always: writes reports/measured/
     python report.py /tmp/rep_results --out /tmp/report --data-dir /path/to/datasets
     python report.py results/ --no-figures
 
 Reads each run's run.json directly (summary.json may be stale), so partial results (runs
 still training, failed or corrupt runs, experiments without finished runs) are shown as such.
 Figure 1 needs an MNIST test "8" (``--data-dir`` or $SUPERMASK_DATA_DIR); without it the
-figure is skipped with a note in the report. Exit codes: 0 written, 2 no such results root or an unwritable --out.
+figure is skipped with a note in the report. The report of the shipped measured/ runs goes to
+reports/measured/ (measured/ holds only what the repository ships; results/ is one's own).
+Exit codes: 0 written, 2 no such results root or an unwritable --out.
 """
 import argparse
 import sys
@@ -75,7 +78,7 @@ def write_report(root, out_dir=None, data_dir=None, digit_source=None, draw=True
     return {**paths, "figures": [out_dir / name for _, name in written], "notes": notes}
 
 
-OWN_RESULTS, SHIPPED_RESULTS = Path("results"), Path("measured")
+OWN_RESULTS, SHIPPED_RESULTS, SHIPPED_REPORT = Path("results"), Path("measured"), Path("reports") / "measured"
 
 
 def default_root():
@@ -85,20 +88,27 @@ def default_root():
     return SHIPPED_RESULTS
 
 
+def default_out(root):
+    """The results root itself, except for the shipped measured/: its report goes to reports/measured/."""
+    return SHIPPED_REPORT if root.resolve() == SHIPPED_RESULTS.resolve() else root
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", help="results root (default results/, or the shipped measured/ "
                                                 "while results/ holds no experiment)")
-    parser.add_argument("--out", help="where to write the report (default: the results root; results/ for measured/)")
+    parser.add_argument("--out", help="where to write the report (default: the results root; reports/measured/ "
+                                      "for measured/)")
     parser.add_argument("--data-dir", help="folder with mnist.npz for Figure 1 (else $SUPERMASK_DATA_DIR)")
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     root = out = None
     try:
         root = Path(args.root) if args.root else default_root()
-        out = args.out or (OWN_RESULTS if root == SHIPPED_RESULTS else None)
+        out = Path(args.out) if args.out else default_out(root)
         if not args.root:
-            print(f"reading {root}/")
+            shipped = "" if root == SHIPPED_RESULTS else f"; the shipped runs: python report.py {SHIPPED_RESULTS}"
+            print(f"reading {root}/{shipped}")
         written = write_report(root, out, args.data_dir, draw=not args.no_figures)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

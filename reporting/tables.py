@@ -10,8 +10,10 @@ every experiment that matches no paper row (study variants).
 import csv
 import io
 from dataclasses import dataclass
+from typing import Optional
 
 from reporting.paper import DATASET_LABELS, PAPER_ROWS, SOURCE, recipe_mismatches
+from reporting.protocol import ProtocolCheck, check_protocol
 from training.results import statistics
 
 SIDES = ("baseline", "signed")
@@ -26,13 +28,23 @@ class Summary:
     accuracy: dict
     remaining_percent: dict
     remaining_count: dict
+    protocol: Optional[ProtocolCheck] = None   # against the paper row's config; None without a row
+    note: int = 0                              # its number in the report's protocol notes (0: none)
 
     @classmethod
     def of(cls, experiment):
         finished = experiment.finished
-        return cls(experiment, statistics([r.accuracy for r in finished]),
-                   statistics([r.remaining_percent for r in finished]),
-                   statistics([r.remaining_count for r in finished]))
+        summary = cls(experiment, statistics([r.accuracy for r in finished]),
+                      statistics([r.remaining_percent for r in finished]),
+                      statistics([r.remaining_count for r in finished]))
+        if experiment.paper_row:
+            summary.protocol = check_protocol(experiment.config, experiment.paper_row, summary.side)
+        return summary
+
+    @property
+    def shorter(self):
+        """Planned shorter than its paper row's protocol: shown with a marker, without Δ."""
+        return bool(self.protocol and self.protocol.shorter)
 
     @property
     def side(self):
@@ -47,6 +59,10 @@ class ReportTables:
     main: dict      # paper row key -> {side: Summary or None}
     others: list    # Summaries that fill no main-table cell
 
+    def placed(self):
+        """Every Summary in table order: the main table's rows (baseline, signed), then the others."""
+        return [s for sides in self.main.values() for s in (sides["baseline"], sides["signed"]) if s] + self.others
+
 
 def build_tables(experiments):
     candidates = {(key, side): [] for key in PAPER_ROWS for side in SIDES}
@@ -57,13 +73,17 @@ def build_tables(experiments):
         (candidates[(key, summary.side)] if key else others).append(summary)
     main = {key: {} for key in PAPER_ROWS}
     for (key, side), summaries in candidates.items():
-        summaries.sort(key=lambda s: (recipe_mismatches(s.experiment.config, key, side == "signed"),
+        summaries.sort(key=lambda s: (recipe_mismatches(s.experiment.config, key, side == "signed"), s.shorter,
                                       -planned_epochs(s.experiment), -len(s.experiment.finished),
                                       s.experiment.name.count("/"), s.experiment.name))
         main[key][side] = summaries[0] if summaries else None
         others.extend(summaries[1:])
     others.sort(key=lambda s: s.experiment.name)
-    return ReportTables(main, others)
+    tables = ReportTables(main, others)
+    noted = [s for s in tables.placed() if s.protocol and s.protocol.noted]
+    for number, summary in enumerate(noted, start=1):
+        summary.note = number
+    return tables
 
 
 def planned_epochs(experiment):
@@ -138,14 +158,24 @@ def _side_cells(summary, key, side):
         if side == "signed":
             cells += [DASH, format_interval(remaining), DASH, DASH, _thousands(count), DASH]
         return cells
-    cells = [summary.experiment.name, format_runs(summary.experiment), format_stats(summary.accuracy),
-             format_interval(accuracy), format_difference(summary.accuracy, accuracy and accuracy.mean)]
+    # a shorter protocol than the row's is not compared with the paper: no Δ
+    references = (None, None, None) if summary.shorter else (accuracy and accuracy.mean,
+                                                              remaining and remaining.mean, count)
+    cells = [experiment_cell(summary), format_runs(summary.experiment), format_stats(summary.accuracy),
+             format_interval(accuracy), format_difference(summary.accuracy, references[0])]
     if side == "signed":
         cells += [format_stats(summary.remaining_percent), format_interval(remaining),
-                  format_difference(summary.remaining_percent, remaining and remaining.mean),
+                  format_difference(summary.remaining_percent, references[1]),
                   format_stats(summary.remaining_count, scale=1000, suffix="K", digits=1), _thousands(count),
-                  format_difference(summary.remaining_count, count, scale=1000, digits=1, suffix="K")]
+                  format_difference(summary.remaining_count, references[2], scale=1000, digits=1, suffix="K")]
     return cells
+
+
+def experiment_cell(summary):
+    """The experiment's name, with its shorter protocol ('2/100 ep') and the number of its protocol note."""
+    marker = summary.protocol.marker if summary.protocol else ""
+    return (summary.experiment.name + (f" ({marker})" if marker else "")
+            + (f" [note {summary.note}]" if summary.note else ""))
 
 
 def _thousands(count):
@@ -189,10 +219,10 @@ def other_rows(tables):
     rows = []
     for summary in tables.others:
         experiment, key, side = summary.experiment, summary.experiment.paper_row, summary.side
-        accuracy, remaining, _ = paper_values(key, side) if key else (None, None, None)
+        accuracy, remaining, _ = paper_values(key, side) if key and not summary.shorter else (None, None, None)
         dataset = DATASET_LABELS.get(experiment.dataset, experiment.dataset or "?")
-        rows.append([experiment.name, experiment.label, dataset, side, format_runs(experiment), format_stats(summary.accuracy),
-                     format_stats(summary.remaining_percent),
+        rows.append([experiment_cell(summary), experiment.label, dataset, side, format_runs(experiment),
+                     format_stats(summary.accuracy), format_stats(summary.remaining_percent),
                      format_stats(summary.remaining_count, scale=1000, suffix="K", digits=1), key or DASH,
                      format_difference(summary.accuracy, accuracy and accuracy.mean),
                      format_difference(summary.remaining_percent, remaining and remaining.mean)])
@@ -213,7 +243,7 @@ def csv_text(tables):
     for metric in ("accuracy", "remaining_percent", "remaining_count"):
         fields += [f"{metric}_{stat}" for stat in CSV_STATS] + [f"paper_{metric}", f"diff_{metric}"]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields + ["problems"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fields + ["protocol", "problems"], lineterminator="\n")
     writer.writeheader()
     for summary, key, table in sorted(placed, key=lambda item: item[0].experiment.name):
         experiment = summary.experiment
@@ -223,6 +253,7 @@ def csv_text(tables):
                   "dataset": experiment.dataset or "",
                   **{f"runs_{s}": counts.get(s, 0) for s in ("finished", "running", "unfinished", "failed", "corrupt", "empty",
                                                              "missing")},
+                  "protocol": summary.protocol.note() if summary.protocol and summary.protocol.noted else "",
                   "problems": "; ".join(problem_lines(experiment))}
         accuracy, remaining, count = paper_values(key, summary.side) if key else (None, None, None)
         references = {"accuracy": accuracy and accuracy.mean, "remaining_percent": remaining and remaining.mean,
@@ -233,7 +264,8 @@ def csv_text(tables):
                 record[f"{metric}_{stat}"] = "" if stats is None else f"{stats[stat]:.6g}"
             reference = references[metric]
             record[f"paper_{metric}"] = "" if reference is None else reference
-            record[f"diff_{metric}"] = "" if stats is None or reference is None else f"{stats['mean'] - reference:.6g}"
+            compared = stats is not None and reference is not None and not summary.shorter
+            record[f"diff_{metric}"] = f"{stats['mean'] - reference:.6g}" if compared else ""
         writer.writerow(record)
     return buffer.getvalue()
 
@@ -273,6 +305,10 @@ def markdown_report(tables, experiments, figures, notes):
              f"Table: {MAIN_CAPTION}", "",
              "## Other experiments (study variants, extra candidates for a paper row)", "",
              markdown_table(OTHER_HEADER, other_rows(tables)) if tables.others else "none", ""]
+    protocol = [f"{s.note}. **{s.experiment.name}** {s.protocol.note()}." for s in tables.placed() if s.note]
+    parts += ["## Protocol notes", "", "Each experiment that fills a paper row is compared with that row's config "
+              "(the protocol); one planned shorter (fewer epochs, images or passes) is marked and gets no Δ.", ""]
+    parts += (protocol or ["every experiment ran its paper row's protocol"]) + [""]
     notes_by_row = [f"- {key}: {row.note}" for key, row in PAPER_ROWS.items() if row.note]
     parts += ["Notes on the paper's numbers:", ""] + notes_by_row + [""]
     status = [f"- **{e.name}**: " + "; ".join(problem_lines(e)) for e in experiments if problem_lines(e)]

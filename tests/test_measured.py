@@ -75,14 +75,29 @@ def test_report_without_arguments_renders_the_shipped_results_on_a_fresh_clone(t
     monkeypatch.chdir(tmp_path)
     assert report.main(["--no-figures"]) == 0
     assert "reading measured/" in capsys.readouterr().out
-    text = (tmp_path / "results" / "report.md").read_text()
+    text = (tmp_path / "reports" / "measured" / "report.md").read_text()
     assert "97.49" in text
     assert sorted(p.name for p in (tmp_path / "measured").rglob("*")) == before  # nothing written there
+    assert not (tmp_path / "results").exists()
     assert "1 unfinished" not in text
-    # Once results/ holds an experiment of one's own, that is what the report reads.
+    # Once results/ holds an experiment of one's own, that is what the report reads, and it names the
+    # command that still shows the shipped runs.
     shutil.copytree(tmp_path / "measured" / "fcn_signed", tmp_path / "results" / "mine")
     assert report.main(["--no-figures"]) == 0
-    assert "reading results/" in capsys.readouterr().out
+    assert "reading results/; the shipped runs: python report.py measured" in capsys.readouterr().out
+
+
+def test_the_shipped_report_never_overwrites_ones_own(tmp_path, monkeypatch):
+    write_config(tmp_path / "measured" / "fcn_signed", "FCN", "mnist", runs=1)
+    write_finished_run(tmp_path / "measured" / "fcn_signed", 0, 0.9749, 3.70, 9000)
+    write_config(tmp_path / "results" / "fcn_signed", "FCN", "mnist", runs=1)
+    write_finished_run(tmp_path / "results" / "fcn_signed", 0, 0.9612, 3.90, 9500)
+    monkeypatch.chdir(tmp_path)
+    assert report.main(["--no-figures"]) == 0
+    own = (tmp_path / "results" / "report.md").read_text()
+    assert report.main(["measured", "--no-figures"]) == 0
+    assert (tmp_path / "results" / "report.md").read_text() == own and "96.12" in own
+    assert "97.49" in (tmp_path / "reports" / "measured" / "report.md").read_text()
 
 
 def test_a_shipped_run_that_stopped_training_shows_its_epochs(tmp_path):

@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ PNG_MAGIC = b"\x89PNG"
 FCN_MASK_SHAPES = {"dense_1": (784, 20), "dense_2": (20, 10), "output": (10, 10)}
 
 
-def write_config(directory, model, dataset, signed=True, width=1.0, runs=None, epochs=3, init=None):
+def write_config(directory, model, dataset, signed=True, width=1.0, runs=None, epochs=100, init=None):
     directory.mkdir(parents=True, exist_ok=True)
     config = {"experiment": directory.name, "runs": runs, "model": {"name": model, "signed": signed,
               "width_multiplier": width}, "data": {"dataset": dataset}, "training": {"epochs": epochs},
@@ -170,7 +171,7 @@ def test_partial_and_corrupt_results_are_shown_not_fatal(written):
     assert rows["broken"]["table"] == "other" and "unreadable" in rows["broken"]["problems"]
     markdown = written[1]["md"].read_text()
     assert "run_1 corrupt: run.json unreadable" in markdown
-    assert "run_0 running: after epoch 1/3" in markdown
+    assert "run_0 running: after epoch 1/100" in markdown
     assert "0 (1 running, 1 empty)" in markdown
     assert "run_0: history.json lacks numeric" in markdown
     assert float(rows["fcn_garbled"]["accuracy_mean"]) == pytest.approx(95.0)
@@ -271,3 +272,32 @@ def test_curves_right_panel_shows_training_accuracy_for_a_baseline(tmp_path, mon
     assert left.get_ylabel() == "test accuracy %" and right.get_ylabel() == right_panel
     if right_panel == "training accuracy %":
         assert list(right.lines[0].get_ydata()) == pytest.approx([70.0, 80.0, 90.0])
+
+
+def test_a_run_shorter_than_its_rows_protocol_is_marked_and_gets_no_difference(tmp_path):
+    write_config(tmp_path / "fcn_signed", "FCN", "mnist", runs=1, epochs=2)      # configs/fcn_signed.yaml: 100
+    write_finished_run(tmp_path / "fcn_signed", 0, 0.9578, 2.1, 5600)
+    paths = report.write_report(tmp_path, draw=False)
+    markdown = paths["md"].read_text()
+    cells = [cell.strip() for cell in next(line for line in markdown.splitlines()
+                                           if line.startswith("| FCN |")).split("|")]
+    signed = cells[cells.index("fcn_signed (2/100 ep) [note 1]"):]
+    assert signed[2].startswith("95.78") and signed[3].startswith("97.48")   # ours and the paper's, side by side
+    assert [signed[4], signed[7], signed[10]] == ["–", "–", "–"]              # but no Δ
+    note = next(line for line in markdown.splitlines() if line.startswith("1. **fcn_signed**"))
+    assert "configs/fcn_signed.yaml" in note and "training.epochs 2 (protocol 100)" in note
+    row = csv_rows(paths)["fcn_signed"]
+    assert row["diff_accuracy"] == row["diff_remaining_percent"] == "" and "training.epochs 2" in row["protocol"]
+    assert "paper_accuracy" in row and float(row["paper_accuracy"]) == pytest.approx(97.48)
+
+
+def test_a_run_of_its_rows_protocol_gets_its_difference_without_a_note(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    config = {**yaml.safe_load((root / "configs" / "conv2_signed.yaml").read_text()), "runs": 1}
+    (tmp_path / "conv2_signed").mkdir()
+    (tmp_path / "conv2_signed" / "config.yaml").write_text(yaml.safe_dump(config))
+    write_finished_run(tmp_path / "conv2_signed", 0, 0.6702, 0.72, 30_793)
+    markdown = report.write_report(tmp_path, draw=False)["md"].read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| Conv2 |"))
+    assert "| conv2_signed | 1 | 67.02" in row and "| -1.35 |" in row and "[note" not in row
+    assert "every experiment ran its paper row's protocol" in markdown
