@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Issue 25's queue of full-length CIFAR runs (seed 7531, float32, one at a time). Re-running it skips
+# The queue of full-length CIFAR runs behind the README's table (seed 7531, float32, one at a time). Re-running it skips
 # finished runs and resumes an interrupted one at its last finished epoch (train.py's own resume).
-#   nohup bench/longrun_queue.sh /work/longruns/results > /work/longruns/queue.log 2>&1 &
-# Run it from a work tree pinned at one commit (git worktree add --detach /work/longrun HEAD) so that
+#   nohup bench/longrun_queue.sh /path/to/longruns/results > /path/to/longruns/queue.log 2>&1 &
+# Run it from a work tree pinned at one commit (git worktree add --detach ../longrun HEAD) so that
 # every epoch of a run comes from the same code. The runs take priority over tests beside them (nice -5;
 # without root, nice says so and runs them at normal priority).
 set -u
-out=${1:-/work/longruns/results}
+out=${1:?usage: bench/longrun_queue.sh RESULTS_DIR (outside the tracked files)}
 export SUPERMASK_DATA_DIR=${SUPERMASK_DATA_DIR:-$(cd "$(dirname "$0")/../../shared/datasets" 2>/dev/null && pwd)}
 cd "$(dirname "$0")/.."
 for config in conv2_signed_sqrt6 conv4_signed conv4_baseline conv8_signed conv8_baseline_relu_head \
