@@ -22,8 +22,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # one-line errors, not TensorFlow start-up logs
 
-from masking.init_files import (InitFileError, init_file_path, init_payload, load_init_file, same_init_content,
-                                write_init_file)
+from fileio import atomic_write_bytes
+from masking.init_files import (InitFileError, encode_init_payload, init_file_path, init_payload, load_init_file,
+                                same_init_content)
 from masking.init_spec import BASELINE_WEIGHT_INIT, DEFAULT_SEED, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec
 from models import MODEL_NAMES, build_model
 from models.registry import MODEL_FAMILIES
@@ -75,7 +76,7 @@ def write_run_files(model_name, run, seed, out, weight_init, score_init, baselin
                 raise ExistingFileError(f"{path}: exists with other content (edited, or written with other "
                                         f"options); kept. Pass --overwrite to replace it, or use another --out")
         if outcome != "unchanged":
-            write_init_file(path, payload)
+            atomic_write_bytes(path, encode_init_payload(payload))
         done.append((path, outcome))
     return done
 

@@ -32,10 +32,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fileio import atomic_write_bytes
 from masking.init_spec import InitSpec
 from masking.layers import iter_layers, masked_layers
-from training.schema import shown
+from masking.messages import shown
 
 FORMAT = "signed-supermask-init/1"
 KINDS = ("weights", "scores", "baseline")
@@ -149,11 +148,6 @@ def same_init_content(first, second):
                 for entry in payload["layers"]]
 
     return metadata(first) == metadata(second) and layers(first) == layers(second)
-
-
-def write_init_file(path, payload):
-    """Write an init_payload (atomic write)."""
-    atomic_write_bytes(path, encode_init_payload(payload))
 
 
 def load_init_file(path):

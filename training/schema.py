@@ -9,25 +9,9 @@ written as strings (YAML reads ``5e-4`` as a string) are coerced.
 """
 import dataclasses
 import math
-import reprlib
 import typing
 
-
-class _ShortRepr(reprlib.Repr):
-    def repr_ndarray(self, array, level):
-        """NumPy's own repr prints the items of an object array in full."""
-        return f"<{array.dtype} array of shape {array.shape}>"
-
-
-_SHORT = _ShortRepr()
-_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 2, 60, 60, 40
-_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
-
-
-def shown(value, limit=80):
-    """repr() bounded in time and length (reprlib stops at depth 2 and 4 items), for error messages."""
-    text = _SHORT.repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+from masking.messages import shown  # noqa: F401  (the bounded repr of every message, imported from here)
 
 
 def brief(error, limit=160):
