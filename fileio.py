@@ -6,18 +6,23 @@ previous version in place. NumPy and the standard library only: no Keras, so tha
 config validation import this without a deep-learning backend.
 """
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import math
 import os
 import re
+import stat
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 RUN_FOLDER = re.compile(r"run_(0|[1-9][0-9]*)")
+# The largest JSON file a reader loads: the project's largest (a long ResNet110 history.json) are a few MB.
+MAX_JSON_BYTES = 64 << 20
 
 
 def run_folder_name(run_index):
@@ -39,23 +44,49 @@ def umask_file_mode():
     return 0o666 & ~mask
 
 
+class NotAFolderError(NotADirectoryError):
+    """A file (or other non-folder) stands where a folder must be."""
+
+    def __init__(self, path):
+        super().__init__(errno.ENOTDIR, "not a folder (a file is in the way)", str(path))
+
+
+def make_folder(path):
+    """``mkdir -p path``; a file in the way (at ``path`` or above it) is a NotAFolderError naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((parent for parent in (path, *path.parents) if parent.exists() and not parent.is_dir()), path)
+        raise NotAFolderError(blocker) from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to ``path`` (same suffixes, for writers that infer the format
-    from the name) and rename it over ``path`` once the block succeeds; on failure it is removed."""
+    from the name) and rename it over ``path`` once the block succeeds; on failure it is removed.
+
+    An OSError (full disk, read-only folder, a folder where the file goes) names ``path``, not the
+    temporary, so the one line a user sees says which file could not be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) or ".tmp"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(handle)
+    temporary = None
     try:
+        make_folder(path.parent)
+        suffix = "".join(path.suffixes) or ".tmp"
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        os.close(handle)
         yield Path(temporary)
         os.chmod(temporary, umask_file_mode())
         with open(temporary, "rb+") as stream:
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except NotAFolderError:
+        raise
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror or str(error), str(path)) from None
     finally:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
 
 
@@ -90,26 +121,149 @@ class UnreadableFileError(ValueError):
     def __init__(self, path, error):
         self.path, self.reason = Path(path), type(error).__name__
         self.brief = f"{self.path.name} unreadable ({self.reason})"
-        super().__init__(f"{path}: unreadable ({self.reason}: {error})")
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else error
+        super().__init__(f"{path}: unreadable ({self.reason}: {detail})")
+
+
+class NotARegularFileError(OSError):
+    """A FIFO, socket or device where a file is expected: reading it could block forever or never end."""
+
+    def __init__(self, path):
+        super().__init__(errno.EINVAL, "not a regular file (a FIFO, socket or device)", str(path))
+
+
+def open_regular(path):
+    """``open(path, "rb")`` for regular files only: a FIFO is refused at once (O_NONBLOCK), never waited on;
+    a directory is an IsADirectoryError."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(handle).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise NotARegularFileError(path)
+        os.set_blocking(handle, True)
+        return os.fdopen(handle, "rb")
+    except BaseException:
+        os.close(handle)
+        raise
+
+
+def read_bounded(path, limit):
+    """The bytes of regular file ``path``; a ValueError when it holds more than ``limit`` bytes (read no further)."""
+    with open_regular(path) as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit >> 20} MiB")
+    return data
+
+
+def parse_json(data):
+    """The value of JSON text or bytes; a ValueError (never a RecursionError) for anything else."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def read_json(path):
-    """The parsed JSON of ``path``, or None when there is no such file; UnreadableFileError otherwise."""
+    """The parsed JSON of ``path``, or None when there is no such file; UnreadableFileError otherwise
+    (also for files over MAX_JSON_BYTES, nested too deeply, or not regular files)."""
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
+        return parse_json(read_bounded(path, MAX_JSON_BYTES))
+    except (FileNotFoundError, NotADirectoryError):   # NotADirectoryError: a file where a folder of the path is
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:   # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise UnreadableFileError(path, error) from None
 
 
 def file_sha256(path):
     """The hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with open_regular(path) as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class NpzReader:
+    """An .npz archive read member by member: every member's shape and dtype come from its .npy header
+    before any data is read, so a caller can refuse a member of the wrong name or size, or read only
+    its first rows, without the archive's declared sizes costing memory. Any failure is an OSError
+    or ValueError (zipfile's errors included); object arrays are refused (no pickles)."""
+
+    def __init__(self, source):
+        """``source``: a path, or a binary file object positioned at the archive's start."""
+        self._stream = source if hasattr(source, "read") else open_regular(source)
+        try:
+            self._archive = zipfile.ZipFile(self._stream)
+            self.headers = {}
+            for info in self._archive.infolist():
+                name = info.filename.removesuffix(".npy")
+                if name == info.filename or name in self.headers:
+                    raise ValueError(f"member {info.filename[:60]!r} is not one .npy array")
+                with self._archive.open(info) as member:
+                    self.headers[name] = self._header(member)
+        except zipfile.BadZipFile as error:
+            self.close()
+            raise ValueError(f"not an .npz archive ({error})") from None
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _header(member):
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"unsupported .npy format version {version}")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read(member)
+        if dtype.hasobject:
+            raise ValueError("an object array (pickled Python objects are not read)")
+        return shape, dtype, fortran_order
+
+    def shape(self, name):
+        return self.headers[name][0]
+
+    def dtype(self, name):
+        return self.headers[name][1]
+
+    def nbytes(self, name, rows=None):
+        shape, dtype, _ = self.headers[name]
+        if rows is not None and shape:
+            shape = (min(rows, shape[0]),) + shape[1:]
+        return math.prod(shape) * dtype.itemsize
+
+    def read(self, name, rows=None):
+        """Member ``name`` (only its first ``rows`` along axis 0, when given) as a writable array."""
+        shape, dtype, fortran_order = self.headers[name]
+        if rows is not None and shape and not fortran_order:
+            shape = (min(rows, shape[0]),) + shape[1:]
+        with self._archive.open(f"{name}.npy") as member:
+            self._header(member)
+            buffer = bytearray(math.prod(shape) * dtype.itemsize)
+            view, filled = memoryview(buffer), 0
+            while filled < len(buffer):
+                count = member.readinto(view[filled:])
+                if not count:
+                    raise ValueError(f"member {name!r} is truncated")
+                filled += count
+        array = np.frombuffer(buffer, dtype=dtype)
+        if fortran_order:
+            array = array.reshape(shape[::-1]).transpose()
+            return array[:rows] if rows is not None else array
+        return array.reshape(shape)
+
+    def close(self):
+        if getattr(self, "_archive", None) is not None:
+            self._archive.close()
+        self._stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def write_npz(path, arrays, compressed=True):

@@ -3,9 +3,10 @@
 The checkpoint is ONE file, ``checkpoint.npz``: every model and optimizer variable keyed by
 its Keras variable path, plus the run state (epochs done, history, callback states) as
 UTF-8 JSON in the ``__state__`` array. It is written atomically, so a kill leaves either the
-previous or the new epoch, never a mix. On resume it is cross-checked (epoch count against
-the history, the config and the optimizer's step counter; every variable present with its
-shape), and a file that fails any check is *damaged*: it is renamed to
+previous or the new epoch, never a mix. On resume it is cross-checked (every variable present
+with its shape and dtype, from the .npy headers before any array is read, so a file declaring
+gigabytes costs nothing; epoch count against the history, the config and the optimizer's step
+counter; history entries of the right types), and a file that fails any check is *damaged*: it is renamed to
 ``<name>.damaged-<UTC time>`` with one line saying why, and the run starts from scratch.
 
 Keras-free (NumPy and the standard library), so ``train.py`` can use the damaged-file
@@ -13,10 +14,13 @@ policy before it imports Keras.
 """
 import io
 import json
+import math
 import time
 from pathlib import Path
 
 import numpy as np
+
+from fileio import MAX_JSON_BYTES, NpzReader, parse_json, read_bounded
 
 CHECKPOINT = "checkpoint.npz"
 LEGACY_STATE = "checkpoint.json"  # the two-file checkpoint of earlier versions (positional keys)
@@ -41,7 +45,11 @@ def set_aside(path, reason, log=print):
     while target.exists():
         target = path.with_name(f"{path.name}.damaged-{stamp}-{suffix}")
         suffix += 1
-    path.rename(target)
+    try:
+        path.rename(target)
+    except OSError as error:
+        raise type(error)(error.errno, f"cannot move this damaged file aside ({reason[:120]}): "
+                          f"{error.strerror}", str(path)) from None
     log(f"warning: {path}: {reason}; moved aside to {target.name}")
     return target
 
@@ -66,48 +74,93 @@ def checkpoint_bytes(arrays, state):
     return buffer.getvalue()
 
 
-def read_checkpoint(path):
-    """(arrays, state) of a checkpoint file; DamagedState when it is not one."""
-    arrays = _read_npz(path)
-    return arrays, _pop_state(arrays)
+def read_checkpoint(path, variables=None):
+    """(arrays, state) of a checkpoint file (a path or a binary file object); DamagedState when it is
+    not one. With ``variables`` (variable path -> (shape, dtype)) its names, shapes and dtypes are
+    checked against them before any variable is read."""
+    def load(reader):
+        state = _read_state(reader)
+        names = [name for name in reader.headers if name != STATE_KEY]
+        if variables is not None:
+            check_variables({name: reader.headers[name][:2] for name in names}, variables)
+        return {name: reader.read(name) for name in names}, state
+    return _with_reader(path, load)
 
 
 def read_checkpoint_state(path):
     """Only the run state of a checkpoint file (cheap: the variables are not read)."""
-    return _pop_state(_read_npz(path, only=(STATE_KEY,)))
+    return _with_reader(path, _read_state)
 
 
-def read_legacy_checkpoint(npz_path, json_path, model_paths, optimizer_paths):
+def read_legacy_checkpoint(npz_path, json_path, variables):
     """The two-file checkpoint of earlier versions, converted to (arrays by path, state).
 
-    Its variables are keyed by position; ``*_paths`` give today's order. Whether the two files
-    belong to the same epoch is left to :func:`check_checkpoint` (the optimizer step counter).
+    Its variables are keyed by position; ``variables`` (path -> (shape, dtype), the model's then the
+    optimizer's in creation order) gives today's paths. Whether the two files belong to the same
+    epoch is left to :func:`check_checkpoint` (the optimizer step counter).
     """
-    positional = _read_npz(npz_path)
+    def load(reader):
+        paths_by_key = {}
+        for prefix in ("model", "optimizer"):
+            keys = sorted(key for key in reader.headers if key.startswith(prefix + "_"))
+            paths = [path for path in variables if path.startswith(prefix + "/")]
+            if len(keys) != len(paths):
+                raise DamagedState(f"checkpoint holds {len(keys)} {prefix} variables, the model has {len(paths)}")
+            paths_by_key.update(zip(keys, paths))
+        check_variables({path: reader.headers[key][:2] for key, path in paths_by_key.items()}, variables)
+        return {path: reader.read(key) for key, path in paths_by_key.items()}
+    arrays = _with_reader(npz_path, load)
     try:
-        legacy = json.loads(Path(json_path).read_text())
-    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        legacy = parse_json(read_bounded(json_path, MAX_JSON_BYTES))
+    except (OSError, ValueError) as error:  # UnicodeDecodeError, JSONDecodeError, nesting: ValueErrors
         raise DamagedState(f"unreadable checkpoint.json ({type(error).__name__})") from None
     if not isinstance(legacy, dict) or not isinstance(legacy.get("history"), dict):
         raise DamagedState("checkpoint.json is not a run state")
-    arrays = {}
-    for prefix, paths in (("model", model_paths), ("optimizer", optimizer_paths)):
-        keys = sorted(key for key in positional if key.startswith(prefix + "_"))
-        if len(keys) != len(paths):
-            raise DamagedState(f"checkpoint holds {len(keys)} {prefix} variables, the model has {len(paths)}")
-        arrays.update(zip(paths, (positional[key] for key in keys)))
     history = legacy["history"]
     epochs = len(history.get("train_loss", ())) if isinstance(history.get("train_loss"), list) else -1
     return arrays, {"format": FORMAT, "epochs": epochs, "history": history,
                     "callbacks": {"plateau": legacy.get("plateau")}}
 
 
+def check_variables(stored, variables):
+    """DamagedState unless ``stored`` (name -> (shape, dtype)) holds exactly ``variables``' names,
+    each with its shape and dtype."""
+    missing = sorted(set(variables) - set(stored))
+    unknown = sorted(set(stored) - set(variables))
+    if missing or unknown:
+        culprit = f"lacks variable {missing[0]!r}" if missing else f"holds unknown variable {unknown[0][:80]!r}"
+        raise DamagedState(f"checkpoint {culprit}")
+    for path, (shape, dtype) in variables.items():
+        stored_shape, stored_dtype = stored[path]
+        if tuple(stored_shape) != tuple(shape) or stored_dtype != np.dtype(dtype):
+            raise DamagedState(f"checkpoint variable {path!r} is {stored_dtype}{list(stored_shape)[:8]}, "
+                               f"the model has {np.dtype(dtype)}{list(shape)}")
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_mask_counts(value):
+    """One epoch's per-layer counts: {layer name: {kept, hidden, inverted: int >= 0}} ({} for baselines)."""
+    return isinstance(value, dict) and all(
+        isinstance(layer, str) and isinstance(counts, dict) and set(counts) == set(MASK_COUNT_KINDS)
+        and all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in counts.values())
+        for layer, counts in value.items())
+
+
+MASK_COUNT_KINDS = ("kept", "hidden", "inverted")
+# What each entry of a per-state history key must be; per-epoch keys hold numbers or None.
+STATE_ENTRY_CHECKS = {"remaining_percent": lambda value: is_number(value) and math.isfinite(value),
+                      "mask_counts": is_mask_counts}
+
+
 def check_checkpoint(arrays, state, variables, max_epochs, steps_per_epoch, per_epoch_keys, per_state_keys):
     """Raise DamagedState unless the checkpoint is consistent with itself and with this run.
 
-    ``variables`` maps each variable path to its (shape, dtype); the entry ending in
-    ``/iteration`` (the optimizer's step counter) must equal epochs x steps per epoch, which
-    also proves that the arrays and the state were written for the same epoch.
+    ``variables`` maps each variable path to its (shape, dtype) (the readers have checked the arrays
+    against it); the entry ending in ``/iteration`` (the optimizer's step counter) must equal
+    epochs x steps per epoch, which also proves that the arrays and the state were written for the same epoch.
     """
     epochs = state.get("epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
@@ -123,42 +176,37 @@ def check_checkpoint(arrays, state, variables, max_epochs, steps_per_epoch, per_
                 raise DamagedState(f"checkpoint history {key!r} does not have {expected} entries "
                                    f"for its {epochs} epochs")
     for key in per_epoch_keys:
-        if not all(value is None or isinstance(value, (int, float)) for value in history[key]):
+        if not all(value is None or is_number(value) for value in history[key]):
             raise DamagedState(f"checkpoint history {key!r} holds a non-number")
-    missing = sorted(set(variables) - set(arrays))
-    unknown = sorted(set(arrays) - set(variables))
-    if missing or unknown:
-        culprit = f"lacks variable {missing[0]!r}" if missing else f"holds unknown variable {unknown[0]!r}"
-        raise DamagedState(f"checkpoint {culprit}")
-    for path, (shape, dtype) in variables.items():
-        if tuple(arrays[path].shape) != tuple(shape) or arrays[path].dtype != np.dtype(dtype):
-            raise DamagedState(f"checkpoint variable {path!r} is {arrays[path].dtype}{list(arrays[path].shape)}, "
-                               f"the model has {np.dtype(dtype)}{list(shape)}")
+    for key in per_state_keys:
+        valid = STATE_ENTRY_CHECKS.get(key, lambda value: True)
+        if not all(valid(value) for value in history[key]):
+            raise DamagedState(f"checkpoint history {key!r} holds a value of the wrong type")
     for path in variables:
         if path.endswith("/iteration") and int(arrays[path]) != epochs * steps_per_epoch:
             raise DamagedState(f"checkpoint variables are from step {int(arrays[path])}, its state from "
                                f"epoch {epochs} (step {epochs * steps_per_epoch})")
 
 
-def _read_npz(path, only=None):
-    """The arrays of an .npz file (those named in ``only``, if given); any failure to read it
-    (it is untrusted) is DamagedState."""
+def _with_reader(path, use):
+    """``use(reader)`` on the checkpoint's NpzReader; any failure to read it (it is untrusted) is DamagedState."""
     try:
-        stored = np.load(path, allow_pickle=False)
-        if not isinstance(stored, np.lib.npyio.NpzFile):
-            raise DamagedState("not an .npz archive")
-        with stored:
-            return {key: stored[key] for key in stored.files if only is None or key in only}
+        with NpzReader(path) as reader:
+            return use(reader)
     except DamagedState:
         raise
     except Exception as error:  # noqa: BLE001 - truncated zips and bad headers raise many types
         raise DamagedState(f"unreadable checkpoint ({type(error).__name__}: {str(error)[:120]})") from None
 
 
-def _pop_state(arrays):
-    if STATE_KEY not in arrays:
+def _read_state(reader):
+    if STATE_KEY not in reader.headers:
         raise DamagedState("checkpoint without its run state")
-    state = _decode_state(arrays.pop(STATE_KEY).tobytes())
+    shape, dtype, _ = reader.headers[STATE_KEY]
+    if dtype != np.uint8 or len(shape) != 1 or reader.nbytes(STATE_KEY) > MAX_JSON_BYTES:
+        raise DamagedState(f"checkpoint run state is {dtype}{list(shape)[:8]}, not JSON text of at most "
+                           f"{MAX_JSON_BYTES >> 20} MiB")
+    state = _decode_state(reader.read(STATE_KEY).tobytes())
     if state.get("format") != FORMAT:
         raise DamagedState(f"unknown checkpoint format {str(state.get('format'))[:60]!r}")
     return state
@@ -166,8 +214,8 @@ def _pop_state(arrays):
 
 def _decode_state(raw):
     try:
-        state = json.loads(raw.decode())
-    except (UnicodeDecodeError, ValueError):
+        state = parse_json(raw.decode())
+    except ValueError:   # UnicodeDecodeError, JSONDecodeError, nesting
         raise DamagedState("checkpoint run state is not JSON") from None
     if not isinstance(state, dict):
         raise DamagedState("checkpoint run state is not a mapping")

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from data import load_dataset
-from fileio import atomic_write_bytes, save_weights_atomically, write_json, write_npz
+from fileio import atomic_write_bytes, make_folder, save_weights_atomically, write_json, write_npz
 from masking import masked_layers
 from models import build_experiment_model, resolve_initial_values
 from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, EpochScalars, MaskHistory,
@@ -163,7 +163,7 @@ class RunTrainer:
         data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
         self._log(initial_values.describe())
         model = compiled_model(config, self.seed, len(data.x_train), initial_values)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_folder(self.directory)
         removed = remove_stale_temporaries(self.directory)
         if removed:
             self._log(f"removed {len(removed)} leftover temporary file(s) of a killed write: {', '.join(removed)}")
@@ -212,10 +212,11 @@ class RunTrainer:
         if not present:
             return self._fresh_history(model), plateau
         variables = variables_by_path(model)
+        specs = {key: (tuple(v.shape), v.dtype) for key, v in variables.items()}
         try:
-            arrays, state, legacy = self._read_checkpoint(path, legacy_path, model)
-            check_checkpoint(arrays, state, {key: (v.shape, v.dtype) for key, v in variables.items()},
-                             self.config.training.epochs, steps, EpochHistory.KEYS, MaskHistory.KEYS)
+            arrays, state, legacy = self._read_checkpoint(path, legacy_path, specs)
+            check_checkpoint(arrays, state, specs, self.config.training.epochs, steps, EpochHistory.KEYS,
+                             MaskHistory.KEYS)
             if plateau is not None:
                 plateau.set_state(state["callbacks"]["plateau"])
             # Checkpoints before format 2 did not record the stop; there the plateau rule decided.
@@ -241,17 +242,14 @@ class RunTrainer:
         return history
 
     @staticmethod
-    def _read_checkpoint(path, legacy_path, model):
+    def _read_checkpoint(path, legacy_path, variables):
         """(arrays, state, is_legacy); a checkpoint.json beside a state-less npz is the older format."""
         try:
-            return (*read_checkpoint(path), False)
+            return (*read_checkpoint(path, variables), False)
         except DamagedState:
             if not legacy_path.exists():
                 raise
-        model_paths = [f"model/{v.path}" for v in model.variables]
-        prefix = model.optimizer.name + "/"
-        optimizer_paths = [f"optimizer/{v.path.removeprefix(prefix)}" for v in model.optimizer.variables]
-        return (*read_legacy_checkpoint(path, legacy_path, model_paths, optimizer_paths), True)
+        return (*read_legacy_checkpoint(path, legacy_path, variables), True)
 
     def _write_failure(self, history, failure, initial_values):
         write_json(self.directory / "history.json", history)

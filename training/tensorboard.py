@@ -15,7 +15,7 @@ import struct
 import time
 from pathlib import Path
 
-from fileio import atomic_write_bytes
+from fileio import atomic_write_bytes, make_folder
 
 FOLDER = "tensorboard"
 
@@ -105,7 +105,7 @@ class ScalarLog:
 
     def restart(self, history):
         """A new event file with every entry of ``history``; older event files of the run removed."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder)
         older = [path for path in self.folder.glob("*tfevents*") if path.is_file()]
         now = time.time()
         self.path = self.folder / f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}.supermask"
