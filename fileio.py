@@ -13,8 +13,11 @@ import json
 import math
 import os
 import re
+import socket
 import stat
+import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -278,15 +281,86 @@ def save_weights_atomically(model, path):
 
 
 LOCK_FILE = ".lock"
+LOCK_WAIT_SECONDS = 600   # default bound on waiting for another job's folder lock ($SUPERMASK_LOCK_WAIT)
+
+
+class LockError(RuntimeError):
+    """A folder or run held by another job for too long, or a bad $SUPERMASK_LOCK_WAIT (one line)."""
+
+
+def lock_wait_seconds():
+    """How long folder_lock waits for another job: $SUPERMASK_LOCK_WAIT seconds, else LOCK_WAIT_SECONDS."""
+    text = os.environ.get("SUPERMASK_LOCK_WAIT", "").strip()
+    if not text:
+        return LOCK_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise LockError(f"SUPERMASK_LOCK_WAIT: expected a number of seconds >= 0, got {text[:40]!r}")
+    return seconds
+
+
+def _holder(handle):
+    """Who holds a lock file, as its holder wrote it ("pid N on HOST"), for messages."""
+    text = os.pread(handle, 200, 0).decode("utf-8", "replace").strip()
+    return text or "another process"
+
+
+def _mark_holder(handle):
+    """Write "pid N on HOST" into a lock file just taken; the lock does not depend on it (best effort)."""
+    try:
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    except OSError:   # a full disk must not stop the job that holds the lock
+        pass
 
 
 @contextlib.contextmanager
 def folder_lock(directory):
     """Exclusive hold on a folder (flock on its .lock file) while a job reads and then writes a file
-    that other jobs sharing the folder also write (an experiment's config.yaml and summary.json)."""
-    handle = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+    that other jobs sharing the folder also write (an experiment's config.yaml and summary.json).
+    Held by another job, it says whom it waits for (once) and gives up with a LockError after
+    lock_wait_seconds(); a holder that dies releases it (the kernel drops its flock)."""
+    path = os.path.join(directory, LOCK_FILE)
+    wait = lock_wait_seconds()
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        deadline, said = time.monotonic() + wait, False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockError(f"{path}: held by {_holder(handle)} for more than {wait:g} s; let that job "
+                                    f"finish or stop it, or wait longer ($SUPERMASK_LOCK_WAIT seconds)") from None
+                if not said:
+                    print(f"waiting for {path}, held by {_holder(handle)} (at most {wait:g} s)",
+                          file=sys.stderr, flush=True)
+                    said = True
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        _mark_holder(handle)
         yield
     finally:
         os.close(handle)  # releases the lock
+
+
+@contextlib.contextmanager
+def run_claim(experiment_dir, run_index):
+    """Exclusive claim on one run while a job trains it: a second job on the same run stops at once with a
+    LockError naming the holder, instead of training the run twice side by side. The claim is a hidden
+    file beside the run folders (``.run_<i>.claim``), which readers of run folders never look at."""
+    path = Path(experiment_dir) / f".{run_folder_name(run_index)}.claim"
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockError(f"{Path(experiment_dir) / run_folder_name(run_index)}: already being trained by "
+                            f"{_holder(handle)}; the same command skips or resumes it once that job ends") from None
+        _mark_holder(handle)
+        yield
+    finally:
+        os.close(handle)

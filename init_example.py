@@ -21,7 +21,9 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # one-line errors, not TensorFlow start-up logs
+from training.device import import_backend_quietly  # noqa: E402
 
+import_backend_quietly()  # the backend's C++ start-up lines escape its log level; the device does not matter here
 from fileio import atomic_write_bytes
 from masking.init_files import (InitFileError, encode_init_payload, init_file_path, init_payload, load_init_file,
                                 same_init_content)

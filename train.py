@@ -83,6 +83,8 @@ def check_same_config(saved, config):
 
     try:
         previous = read_yaml_mapping(saved)
+        if not previous:
+            raise ConfigError(f"{saved}: empty")
     except ConfigError as error:
         raise ConfigError(f"{error}; this file records which config made the results there: restore it, "
                           f"or delete it if those runs may be overwritten") from None
@@ -111,20 +113,28 @@ def main(argv=None):
     args = parse_args(argv)
     # Validate and claim the results folder before importing Keras: bad input fails fast, with nothing
     # written, and a job with another config cannot slip into the folder while this one starts up.
-    from training.config import load_config
+    from fileio import LockError, run_claim
+    from training.config import experiment_with_overrides, load_config
     from training.schema import ConfigError
 
     try:
         config = load_config(args.config, args.overrides)
+        experiment = experiment_with_overrides(args.config, args.overrides, config)
+        if experiment != config.experiment:
+            print(f"results: {Path(args.out) / experiment} (--set changes results: a folder of its own, "
+                  f"never {config.experiment}'s)", flush=True)
+            config.experiment = experiment
         if args.runs is not None:
             config.runs = args.runs
         if args.tensorboard:
             config.training.tensorboard = True
         experiment_dir = claim_results_folder(config, args.out)
-    except ConfigError as error:
+    except (ConfigError, LockError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    from training.device import import_backend_quietly
+    print(import_backend_quietly(), flush=True)
     from data import DatasetError
     from masking.init_files import InitFileError
     from training.runner import RunTrainer, TrainingError
@@ -132,10 +142,11 @@ def main(argv=None):
     run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
     try:
         for run_index in run_indices:
-            RunTrainer(config, run_index, args.out, data_dir=args.data_dir or config.data.dir,
-                       verbose=False if args.quiet else None).run()
+            with run_claim(experiment_dir, run_index):
+                RunTrainer(config, run_index, args.out, data_dir=args.data_dir or config.data.dir,
+                           verbose=False if args.quiet else None).run()
             summary = update_summary(experiment_dir)
-    except (ConfigError, DatasetError, InitFileError) as error:
+    except (ConfigError, DatasetError, InitFileError, LockError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingError as error:

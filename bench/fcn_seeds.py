@@ -76,8 +76,9 @@ def train(configs, seeds, out, backend, overrides, jobs=1):
 
 
 def train_arguments(name, out, overrides, *runs):
+    """train.py's arguments; the experiment is named, so the smoke overrides keep the results in <out>/<name>."""
     return [str(ROOT / "configs" / f"{name}.yaml"), *map(str, runs), "--out", str(out), "--quiet",
-            *[item for override in overrides for item in ("--set", override)]]
+            *[item for override in [f"experiment={name}", *overrides] for item in ("--set", override)]]
 
 
 def child_environment(backend, one_thread=False):

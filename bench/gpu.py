@@ -88,7 +88,7 @@ def conv2_run(epochs, overrides, data_dir):
     """One Conv2 signed run through train.py; the run's own numbers, the heavy files left behind."""
     scratch = tempfile.mkdtemp(prefix="gpu-conv2-")
     command = [sys.executable, str(ROOT / "train.py"), str(ROOT / "configs" / "conv2_signed.yaml"), "--runs", "1",
-               "--out", scratch, "--quiet", "--set", f"training.epochs={epochs}"]
+               "--out", scratch, "--quiet", "--set", "experiment=conv2_signed", "--set", f"training.epochs={epochs}"]
     for override in overrides:
         command += ["--set", override]
     if data_dir:

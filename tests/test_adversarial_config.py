@@ -248,3 +248,24 @@ def test_concurrent_summaries_never_drop_a_finished_run(tmp_path, monkeypatch):
         thread.join()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["finished_runs"] == ["run_0", "run_1", "run_2", "run_3"]
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n", "---\n"])
+def test_an_empty_config_file_is_refused_it_must_name_a_model(capsys, tmp_path, text):
+    config = tmp_path / "empty.yaml"
+    config.write_text(text)
+    line = refused(capsys, tmp_path, config, key="empty config")
+    assert "names at least its model" in line
+
+
+def test_an_empty_saved_experiment_config_gets_the_damaged_config_message(capsys, tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("training: {epochs: 1}\n")
+    out = tmp_path / "results"
+    saved = train.claim_results_folder(load_config(config), out) / "config.yaml"
+    saved.write_text("")
+    assert train.main([str(config), "--out", str(out)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {saved}: empty; this file records which config made "
+                                                   f"the results there: restore it"), lines
+    assert saved.read_text() == ""

@@ -10,8 +10,8 @@ import pytest
 from conftest import real_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--runs", "1", "--quiet", "--set", "data.train_limit=4000", "--set", "data.test_limit=1000",
-         "--set", "training.epochs=2"]
+SMALL = ["--runs", "1", "--quiet", "--set", "experiment=fcn_signed", "--set", "data.train_limit=4000",
+         "--set", "data.test_limit=1000", "--set", "training.epochs=2"]
 # Splits the one physical CPU into two logical devices before TensorFlow starts, then runs train.py.
 TWO_TF_DEVICES = """
 import sys, tensorflow as tf

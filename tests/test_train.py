@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from training.runner import RunTrainer, TrainingError, build_experiment_model, f
 
 ROOT = Path(__file__).resolve().parents[1]
 FCN_CONFIG = ROOT / "configs" / "fcn_signed.yaml"
-SMALL_FCN = ["data.train_limit=3000", "data.test_limit=1000", "training.epochs=2"]
+# An explicit experiment name keeps these overridden runs in <out>/fcn_signed (train.py otherwise gives
+# a run with result-changing --set overrides a folder of its own, e.g. fcn_signed+training.epochs=2).
+SMALL_FCN = ["experiment=fcn_signed", "data.train_limit=3000", "data.test_limit=1000", "training.epochs=2"]
 
 
 def train_cli(*args, env=None, **kwargs):
@@ -86,7 +89,8 @@ def test_fcn_run_writes_complete_results_and_skips_when_finished(tmp_path):
 def test_sigkill_then_resume_ends_with_the_same_masks_as_an_uninterrupted_run(tmp_path):
     data_dir = real_data_dir("mnist.npz")
     args = ["--data-dir", data_dir, "--quiet", *overrides_args(
-        ["data.train_limit=12000", "data.test_limit=500", "training.epochs=5", "training.shuffle=true"])]
+        ["experiment=fcn_signed", "data.train_limit=12000", "data.test_limit=500", "training.epochs=5",
+         "training.shuffle=true"])]
     reference = train_cli(FCN_CONFIG, "--runs", 1, "--out", tmp_path / "reference", *args)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
@@ -189,8 +193,8 @@ def test_conv2_on_real_cifar10(tmp_path):
 def test_jax_backend_trains_without_tensorflow(tmp_path):
     data_dir = real_data_dir("mnist.npz")
     result = train_cli(FCN_CONFIG, "--runs", 1, "--out", tmp_path, "--data-dir", data_dir, "--quiet", "--tensorboard",
-                       *overrides_args(["data.train_limit=2000", "data.test_limit=500", "training.epochs=2"]),
-                       env={"KERAS_BACKEND": "jax"})
+                       *overrides_args(["experiment=fcn_signed", "data.train_limit=2000", "data.test_limit=500",
+                                        "training.epochs=2"]), env={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((tmp_path / "fcn_signed" / "run_0" / "run.json").read_text())
     assert info["versions"]["backend"] == "jax" and "jax" in info["versions"]
@@ -217,3 +221,99 @@ def test_cli_run_index_trains_that_run_alone_and_a_training_error_exits_1(tmp_pa
     assert trained[-1] == (4, 7531 + 4)
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].endswith("run_4: non-finite training loss nan in epoch 3"), errors
+
+
+def test_result_changing_overrides_get_a_results_folder_of_their_own(tmp_path, monkeypatch, capsys):
+    """`--set training.epochs=2` then the plain config: both train, each in its own folder (issue: the
+    second used to stop with "results there were made with a different config")."""
+    import train
+    from training.config import load_saved_config
+    monkeypatch.setattr(RunTrainer, "run", lambda self: None)
+    baseline, out = ROOT / "configs" / "fcn_baseline.yaml", tmp_path / "results"
+    short = out / "fcn_baseline+training.epochs=2"
+    assert train.main([str(baseline), "--out", str(out), "--set", "training.epochs=2"]) == 0
+    assert f"results: {short} (--set changes results" in capsys.readouterr().out
+    assert train.main([str(baseline), "--out", str(out)]) == 0
+    assert "results: " not in capsys.readouterr().out
+    assert load_saved_config(short / "config.yaml").training.epochs == 2
+    assert load_saved_config(out / "fcn_baseline" / "config.yaml").training.epochs == load_config(baseline).training.epochs
+    # The same overrides find their folder again; keys that keep results (and --runs) keep the plain folder.
+    assert train.main([str(baseline), "--out", str(out), "--set", "training.epochs=2.0", "--runs", "2"]) == 0
+    assert train.main([str(baseline), "--out", str(out), "--set", "training.eval_batch_size=500"]) == 0
+    assert sorted(path.name for path in out.iterdir()) == ["fcn_baseline", short.name]
+    # A name given with --set experiment is used as given, so results of other configs are still refused there.
+    assert train.main([str(baseline), "--out", str(out), "--set", "experiment=fcn_baseline",
+                       "--set", "training.epochs=3"]) == 2
+    assert "results there were made with a different config" in capsys.readouterr().err
+
+
+def test_a_run_another_job_is_training_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    import train
+    from fileio import run_claim
+    trained = []
+    monkeypatch.setattr(RunTrainer, "run", lambda self: trained.append(self.run_index))
+    out = tmp_path / "results"
+    (out / "fcn_signed").mkdir(parents=True)
+    with run_claim(out / "fcn_signed", 3):       # another job training run 3 (flock: per open file)
+        assert train.main([str(FCN_CONFIG), "--run-index", "3", "--out", str(out)]) == 2
+        assert train.main([str(FCN_CONFIG), "--run-index", "4", "--out", str(out)]) == 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert errors == [f"error: {out / 'fcn_signed' / 'run_3'}: already being trained by pid {os.getpid()} on "
+                      f"{os.uname().nodename}; the same command skips or resumes it once that job ends"]
+    assert trained == [4]
+    assert train.main([str(FCN_CONFIG), "--run-index", "3", "--out", str(out)]) == 0 and trained == [4, 3]
+
+
+def test_a_held_folder_lock_says_whom_it_waits_for_and_gives_up_after_the_bound(tmp_path, monkeypatch, capsys):
+    import threading
+
+    import train
+    from fileio import folder_lock
+    monkeypatch.setattr(RunTrainer, "run", lambda self: None)
+    monkeypatch.setenv("SUPERMASK_LOCK_WAIT", "0.5")
+    out = tmp_path / "results"
+    experiment = out / "fcn_signed"
+    experiment.mkdir(parents=True)
+    with folder_lock(experiment):
+        started = time.monotonic()
+        assert train.main([str(FCN_CONFIG), "--out", str(out)]) == 2
+        assert time.monotonic() - started < 10
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    holder = f"pid {os.getpid()} on {os.uname().nodename}"
+    assert lines[0] == f"waiting for {experiment / '.lock'}, held by {holder} (at most 0.5 s)"
+    assert len(lines) == 2 and lines[1].startswith(f"error: {experiment / '.lock'}: held by {holder} for more "
+                                                   f"than 0.5 s") and "SUPERMASK_LOCK_WAIT" in lines[1], lines
+    assert not (experiment / "config.yaml").exists()
+
+    monkeypatch.setenv("SUPERMASK_LOCK_WAIT", "60")   # a lock released while train.py waits is taken then
+    taken = threading.Event()
+
+    def other_job():
+        with folder_lock(experiment):
+            taken.set()
+            time.sleep(0.5)
+
+    holder_thread = threading.Thread(target=other_job)
+    holder_thread.start()
+    assert taken.wait(10)
+    assert train.main([str(FCN_CONFIG), "--out", str(out)]) == 0
+    holder_thread.join()
+    monkeypatch.setenv("SUPERMASK_LOCK_WAIT", "soon")
+    assert train.main([str(FCN_CONFIG), "--out", str(out)]) == 2
+    assert "SUPERMASK_LOCK_WAIT: expected a number of seconds >= 0, got 'soon'" in capsys.readouterr().err
+
+
+def test_a_cpu_run_prints_one_device_line_and_no_backend_start_up_noise(tmp_path):
+    """TensorFlow's C++ start-up lines (``E0000 ... failed call to cuInit``, ``I0000 ...``) escape its log
+    level; a user sees one line about the device instead."""
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), str(FCN_CONFIG), "--runs", "1", "--quiet",
+                             "--out", str(tmp_path), "--data-dir", str(real_data_dir("mnist.npz")),
+                             *overrides_args(["data.train_limit=256", "data.test_limit=128", "training.epochs=1"])],
+                            cwd=ROOT, env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cuInit" not in result.stderr and not re.search(r"^[IWEF]\d{4} ", result.stderr, re.MULTILINE), \
+        result.stderr[-2000:]
+    devices = [line for line in result.stdout.splitlines() if line.startswith("device: ")]
+    assert len(devices) == 1 and re.fullmatch(r"device: (CPU \(\d+ cores, |GPU \(.+; )tensorflow\)", devices[0]), \
+        devices

@@ -6,7 +6,10 @@ Section names follow the authors' configs (``model``, ``init``, ``optimizer``,
 A config may name another with ``base: other.yaml`` and then holds only what differs.
 """
 import copy
+import hashlib
+import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,8 @@ from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SIGNED_
                                InitSpec)
 from masking.mask_rule import MASK_MODES, TOP_K_MODES
 from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
-from training.schema import ConfigError, describe, from_dict, option, set_dotted, shown, to_dict
+from training.schema import (ConfigError, describe, from_dict, option, set_dotted, shown, to_dict,
+                             without_keys_that_keep_results)
 
 DEFAULT_WEIGHTS_DIR = "weights"
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant", "cosine")
@@ -219,6 +223,8 @@ def read_config_chain(path):
     chain = []
     while True:
         raw = read_yaml_mapping(path)
+        if not raw:
+            raise ConfigError(f"{path}: empty config; a config names at least its model (model: {{name: FCN}})")
         chain.append((path, raw))
         base = raw.pop("base", None)
         if base is None:
@@ -304,6 +310,49 @@ def _file_naming(key, chain, overrides):
     return next((file for file, own_keys in chain if _names_key(own_keys, key)), chain[0][0])
 
 
+MAX_EXPERIMENT_NAME = 100
+
+
+def experiment_with_overrides(path, overrides, config):
+    """The results folder name of ``config`` (read from ``path`` with ``overrides``): the config's own
+    experiment when the overrides change no result-changing key (or name the experiment themselves),
+    else that name followed by the changed keys, e.g. ``fcn_baseline+training.epochs=2``: a run with
+    such overrides never takes the plain config's folder. A name with other characters than letters,
+    digits and ``._=,@-``, or longer than MAX_EXPERIMENT_NAME, is shortened and ends in a hash."""
+    if not overrides or any(parse_override(text)[0] == "experiment" for text in overrides):
+        return config.experiment
+    changed = _changed_keys(load_config(path), config)
+    if not changed:
+        return config.experiment
+    parts = [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in changed]
+    safe = [re.sub(r"[^A-Za-z0-9._=,@-]", "_", part) for part in parts]
+    name = "+".join([config.experiment, *safe])
+    if safe != parts or len(name) > MAX_EXPERIMENT_NAME:
+        name = config.experiment
+        for part in safe:   # whole keys while they fit, then a hash of all of them
+            if len(name) + len(part) + 10 > MAX_EXPERIMENT_NAME:
+                break
+            name += f"+{part}"
+        name += "+" + hashlib.sha256(json.dumps(changed).encode()).hexdigest()[:8]
+    return name
+
+
+def _changed_keys(plain, config):
+    """[(dotted key, value in ``config``)] of the result-changing keys where ``config`` differs from ``plain``."""
+    def leaves(data, prefix=""):
+        for key, value in data.items():
+            if isinstance(value, dict):
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    def compared(instance):
+        return dict(leaves(without_keys_that_keep_results(ExperimentConfig, to_dict(instance))))
+
+    before, after = compared(plain), compared(config)
+    return [(key, after[key]) for key in sorted(after) if key != "experiment" and before.get(key) != after[key]]
+
+
 def check_experiment_name(name, path):
     """Results go to <out>/<experiment>/, so the name must be one plain folder name, never a path."""
     if (not name or name in (".", "..") or name != name.strip() or any(c in name for c in "/\\\0")
@@ -326,7 +375,10 @@ def key_reference_markdown():
              "keeps the base's other `model` keys). Bases may have bases; a cycle or a missing base is an error.",
              "`experiment` still defaults to the name of the file given to `train.py`, not to the base's.", "",
              "Keys marked *no* under \"changes results\" only change speed or bookkeeping: a results folder",
-             "made under other values of them counts as made by the same config (train.py resumes there).", "",
+             "made under other values of them counts as made by the same config (train.py resumes there).",
+             "Runs whose `--set` values change results go to a folder of their own, named after them",
+             "(`results/fcn_baseline+training.epochs=2/`, shortened with a hash when long; train.py prints it),",
+             "so `results/<experiment>/` keeps the plain config's runs; `--set experiment=NAME` names it yourself.", "",
              "| key | default | changes results | meaning |", "|---|---|---|---|"]
     for key, default, doc, choices, affects_results in describe(ExperimentConfig):
         meaning = doc + (f" (one of: {', '.join(map(str, choices))})" if choices and "|" not in doc else "")

@@ -1,0 +1,72 @@
+"""One clear line about the device a run uses, instead of the backend's start-up noise.
+
+TensorFlow writes its start-up lines from C++ straight to file descriptor 2 before its own log
+level applies (``TF_CPP_MIN_LOG_LEVEL`` does not reach them): on a machine without a GPU every
+run printed ``E0000 ... failed call to cuInit: INTERNAL: CUDA error`` and a few ``I0000`` lines.
+``import_backend_quietly`` imports Keras and lists the devices (the two moments those lines
+appear) with descriptor 2 captured, passes on every captured line that is not known noise, and
+returns the one line to print instead, e.g. ``device: CPU (2 cores, tensorflow)``.
+"""
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+# Start-up lines that say nothing a user can act on (no GPU here, CPU features, log set-up).
+START_UP_NOISE = re.compile(
+    r"cuInit|Could not find cuda drivers|oneDNN custom operations|All log messages before absl::InitializeLog"
+    r"|cpu_feature_guard|rebuild TensorFlow with the appropriate compiler flags|Unable to register cu\w+ factory"
+    r"|computation placer already registered|TF-TRT Warning")
+
+
+@contextlib.contextmanager
+def native_stderr_filtered():
+    """Capture descriptor 2 for the block, then write back every captured line that is not START_UP_NOISE
+    (Python warnings and errors from the block included)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines()
+                    if line.strip() and not START_UP_NOISE.search(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+
+
+def import_backend_quietly():
+    """Import Keras with its backend and find the devices without start-up noise; the device line."""
+    with native_stderr_filtered():
+        import keras
+
+        backend = keras.backend.backend()
+        accelerators = _accelerator_names(backend)
+    if accelerators:
+        return f"device: GPU ({', '.join(accelerators)}; {backend})"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"device: CPU ({cores} cores, {backend})"
+
+
+def _accelerator_names(backend):
+    """The names of the GPUs the backend will use (empty on a CPU-only machine)."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+                for gpu in tf.config.list_physical_devices("GPU")]
+    if backend == "jax":
+        import jax
+
+        return [getattr(device, "device_kind", str(device)) for device in jax.devices() if device.platform != "cpu"]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
+    return []
