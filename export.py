@@ -5,7 +5,10 @@
             variables such as BN copied), loadable with keras.models.load_model alone;
         and DIR/<exp>_run<i>.compact.npz: 2-bit masks plus what regenerates W (reporting/compact.py);
         both are read back and checked against the run (identical kernels, same predictions).
-        DIR defaults to <run>/export. Baseline runs get only the .keras file.
+        DIR defaults to <run>/export, or exports/ for a run shipped in measured/. Baseline runs get
+        only the .keras file. A signed run needs no model.weights.h5: config.yaml, run.json and
+        masks.npz (plus extra_state.npz where the model has BN) rebuild it, W drawn again from its seed:
+            python export.py measured/conv2_signed/run_0
     python export.py evaluate PATH [--data-dir DIR] [--test-limit N] [--dataset NAME]
         PATH is a run folder, a .keras file or a .compact.npz file; prints test accuracy and
         remaining weights % (recomputed), next to the values the run recorded when known.
@@ -31,6 +34,14 @@ from reporting.runmodel import (dataset_of, effective_kernel, load_run, measure_
 from training.schema import brief  # noqa: E402
 
 CHECK_SAMPLES = 64
+SHIPPED_RESULTS = Path(__file__).resolve().parent / "measured"
+
+
+def default_out_dir(run_directory):
+    """<run>/export; measured/ holds only what the repository ships, so a shipped run's exports go to exports/."""
+    if SHIPPED_RESULTS in Path(run_directory).resolve().parents:
+        return SHIPPED_RESULTS.parent / "exports"
+    return Path(run_directory) / "export"
 
 
 def eager_predict(model, inputs):
@@ -41,7 +52,7 @@ def eager_predict(model, inputs):
 def export_run(run_directory, out_dir=None):
     """Write and verify the exports of one run; returns {'keras', 'compact', 'sizes', 'max_difference', ...}."""
     run = load_run(run_directory)
-    out_dir = Path(out_dir) if out_dir else run.directory / "export"
+    out_dir = Path(out_dir) if out_dir else default_out_dir(run.directory)
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = np.random.default_rng(0).standard_normal((CHECK_SAMPLES,) + tuple(run.model.input_shape[1:]))
     inputs = inputs.astype(np.float32)

@@ -23,13 +23,17 @@ from reporting.collect import find_experiments
 from reporting.tables import build_tables, csv_text, latex_report, markdown_report
 
 
-def draw_figures(experiments, out_dir, digit_source):
+def draw_figures(experiments, tables, out_dir, digit_source):
     """Write every figure; return (caption, file name) pairs and notes on skipped figures."""
     written, notes, digit = [], [], None
     if figures.plot_accuracy_vs_remaining(experiments, out_dir / "fig_accuracy_vs_remaining.png"):
         written.append(("Accuracy vs remaining weights, all runs", "fig_accuracy_vs_remaining.png"))
     else:
         notes.append("accuracy vs remaining weights: no finished runs")
+    if figures.plot_cifar_rows(tables, out_dir / "fig_cifar_rows.png"):
+        written.append(("CIFAR paper rows: ours beside the paper's points and brackets", "fig_cifar_rows.png"))
+    else:
+        notes.append("CIFAR paper rows: no finished CIFAR run of a paper row's protocol")
     for experiment in experiments:
         slug = figures.slug(experiment.name)
         if figures.plot_training_curves(experiment, out_dir / f"fig_curves_{slug}.png"):
@@ -70,7 +74,7 @@ def write_report(root, out_dir=None, data_dir=None, digit_source=None, draw=True
     written, notes = [], ["figures disabled (--no-figures)"]
     if draw:
         source = digit_source or (lambda: figures.mnist_eight(data_dir))
-        written, notes = draw_figures(experiments, out_dir, source)
+        written, notes = draw_figures(experiments, tables, out_dir, source)
     paths = {"md": out_dir / "report.md", "csv": out_dir / "report.csv", "tex": out_dir / "report.tex"}
     atomic_write_text(paths["md"], markdown_report(tables, experiments, written, notes))
     atomic_write_text(paths["csv"], csv_text(tables))

@@ -3,7 +3,8 @@
     python bench/ship_results.py /work/longruns/results/conv2_signed [--dest measured]
 
 Shipped: the experiment's config.yaml and summary.json, and per run config.yaml, run.json,
-history.json and masks.npz; never weights, checkpoints or TensorBoard files. A run still
+history.json, masks.npz and extra_state.npz (with them export.py rebuilds a signed run's trained
+model, training/signed_state.py); never weights, checkpoints or TensorBoard files. A run still
 training ships its history so far (from its checkpoint), so the epochs reached are on record.
 """
 import argparse
@@ -16,7 +17,7 @@ from fileio import atomic_write_bytes, read_json, run_folder_index, write_json  
 from training.run_state import DamagedState, read_checkpoint_state  # noqa: E402
 
 EXPERIMENT_FILES = ("config.yaml", "summary.json")
-RUN_FILES = ("config.yaml", "run.json", "history.json", "masks.npz")
+RUN_FILES = ("config.yaml", "run.json", "history.json", "masks.npz", "extra_state.npz")
 
 
 def ship(experiment_dir, dest_root):

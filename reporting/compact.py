@@ -22,20 +22,23 @@ top-k modes the ceil(k * n) nonzero entries of q are exactly the layer's top-k o
 (signed_top_k).
 """
 import json
-import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from fileio import write_npz
-from masking import MASKED_LAYER_TYPES, ScaledInitializer, iter_layers, masked_layers
+from fileio import parse_json, write_npz
+from masking import ScaledInitializer, masked_layers
 from models import build_experiment_model
+from reporting.npz import NpzReader
 from reporting.runmodel import buildable_config
 from training.config import ExperimentConfig, config_to_yaml, parse_yaml, without_retired_keys
+from training.run_record import is_finite_number
 from training.schema import brief, from_dict, shown
+from training.signed_state import other_variables, set_mask
 
 FORMAT = "signed-supermask-compact/1"
+META_BYTES = 4 << 20   # meta is YAML text and one small record per layer: a few KB even for ResNet110
 
 
 def pack_ternary(mask):
@@ -93,13 +96,6 @@ def regenerate_weights(record, index, shape, arrays):
     raise ValueError(f"layer {index}: unknown weights kind {kind!r}")
 
 
-def _other_variables(model):
-    """(layer name, variable) of every variable outside the masked layers, in model order."""
-    return [(layer.name, variable) for layer in iter_layers(model)
-            if not isinstance(layer, MASKED_LAYER_TYPES) and not hasattr(layer, "layers")
-            for variable in layer.weights]
-
-
 def write_compact(path, model, config, seed, recorded=None):
     """Write the compact file of a signed model; returns {dense_bytes, compact_bytes, ratio, kinds}."""
     layers = masked_layers(model)
@@ -110,7 +106,7 @@ def write_compact(path, model, config, seed, recorded=None):
         arrays[f"mask_{index}"] = pack_ternary(layer.ternary_mask())
         records.append({"name": layer.name, "shape": list(layer.frozen_kernel.shape),
                         "weights": _weight_record(layer, index, arrays)})
-    others = _other_variables(model)
+    others = other_variables(model)
     for index, (_, variable) in enumerate(others):
         arrays[f"variable_{index}"] = keras.ops.convert_to_numpy(variable).astype(np.float32)
     meta = {"format": FORMAT, "seed": int(seed), "config": config_to_yaml(config), "recorded": recorded,
@@ -128,23 +124,24 @@ def read_compact(path):
     """(signed model with identical effective kernels, its config, meta); scores are set to q itself, tau to 0.5
     (the same mask in every mask mode, see the module docstring).
 
-    A tampered or foreign file is a one-line ValueError naming the file (and the layer)."""
+    A tampered or foreign file is a one-line ValueError naming the file (and the layer); every entry's
+    header is checked against the model that meta describes before its data is read."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {key: stored[key] for key in stored.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable .npz file ({type(error).__name__})") from None
-    meta = _read_meta(path, arrays)
-    try:
-        config = from_dict(ExperimentConfig, without_retired_keys(parse_yaml(meta["config"])))
-    except ValueError as error:
-        raise ValueError(f"{path}: meta config: {error}") from None
-    model = build_experiment_model(buildable_config(config), meta["seed"])
-    layers = masked_layers(model)
-    if [layer.name for layer in layers] != [r["name"] for r in meta["layers"]]:
-        raise ValueError(f"{path}: masked layers {shown([r['name'] for r in meta['layers']])} do not match the "
-                         f"model's {shown([layer.name for layer in layers])}")
+    with NpzReader(path) as npz:
+        meta = _read_meta(path, npz)
+        try:
+            config = from_dict(ExperimentConfig, without_retired_keys(parse_yaml(meta["config"])))
+        except ValueError as error:
+            raise ValueError(f"{path}: meta config: {error}") from None
+        model = build_experiment_model(buildable_config(config), meta["seed"])
+        layers, others = masked_layers(model), other_variables(model)
+        if [layer.name for layer in layers] != [r["name"] for r in meta["layers"]]:
+            raise ValueError(f"{path}: masked layers {shown([r['name'] for r in meta['layers']])} do not match the "
+                             f"model's {shown([layer.name for layer in layers])}")
+        if len(meta["variables"]) != len(others):
+            raise ValueError(f"{path}: stored non-masked variables do not match the model's")
+        expected = _expected_entries(layers, others)
+        arrays = {key: npz.read(key, *expected[key]) for key in npz.headers if key in expected}
     for index, (layer, record) in enumerate(zip(layers, meta["layers"])):
         shape = tuple(layer.frozen_kernel.shape)
         if tuple(record["shape"]) != shape:
@@ -153,32 +150,41 @@ def read_compact(path):
         try:
             weights = np.asarray(regenerate_weights(record["weights"], index, shape, arrays), dtype=np.float32)
             mask = unpack_ternary(arrays[f"mask_{index}"], shape)
-            if weights.shape != shape:
-                raise ValueError(f"weights of shape {weights.shape}")
         except (KeyError, ValueError, TypeError) as error:
             reason = f"missing entry {error}" if isinstance(error, KeyError) else brief(error)
             raise ValueError(f"{path}: layer {index} ({layer.name}): {reason}") from None
         layer.frozen_kernel.assign(weights)
-        layer.scores.assign(mask.astype(np.float32))
-        layer.threshold.assign(0.5)
-    others = _other_variables(model)
-    stored_shapes = [list(arrays[f"variable_{i}"].shape) if f"variable_{i}" in arrays else None
-                     for i in range(len(meta["variables"]))]
-    if [list(v.shape) for _, v in others] != stored_shapes:
-        raise ValueError(f"{path}: stored non-masked variables do not match the model's")
+        set_mask(layer, mask)
     for index, (_, variable) in enumerate(others):
+        if f"variable_{index}" not in arrays:
+            raise ValueError(f"{path}: stored non-masked variables do not match the model's")
         variable.assign(arrays[f"variable_{index}"])
     return model, config, meta
 
 
-def _read_meta(path, arrays):
+def _expected_entries(layers, others):
+    """{entry: (shape, dtype)} of every array a compact file of this model may hold."""
+    expected = {}
+    for index, layer in enumerate(layers):
+        shape = tuple(layer.frozen_kernel.shape)
+        count = int(np.prod(shape))
+        expected.update({f"mask_{index}": ((-(-2 * count // 8),), np.uint8),
+                         f"signs_{index}": ((-(-count // 8),), np.uint8),
+                         f"magnitude_{index}": ((), np.float32), f"weights_{index}": (shape, np.float32)})
+    expected.update({f"variable_{index}": (tuple(variable.shape), np.float32)
+                     for index, (_, variable) in enumerate(others)})
+    return expected
+
+
+def _read_meta(path, npz):
     """The meta document, checked for the fields read_compact uses (no value is trusted blindly)."""
-    if "meta" not in arrays:
+    if "meta" not in npz.headers:
         raise ValueError(f"{path}: not a compact export (no meta entry)")
+    text = npz.read("meta", dtype=np.uint8, max_bytes=META_BYTES).tobytes()
     try:
-        meta = json.loads(arrays["meta"].tobytes().decode())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"{path}: meta is not a JSON document ({type(error).__name__})") from None
+        meta = parse_json(text)
+    except ValueError as error:   # also a meta nested too deeply for Python's parser (fileio.parse_json)
+        raise ValueError(f"{path}: meta is not a JSON document ({type(error).__name__}: {str(error)[:60]})") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: meta is not a JSON object, got {shown(meta)}")
     if meta.get("format") != FORMAT:
@@ -188,7 +194,9 @@ def _read_meta(path, arrays):
               ("layers", lambda v: isinstance(v, list) and all(
                   isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("shape"), list)
                   and isinstance(r.get("weights"), dict) for r in v)),
-              ("variables", lambda v: isinstance(v, list)))
+              ("variables", lambda v: isinstance(v, list)),
+              ("recorded", lambda v: v is None or isinstance(v, dict) and all(
+                  is_finite_number(v.get(key)) for key in ("test_accuracy", "remaining_percent"))))
     for key, valid in checks:
         if not valid(meta.get(key)):
             raise ValueError(f"{path}: meta {key} is missing or malformed, got {shown(meta.get(key))}")

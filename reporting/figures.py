@@ -4,7 +4,6 @@ Each function writes one PNG and returns False instead of drawing an empty plot 
 results hold nothing to show, so that the report can say why a figure is missing.
 """
 import re
-import zipfile
 
 import matplotlib
 
@@ -17,9 +16,15 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullF
 from fileio import atomic_path  # noqa: E402
 from masking.mask_rule import mask_counts  # noqa: E402
 from reporting.collect import config_value  # noqa: E402
-from reporting.paper import PAPER_ROWS, architecture_label  # noqa: E402
+from reporting.npz import NpzReader  # noqa: E402
+from reporting.paper import PAPER_ROWS, Interval, architecture_label  # noqa: E402
+from training.run_record import is_finite_number  # noqa: E402
 
-UNREADABLE_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+# Bounds on what a figure reads from a results folder (the widest FCN here has 300 hidden units;
+# Conv8's masks are 5.3 MB): a small compressed file cannot make a figure take gigabytes.
+MASK_FILE_BYTES = 64 << 20
+FIGURE1_MAX_UNITS = 4096
+MASK_PARTS = ("kept", "hidden", "inverted")
 MASK_COLOURS = ListedColormap(["#c0392b", "#f4f4f4", "#2166ac"])   # -1 inverted, 0 hidden, +1 kept
 MASK_NORM = BoundaryNorm([-1.5, -0.5, 0.5, 1.5], MASK_COLOURS.N)
 FRACTION_PARTS = (("kept", "kept (+1)", "#2166ac"), ("inverted", "inverted (−1)", "#c0392b"),
@@ -53,6 +58,11 @@ def _per_epoch(series_list):
             np.array([np.max(c) for c in columns]))
 
 
+def _numbers(series):
+    """A non-empty list of finite numbers (a history is a file: it may hold nulls or text)."""
+    return isinstance(series, list) and bool(series) and all(is_finite_number(value) for value in series)
+
+
 def _histories(runs):
     return [run.history for run in runs if run.history
             and run.history.get("test_accuracy") and run.history.get("remaining_percent")]
@@ -72,7 +82,7 @@ def plot_training_curves(experiment, path):
     accuracy = [[100 * v for v in h["test_accuracy"]] for h in histories]
     remaining = [h["remaining_percent"] for h in histories]
     figure, (accuracy_axis, remaining_axis) = plt.subplots(1, 2, figsize=(11, 3.8))
-    if not experiment.signed and all(h.get("train_accuracy") for h in histories):
+    if not experiment.signed and all(_numbers(h.get("train_accuracy")) for h in histories):
         # a baseline keeps every weight: its training accuracy says more (how far it overfits)
         train_accuracy = [[100 * v for v in h["train_accuracy"]] for h in histories]
         second_panel = (remaining_axis, train_accuracy, 1, "training accuracy %", None)
@@ -141,17 +151,69 @@ def plot_accuracy_vs_remaining(experiments, path):
     return _save(figure, path)
 
 
+def plot_cifar_rows(tables, path):
+    """The measured CIFAR paper rows: ours (mean, [min, max] over runs) beside the paper's point and bracket,
+    signed at its remaining %, baseline at 100 %, a dotted line from each of ours to the paper's. Cells planned
+    shorter than their row's protocol are left out (they are no measurement of the row)."""
+    cells = [(key, side, summary) for key, sides in tables.main.items() if PAPER_ROWS[key].dataset != "mnist"
+             for side, summary in sides.items() if summary and summary.accuracy and not summary.shorter]
+    if not cells:
+        return False
+    keys = [key for key in PAPER_ROWS if any(cell[0] == key for cell in cells)]
+    colours = {key: plt.get_cmap("tab10")(i % 10) for i, key in enumerate(keys)}
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for key, side, summary in cells:
+        row, colour, signed = PAPER_ROWS[key], colours[key], side == "signed"
+        paper_accuracy = row.signed_accuracy if signed else row.baseline_accuracy
+        paper_remaining = row.remaining_percent if signed else Interval(100.0)
+        accuracy = summary.accuracy
+        remaining = summary.remaining_percent if signed else {"mean": 100.0, "min": 100.0, "max": 100.0}
+        for interval, position, vertical in ((paper_accuracy, paper_remaining.mean, True),
+                                             (paper_remaining, paper_accuracy.mean, False)):
+            if interval.low is not None:   # the bracket as printed (Conv4's baseline mean lies outside its own)
+                ends = ([position] * 2, [interval.low, interval.high])
+                axis.plot(*(ends if vertical else ends[::-1]), color=colour, linewidth=1.2, alpha=0.6)
+        axis.plot([remaining["mean"], paper_remaining.mean], [accuracy["mean"], paper_accuracy.mean], color=colour,
+                  linestyle=":", linewidth=0.9)
+        axis.errorbar(remaining["mean"], accuracy["mean"], fmt="o" if signed else "s", color=colour, markersize=7,
+                      yerr=[[accuracy["mean"] - accuracy["min"]], [accuracy["max"] - accuracy["mean"]]],
+                      xerr=[[remaining["mean"] - remaining["min"]], [remaining["max"] - remaining["mean"]]])
+        axis.plot(paper_remaining.mean, paper_accuracy.mean, marker="*" if signed else "D", linestyle="",
+                  markersize=13 if signed else 8, color=colour, markerfacecolor="none", markeredgewidth=1.3)
+        axis.annotate(f"{key} n={accuracy['n']}", (remaining["mean"], accuracy["mean"]), textcoords="offset points",
+                      xytext=(6, -10), fontsize=7, color=colour)
+    handles = [plt.Line2D([], [], color=colours[key], marker="o", linestyle="", label=key) for key in keys]
+    handles += [plt.Line2D([], [], color="grey", marker=marker, linestyle="", markerfacecolor=face, label=text)
+                for marker, face, text in (("o", "grey", "ours, signed (bar: min–max over runs)"),
+                                           ("s", "grey", "ours, baseline (100 % of the weights)"),
+                                           ("*", "none", "paper, signed (lines: its bracket)"),
+                                           ("D", "none", "paper, baseline"))]
+    axis.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axis.set_xscale("log")
+    axis.margins(x=0.15, y=0.08)
+    label_log_axis(axis.xaxis)
+    axis.set_xlabel("remaining weights % (log scale)")
+    axis.set_ylabel("final test accuracy %")
+    axis.grid(alpha=0.3, which="both")
+    axis.set_title("CIFAR paper rows: ours beside the paper (dotted: ours → paper)")
+    return _save(figure, path)
+
+
 def layer_fractions(run):
     """[(layer, {kept, hidden, inverted})] of a finished run: masks.npz, else history's last mask_counts."""
     try:
-        with np.load(run.path / "masks.npz", allow_pickle=False) as masks:
-            return [(name, mask_counts(masks[name])) for name in masks.files]
-    except UNREADABLE_NPZ:
+        with NpzReader(run.path / "masks.npz") as masks:
+            declared = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in masks.headers.values())
+            if declared > MASK_FILE_BYTES:
+                raise ValueError(f"masks.npz declares {declared:,} bytes")
+            return [(name, mask_counts(masks.read(name, dtype=np.int8))) for name in masks.headers]
+    except ValueError:
         counts = ((run.history or {}).get("mask_counts") or [{}])[-1]
         layers = counts.items() if isinstance(counts, dict) else []
-        return [(name, layer) for name, layer in layers if isinstance(layer, dict)
-                and all(isinstance(layer.get(key), int) for key in ("kept", "hidden", "inverted"))
-                and sum(layer.values()) > 0]
+        parts = [(name, {key: layer.get(key) for key in MASK_PARTS})
+                 for name, layer in layers if isinstance(layer, dict)]
+        return [(name, layer) for name, layer in parts
+                if all(isinstance(count, int) and count >= 0 for count in layer.values()) and sum(layer.values()) > 0]
 
 
 def plot_layer_fractions(experiment, path):
@@ -179,11 +241,14 @@ def plot_layer_fractions(experiment, path):
 def first_layer_mask(run):
     """The first masked layer's ternary mask (784 x hidden) of an FCN run, or None."""
     try:
-        with np.load(run.path / "masks.npz", allow_pickle=False) as masks:
-            mask = masks[masks.files[0]] if masks.files else None
-    except UNREADABLE_NPZ:
+        with NpzReader(run.path / "masks.npz") as masks:
+            name = next(iter(masks.headers), None)
+            shape = masks.headers[name][0] if name else ()
+            if len(shape) != 2 or shape[0] != 784 or not 0 < shape[1] <= FIGURE1_MAX_UNITS:
+                return None
+            return masks.read(name, dtype=np.int8)
+    except ValueError:
         return None
-    return mask if mask is not None and mask.ndim == 2 and mask.shape[0] == 784 else None
 
 
 def plot_figure1(mask, digit, path, title):

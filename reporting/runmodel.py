@@ -4,6 +4,7 @@ The plain twin has ordinary Dense/Conv2D layers whose kernels are W * q(S), so i
 anywhere Keras runs, without this repository's classes.
 """
 import copy
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +13,13 @@ import numpy as np
 
 from data import load_dataset
 from data.datasets import INPUT_SHAPES, NUM_CLASSES
-from masking import MASKED_LAYER_TYPES, iter_layers, masked_weights
-from models import build_experiment_model, model_family
+from masking import MASKED_LAYER_TYPES, iter_layers, masked_layers, masked_weights
+from models import InitialValues, build_experiment_model, model_family, resolve_initial_values
+from reporting.npz import read_npz
 from training.config import load_saved_config
 from training.run_record import RunRecord, RunRecordError
 from training.schema import brief, shown
+from training.signed_state import EXTRA_STATE_FILE, MASKS_FILE, extra_state_key, other_variables, set_mask
 
 PLAIN_KERNEL_TYPES = (keras.layers.Dense, keras.layers.Conv2D)
 
@@ -45,7 +48,8 @@ def buildable_config(config):
 
 
 def load_run(run_directory):
-    """Rebuild a finished run's model from config.yaml, run.json and model.weights.h5."""
+    """Rebuild a finished run's model from config.yaml, run.json and model.weights.h5, or, for a signed run
+    without the weights file (a shipped one), from masks.npz and extra_state.npz (``_rebuild_from_masks``)."""
     directory = Path(run_directory)
     if not directory.is_dir():
         raise ValueError(f"{directory}: not a run folder")
@@ -59,18 +63,83 @@ def load_run(run_directory):
         value = getattr(record, key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ValueError(f"{directory / 'run.json'}: {key} must be an integer >= 0, got {shown(value)}")
-    weights = directory / "model.weights.h5"
-    if not weights.is_file():
-        raise ValueError(f"{weights}: missing; the run's trained variables are needed")
     config = load_saved_config(directory / "config.yaml")
     seed = record.seed if record.seed is not None else config.seed + (record.run_index or 0)
-    model = build_experiment_model(buildable_config(config), seed)
-    try:
-        model.load_weights(weights)
-    except Exception as error:  # Keras raises many types, with pages of text, for a foreign or damaged file
-        raise ValueError(f"{weights}: cannot be loaded into the {model.name} model of config.yaml "
-                         f"({brief(error)})") from None
+    weights = directory / "model.weights.h5"
+    if weights.is_file():
+        model = build_experiment_model(buildable_config(config), seed)
+        _load_weights(model, weights)
+    elif config.model.signed:
+        model = _rebuild_from_masks(directory, config, seed, record)
+    else:
+        raise ValueError(f"{weights}: missing; a baseline's trained kernels are needed (only a signed run "
+                         f"rebuilds from its {MASKS_FILE})")
     return LoadedRun(directory, config, seed, record, model)
+
+
+def _load_weights(model, weights):
+    """model.load_weights without the page of warnings Keras prints for a file of another model (it raises
+    after them; the raise is what counts, as one line)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model.load_weights(weights)
+        except Exception as error:  # Keras raises many types, with pages of text, for a foreign or damaged file
+            raise ValueError(f"{weights}: cannot be loaded into the {model.name} model of config.yaml "
+                             f"({brief(error)})") from None
+
+
+def _rebuild_from_masks(directory, config, seed, record):
+    """The trained signed model from its seed and masks: W drawn again as training drew it (or read from
+    the init file run.json names, same SHA-256), scores set to q, other variables from extra_state.npz."""
+    model = build_experiment_model(*_initial_weights(directory, config, seed, record))
+    layers = masked_layers(model)
+    if not (directory / MASKS_FILE).is_file():
+        raise ValueError(f"{directory}: neither model.weights.h5 nor {MASKS_FILE}: nothing to rebuild the "
+                         "trained model from")
+    masks = read_npz(directory / MASKS_FILE, {layer.name: tuple(layer.frozen_kernel.shape) for layer in layers},
+                     np.int8)
+    for layer in layers:
+        if not np.isin(masks[layer.name], (-1, 0, 1)).all():
+            raise ValueError(f"{directory / MASKS_FILE}: entry {layer.name!r} holds values other than -1/0/+1")
+        set_mask(layer, masks[layer.name])
+    kept = sum(int(np.count_nonzero(mask)) for mask in masks.values())
+    if kept != record.final["remaining_count"]:
+        raise ValueError(f"{directory / MASKS_FILE}: keeps {kept} weights, run.json records "
+                         f"{record.final['remaining_count']}")
+    others = other_variables(model)
+    if not others:
+        return model
+    path = directory / EXTRA_STATE_FILE
+    if not path.is_file():
+        raise ValueError(f"{directory}: has neither model.weights.h5 nor {EXTRA_STATE_FILE}, so the "
+                         f"{len(others)} trained variables outside the masks (BN, e.g. "
+                         f"{extra_state_key(*others[0])}) are lost; a rerun of this run writes {EXTRA_STATE_FILE}")
+    state = read_npz(path, {extra_state_key(name, variable): tuple(variable.shape) for name, variable in others},
+                     np.float32)
+    for name, variable in others:
+        variable.assign(state[extra_state_key(name, variable)])
+    return model
+
+
+def _initial_weights(directory, config, seed, record):
+    """(config, seed, InitialValues) that build the run's frozen W again: on the fly from the seed, or from
+    the init files run.json names when they are still there with the SHA-256 it recorded."""
+    init = record.init if isinstance(record.init, dict) else {}
+    if init.get("source") != "files":
+        return buildable_config(config), seed, InitialValues("on_the_fly", "on_the_fly")
+    file_config = copy.deepcopy(config)
+    file_config.init.source = "files"
+    try:
+        present = resolve_initial_values(file_config, seed - config.seed)
+    except ValueError as error:
+        raise ValueError(f"{directory}: W came from init files; {error}") from None
+    recorded = sorted((entry.get("kind"), entry.get("sha256")) for entry in init.get("files") or []
+                      if isinstance(entry, dict))
+    if sorted((entry["kind"], entry["sha256"]) for entry in present.files) != recorded:
+        raise ValueError(f"{directory}: W came from init files whose SHA-256 run.json records; the files under "
+                         f"{config.init.weights_dir} now differ, so only model.weights.h5 gives the trained model")
+    return file_config, seed, present
 
 
 def effective_kernel(layer):

@@ -1,6 +1,7 @@
 """export.py: plain-Keras and compact exports of a real tiny run round-trip exactly; evaluate agrees."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -157,3 +158,62 @@ def test_cli(run_dir, tmp_path, capsys):
     (tmp_path / "unfinished").mkdir()
     assert export.main([str(tmp_path / "unfinished")]) == 2
     assert "not a finished run" in capsys.readouterr().err
+
+
+def without_weights_file(run, tmp_path):
+    """The run folder as measured/ ships it: config.yaml, run.json, history.json, masks.npz (+ extra_state.npz)."""
+    shipped = tmp_path / run.parent.name / run.name
+    shutil.copytree(run, shipped, ignore=shutil.ignore_patterns("model.weights.h5", "export"))
+    return shipped
+
+
+def test_a_signed_run_without_its_weights_file_is_rebuilt_from_seed_and_masks(run_dir, tmp_path):
+    shipped = without_weights_file(run_dir, tmp_path)
+    original, rebuilt = load_run(run_dir), load_run(shipped)
+    for first, second in zip(masked_layers(original.model), masked_layers(rebuilt.model)):
+        np.testing.assert_array_equal(effective_kernel(second), effective_kernel(first))
+    inputs = np.random.default_rng(4).standard_normal((32, 784)).astype(np.float32)
+    np.testing.assert_array_equal(export.eager_predict(rebuilt.model, inputs), export.eager_predict(original.model, inputs))
+    result = export.export_run(shipped, tmp_path / "out")
+    assert result["max_difference"] <= 1e-6 and result["compact_kernels_equal"]
+    recorded = json.loads((run_dir / "run.json").read_text())["final"]
+    evaluated = export.evaluate_path(shipped, data_dir=str(real_data_dir("mnist.npz")))
+    assert evaluated["accuracy"] == pytest.approx(recorded["test_accuracy"], abs=1e-6)
+
+
+def test_a_rebuilt_run_must_match_its_recorded_mask_count(run_dir, tmp_path):
+    shipped = without_weights_file(run_dir, tmp_path)
+    record = json.loads((shipped / "run.json").read_text())
+    record["final"]["remaining_count"] += 1
+    (shipped / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"masks.npz: keeps \d+ weights, run.json records \d+"):
+        load_run(shipped)
+
+
+def test_a_shipped_run_exports_outside_the_shipped_folder(monkeypatch, run_dir, tmp_path):
+    shipped_root = tmp_path / "measured"
+    shipped = without_weights_file(run_dir, shipped_root)
+    monkeypatch.setattr(export, "SHIPPED_RESULTS", shipped_root)
+    assert export.default_out_dir(shipped) == tmp_path / "exports"
+    assert export.default_out_dir(run_dir) == run_dir / "export"
+
+
+def test_a_resnet_run_ships_its_batch_norm_state_and_is_rebuilt_from_it(tmp_path):
+    """Training writes extra_state.npz (BN gamma/beta and moving statistics) beside the masks; without it (and
+    without model.weights.h5) export names what is lost and that a rerun writes it."""
+    config = from_dict(ExperimentConfig, {
+        "experiment": "resnet_tiny", "model": {"name": "ResNet20", "width_multiplier": 0.25, "threshold_fraction": 0.75},
+        "training": {"epochs": 1}, "data": {"dataset": "cifar10", "train_limit": 256, "test_limit": 128}})
+    RunTrainer(config, 0, tmp_path / "results", data_dir=str(real_data_dir("cifar10_jpeg.npz")), verbose=False).run()
+    run = tmp_path / "results" / "resnet_tiny" / "run_0"
+    with np.load(run / "extra_state.npz") as state:
+        assert {"stem_bn/gamma", "stem_bn/moving_mean", "stem_bn/moving_variance"} <= set(state.files)
+        assert not np.all(state["stem_bn/moving_mean"] == 0)      # trained statistics, not the initial zeros
+    shipped = without_weights_file(run, tmp_path / "shipped")
+    inputs = np.random.default_rng(5).standard_normal((8, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(export.eager_predict(load_run(shipped).model, inputs),
+                                  export.eager_predict(load_run(run).model, inputs))
+    (shipped / "extra_state.npz").unlink()
+    with pytest.raises(ValueError, match="neither model.weights.h5 nor extra_state.npz.*stem_bn/gamma.*a rerun of "
+                                         "this run writes extra_state.npz"):
+        load_run(shipped)

@@ -123,3 +123,18 @@ def test_a_short_check_never_fills_a_paper_row_ahead_of_a_full_length_run(tmp_pa
     tables = build_tables(find_experiments(tmp_path))
     assert tables.main["Conv2"]["signed"].experiment.name == "conv2_signed"
     assert [summary.experiment.name for summary in tables.others] == ["agreement_conv2"]
+
+
+def test_shipped_signed_runs_are_trained_models(tmp_path, capsys):
+    """A shipped signed run is its seed plus its masks: export.py rebuilds and exports it without weights files
+    (the rebuilt masks keep exactly the weights run.json counts). The shipped ResNet20 run predates
+    extra_state.npz, so its BN state is lost: one line says so."""
+    import export
+
+    assert export.main([str(MEASURED / "conv2_signed" / "run_0"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "conv2_signed_run0.keras").is_file() and (tmp_path / "conv2_signed_run0.compact.npz").is_file()
+    capsys.readouterr()
+    assert export.main([str(MEASURED / "resnet20_signed" / "run_0"), "--out", str(tmp_path / "resnet")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "extra_state.npz" in error and "a rerun of this run writes" in error
+    assert not (tmp_path / "resnet").exists()

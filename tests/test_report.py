@@ -301,3 +301,41 @@ def test_a_run_of_its_rows_protocol_gets_its_difference_without_a_note(tmp_path)
     row = next(line for line in markdown.splitlines() if line.startswith("| Conv2 |"))
     assert "| conv2_signed | 1 | 67.02" in row and "| -1.35 |" in row and "[note" not in row
     assert "every experiment ran its paper row's protocol" in markdown
+
+
+def protocol_experiment(root, name, changes=None):
+    """An experiment folder whose config is the repository's configs/<name>.yaml (one run), changed by ``changes``."""
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").read_text())
+    config["runs"] = 1
+    for section, values in (changes or {}).items():
+        config[section] = {**config.get(section, {}), **values}
+    (root / name).mkdir(parents=True)
+    (root / name / "config.yaml").write_text(yaml.safe_dump(config))
+    return root / name
+
+
+def test_cifar_rows_figure_puts_ours_beside_the_paper(tmp_path, monkeypatch):
+    from reporting import figures
+
+    write_finished_run(protocol_experiment(tmp_path, "conv2_signed"), 0, 0.6702, 0.72, 30_793)
+    write_finished_run(protocol_experiment(tmp_path, "conv2_baseline"), 0, 0.6791, 100.0, 4_300_992, signed=False)
+    write_finished_run(protocol_experiment(tmp_path, "conv4_signed", {"training": {"epochs": 3}}), 0, 0.55, 9.0, 200_000)
+    write_finished_run(protocol_experiment(tmp_path, "fcn_signed"), 0, 0.97, 3.7, 9_800)
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda figure, path: drawn.append((path.name, figure)) or True)
+    paths = report.write_report(tmp_path, digit_source=lambda: np.zeros(784))
+    assert "fig_cifar_rows.png" in [path.name for path in paths["figures"]]
+    figure = dict(drawn)["fig_cifar_rows.png"]
+    points = {(round(float(x), 2), round(float(y), 2)) for line in figure.axes[0].lines
+              for x, y in zip(line.get_xdata(), line.get_ydata())}
+    assert {(0.72, 67.02), (0.6, 68.37), (100.0, 67.91), (100.0, 68.79)} <= points   # ours and the paper's
+    assert {(0.6, 67.7), (0.6, 69.0), (0.58, 68.37), (0.62, 68.37)} <= points        # the paper's brackets
+    assert not any(y in (55.0, 97.0, 77.4) for _, y in points)   # a 3-epoch Conv4 run and MNIST rows are not drawn
+    assert [text.get_text() for text in figure.axes[0].texts] == ["Conv2 n=1", "Conv2 n=1"]
+
+
+def test_cifar_rows_figure_is_skipped_with_a_note_without_cifar_rows(tmp_path):
+    write_finished_run(protocol_experiment(tmp_path, "fcn_signed"), 0, 0.97, 3.7, 9_800)
+    paths = report.write_report(tmp_path, digit_source=lambda: np.zeros(784))
+    assert "fig_cifar_rows.png" not in [path.name for path in paths["figures"]]
+    assert "CIFAR paper rows: no finished CIFAR run of a paper row's protocol" in paths["notes"]

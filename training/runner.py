@@ -14,8 +14,7 @@ import keras
 import numpy as np
 
 from data import load_dataset
-from fileio import atomic_write_bytes, make_folder, save_weights_atomically, write_json, write_npz
-from masking import masked_layers
+from fileio import atomic_write_bytes, make_folder, save_weights_atomically, write_json
 from models import build_experiment_model, resolve_initial_values
 from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, EpochScalars, MaskHistory,
                                 NonFiniteLoss, NonFiniteLossGuard, mask_statistics, variables_by_path)
@@ -26,6 +25,7 @@ from training.run_record import RunRecord
 from training.run_state import (CHECKPOINT, LEGACY_STATE, DamagedState, check_checkpoint, read_checkpoint,
                                 read_legacy_checkpoint, remove_stale_temporaries, set_aside)
 from training.schema import ConfigError
+from training.signed_state import write_signed_state
 from training.tensorboard import ScalarLog
 
 
@@ -263,7 +263,7 @@ class RunTrainer:
         signed = self.config.model.signed
         remaining, remaining_count, _ = mask_statistics(model, signed)
         if signed:
-            write_npz(self.directory / "masks.npz", {layer.name: layer.ternary_mask() for layer in masked_layers(model)})
+            write_signed_state(self.directory, model)   # masks.npz (+ extra_state.npz): export.py rebuilds the model
         save_weights_atomically(model, self.directory / "model.weights.h5")
         write_json(self.directory / "history.json", history)
         record = RunRecord(
