@@ -15,6 +15,7 @@ from data import load_dataset
 from data.datasets import INPUT_SHAPES, NUM_CLASSES
 from masking import MASKED_LAYER_TYPES, iter_layers, masked_layers, masked_weights
 from models import InitialValues, build_experiment_model, model_family, resolve_initial_values
+from models.build import weights_root
 from reporting.npz import read_npz
 from training.config import load_saved_config
 from training.run_record import RunRecord, RunRecordError
@@ -123,23 +124,21 @@ def _rebuild_from_masks(directory, config, seed, record):
 
 
 def _initial_weights(directory, config, seed, record):
-    """(config, seed, InitialValues) that build the run's frozen W again: on the fly from the seed, or from
-    the init files run.json names when they are still there with the SHA-256 it recorded."""
+    """(config, seed, InitialValues) that build the run's frozen W again: drawn from the seed, or, where
+    run.json records that W came from an init file, loaded from that file if it still has the recorded SHA-256."""
     init = record.init if isinstance(record.init, dict) else {}
-    if init.get("source") != "files":
+    recorded = {entry.get("kind"): entry for entry in init.get("files") or [] if isinstance(entry, dict)}
+    if "weights" not in recorded:
         return buildable_config(config), seed, InitialValues("on_the_fly", "on_the_fly")
     file_config = copy.deepcopy(config)
-    file_config.init.source = "files"
-    try:
-        present = resolve_initial_values(file_config, seed - config.seed)
-    except ValueError as error:
-        raise ValueError(f"{directory}: W came from init files; {error}") from None
-    recorded = sorted((entry.get("kind"), entry.get("sha256")) for entry in init.get("files") or []
-                      if isinstance(entry, dict))
-    if sorted((entry["kind"], entry["sha256"]) for entry in present.files) != recorded:
-        raise ValueError(f"{directory}: W came from init files whose SHA-256 run.json records; the files under "
-                         f"{config.init.weights_dir} now differ, so only model.weights.h5 gives the trained model")
-    return file_config, seed, present
+    file_config.init.source = "auto"
+    present = [entry for entry in resolve_initial_values(file_config, seed - config.seed).files
+               if entry["kind"] == "weights"]
+    if not present or present[0]["sha256"] != recorded["weights"].get("sha256"):
+        raise ValueError(f"{directory}: W came from the init file {shown(recorded['weights'].get('path'))} (run.json "
+                         f"records its SHA-256), which is {'changed' if present else 'missing'} under "
+                         f"{weights_root(file_config)}; without it or model.weights.h5 the trained model is lost")
+    return file_config, seed, InitialValues("auto", "mixed", tuple(present), ("scores",))
 
 
 def effective_kernel(layer):

@@ -1,6 +1,7 @@
 """export.py: plain-Keras and compact exports of a real tiny run round-trip exactly; evaluate agrees."""
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import pytest
 from conftest import real_data_dir
 
 import export
+import init_example
 from masking import masked_layers
+from masking.init_files import init_file_path, load_init_file
 from reporting.compact import pack_ternary, read_compact, unpack_ternary, write_compact
 from reporting.runmodel import effective_kernel, load_run, plain_model, without_repository_initializers
 from training.config import ExperimentConfig
@@ -216,4 +219,28 @@ def test_a_resnet_run_ships_its_batch_norm_state_and_is_rebuilt_from_it(tmp_path
     (shipped / "extra_state.npz").unlink()
     with pytest.raises(ValueError, match="neither model.weights.h5 nor extra_state.npz.*stem_bn/gamma.*a rerun of "
                                          "this run writes extra_state.npz"):
+        load_run(shipped)
+
+
+def test_a_run_whose_weights_came_from_an_init_file_is_rebuilt_from_that_file(tmp_path):
+    """W from an edited init file is not the seed's draw: the rebuild loads the file run.json hashes, and
+    refuses one whose content changed since."""
+    weights = tmp_path / "weights"
+    assert init_example.main(["--model", "FCN", "--runs", "1", "--out", str(weights)]) == 0
+    path = init_file_path(weights, "FCN", "weights", {"distribution": "signed_constant", "scaling": "elus"}, 0)
+    payload = load_init_file(path)
+    for layer in payload["layers"]:
+        layer["values"] = -layer["values"]
+    path.write_bytes(pickle.dumps(payload, protocol=4))
+    config = from_dict(ExperimentConfig, {**TINY_FCN, "init": {"source": "files", "weights_dir": str(weights)}})
+    RunTrainer(config, 0, tmp_path / "results", data_dir=str(real_data_dir("mnist.npz")), verbose=False).run()
+    run = tmp_path / "results" / "fcn_tiny" / "run_0"
+    shipped = without_weights_file(run, tmp_path / "shipped")
+    original, rebuilt = load_run(run), load_run(shipped)
+    for first, second in zip(masked_layers(original.model), masked_layers(rebuilt.model)):
+        np.testing.assert_array_equal(effective_kernel(second), effective_kernel(first))
+    for layer in payload["layers"]:
+        layer["values"] = -layer["values"]
+    path.write_bytes(pickle.dumps(payload, protocol=4))
+    with pytest.raises(ValueError, match="W came from the init file .* which is changed under"):
         load_run(shipped)
