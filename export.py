@@ -40,7 +40,7 @@ SHIPPED_RESULTS = Path(__file__).resolve().parent / "measured"
 def default_out_dir(run_directory):
     """<run>/export; measured/ holds only what the repository ships, so a shipped run's exports go to exports/."""
     if SHIPPED_RESULTS in Path(run_directory).resolve().parents:
-        return SHIPPED_RESULTS.parent / "exports"
+        return Path(os.path.relpath(SHIPPED_RESULTS.parent / "exports"))
     return Path(run_directory) / "export"
 
 

@@ -197,7 +197,7 @@ def test_a_shipped_run_exports_outside_the_shipped_folder(monkeypatch, run_dir, 
     shipped_root = tmp_path / "measured"
     shipped = without_weights_file(run_dir, shipped_root)
     monkeypatch.setattr(export, "SHIPPED_RESULTS", shipped_root)
-    assert export.default_out_dir(shipped) == tmp_path / "exports"
+    assert export.default_out_dir(shipped).resolve() == tmp_path / "exports"
     assert export.default_out_dir(run_dir) == run_dir / "export"
 
 
