@@ -142,6 +142,10 @@ def main():
             plain, signed = run_child(args, name, False, precision), run_child(args, name, True, precision)
             rows.append({"model": name, "precision": precision, "plain": plain, "signed": signed,
                          "ratio": signed["step_ms"] / plain["step_ms"]})
+            print(f"{name} {precision}: plain {plain['step_ms']:.2f}, signed {signed['step_ms']:.2f} ms/step",
+                  file=sys.stderr, flush=True)
+            if args.json:  # after every row: a run cut short keeps what it measured
+                atomic_write_text(args.json, json.dumps(rows, indent=1))
     backend = rows[0]["signed"]["backend"] if rows else "?"
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; python "
           f"{platform.python_version()}; keras {rows[0]['signed']['keras'] if rows else '?'} ({backend}); "
@@ -154,8 +158,6 @@ def main():
               f"{row['plain']['peak_rss_mb']:.0f} / {row['signed']['peak_rss_mb']:.0f} |")
     if len(args.precision) > 1:
         print("\n".join(["", *precision_table(rows, args.precision)]))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
