@@ -100,7 +100,8 @@ def train_subprocess(tmp_path, backend, *args, script=None, env=None):
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": backend, **(env or {})})
     assert result.returncode == 0, result.stderr[-2000:]
-    info = json.loads((tmp_path / "fcn_signed" / "run_0" / "run.json").read_text())
+    (record,) = tmp_path.glob("fcn_signed*/run_0/run.json")   # the folder's name may carry the --set overrides
+    info = json.loads(record.read_text())
     assert info["precision"] == "mixed_bfloat16" and info["versions"]["backend"] == backend
     assert info["final"]["test_accuracy"] > 0.6
     return result.stdout
