@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from fileio import NpzReader, file_sha256, write_npz
+from models.registry import NUM_CLASSES
 
 DATASET_NAMES = ("mnist", "cifar10", "cifar100")
 DATA_DIR_ENV = "SUPERMASK_DATA_DIR"
 CACHE_DIR_ENV = "SUPERMASK_CACHE_DIR"
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "signed_supermask")
 
-NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100}
 INPUT_SHAPES = {"mnist": (784,), "cifar10": (32, 32, 3), "cifar100": (32, 32, 3)}
 # Image shapes (without N) accepted in a Keras-layout npz.
 RAW_IMAGE_SHAPES = {"mnist": ((28, 28), (28, 28, 1)), "cifar10": ((32, 32, 3),), "cifar100": ((32, 32, 3),)}

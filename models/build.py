@@ -8,17 +8,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.datasets import NUM_CLASSES
 from fileio import file_sha256
-from masking.init_files import InitFileError, apply_init_file, init_file_path, load_init_file
+from masking.init_files import (DEFAULT_WEIGHTS_DIR, InitFileError, apply_init_file, init_file_path,
+                                load_init_file)
 from masking.init_spec import DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, InitSpec
+from masking.messages import shown
 from models.conv import build_conv
 from models.fcn import build_fcn
 from models.layer_factory import LayerFactory
-from models.registry import model_family
+from models.registry import NUM_CLASSES, model_family
 from models.resnet import build_resnet
-from training.config import DEFAULT_WEIGHTS_DIR
-from training.schema import shown
 
 
 def build_model(name, signed=True, *, seed=DEFAULT_SEED, threshold_fraction=DEFAULT_THRESHOLD_FRACTION,
