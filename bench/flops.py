@@ -45,19 +45,19 @@ def forward_macs(model):
 
 def row_estimates(rows, tflops):
     """Per paper row and column: forward FLOPs per image, epochs, runs, FLOPs and estimated seconds per run."""
-    from reproduce import COLUMNS, config_path
     from training.config import load_config
     from training.runner import build_experiment_model
+    from training.study import CONFIGS, load_study
 
-    results = []
+    results, experiments = [], load_study("paper_main").experiments.values()
     for row in rows:
-        for column in COLUMNS:
-            config = load_config(config_path(row, column))
+        for entry in [entry for entry in experiments if entry.row == row]:
+            column, config = entry.side, load_config(CONFIGS / entry.config)
             forward = 2 * forward_macs(build_experiment_model(config, config.seed))
             dataset = config.data.dataset
             per_epoch = forward * (TRAINING_FORWARDS * TRAIN_EXAMPLES[dataset] * config.data.repeat + TEST_EXAMPLES)
             run_flops = config.training.epochs * per_epoch
-            results.append({"row": row, "column": column, "config": config_path(row, column).name,
+            results.append({"row": row, "column": column, "config": Path(entry.config).name,
                             "forward_flops_per_image": forward, "epochs": config.training.epochs,
                             "epochs_are_bound": config.training.schedule.kind == "plateau",
                             "runs": config.runs, "flops_per_run": run_flops,

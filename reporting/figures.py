@@ -36,9 +36,11 @@ def slug(name):
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name.replace("/", "__"))
 
 
-def _save(figure, path):
+def save_figure(figure, path, tight=True):
+    """The one way figures are saved: PNG at 120 dpi, atomically, and the figure closed (``tight``:
+    cropped to what is drawn)."""
     with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120, bbox_inches="tight")
+        figure.savefig(temporary, format="png", dpi=120, **({"bbox_inches": "tight"} if tight else {}))
     plt.close(figure)
     return True
 
@@ -110,7 +112,7 @@ def plot_training_curves(experiment, path):
     figure.suptitle(f"{experiment.name}: {experiment.label}, {len(histories)} {kind} run{'s' if len(histories) > 1 else ''}"
                     + (f" (stopped at epoch {max(map(len, accuracy))} of {config_value(experiment.config, 'training', 'epochs') or '?'})"
                        if kind == "unfinished" else ""))
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_accuracy_vs_remaining(experiments, path):
@@ -148,7 +150,7 @@ def plot_accuracy_vs_remaining(experiments, path):
     axis.set_ylabel("final test accuracy %")
     axis.grid(alpha=0.3, which="both")
     axis.set_title("Accuracy vs remaining weights")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_cifar_rows(tables, path):
@@ -196,7 +198,7 @@ def plot_cifar_rows(tables, path):
     axis.set_ylabel("final test accuracy %")
     axis.grid(alpha=0.3, which="both")
     axis.set_title("CIFAR paper rows: ours beside the paper (dotted: ours → paper)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def layer_fractions(run):
@@ -235,7 +237,7 @@ def plot_layer_fractions(experiment, path):
     axis.set_ylim(0, 1)
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axis.set_title(f"{experiment.name} run_{run.index}: mask per layer (label: layer, weights)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def first_layer_mask(run):
@@ -267,7 +269,7 @@ def plot_figure1(mask, digit, path, title):
     colourbar = figure.colorbar(image, ax=[digit_axis, mask_axis], ticks=[-1, 0, 1], fraction=0.02, pad=0.01)
     colourbar.ax.set_yticklabels(["−1 inverted", "0 hidden", "+1 kept"])
     digit_axis.set_title(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def mnist_eight(data_dir=None):

@@ -1,4 +1,5 @@
-"""The paper's reference numbers, stored once, and the rule that matches an experiment to them.
+"""The paper's reference numbers and the authors' own runs (SPEC §13), stored once, and the rule that
+matches an experiment to a paper row.
 
 Every number below is copied from the authors' README, whose tables copy the paper's main
 tables (SPEC §8.1/§8.2). Brackets come from README @172d8ae; their meaning (min/max, a
@@ -103,3 +104,35 @@ def architecture_label(model_name, width_multiplier):
         return "?"
     width = float(width_multiplier)
     return model_name if width == 1.0 else f"{model_name}x{width:g}"
+
+
+@dataclass(frozen=True)
+class AuthorsRun:
+    """One run of the authors' own code (seed 7531) as SPEC §13 reports it, after every epoch, and the
+    settings of the study experiment that repeats it (configs/studies/agreement.yaml)."""
+
+    title: str
+    section: str
+    settings: str
+    remaining_percent: tuple   # at initialization and after each epoch
+    test_accuracy: tuple       # after each epoch, in %
+
+    @property
+    def epochs(self):
+        return len(self.test_accuracy)
+
+
+# Keyed by the agreement study's experiment names.
+AUTHORS_RUNS = {
+    "agreement_conv2": AuthorsRun(
+        "Conv2 / CIFAR-10", "SPEC §13.2",
+        "ELUS weights ±√(3/fan_in), Glorot-uniform scores, p = 0.4, SGDW lr 0.04 / wd 5e-4, momentum 0.9 "
+        "Nesterov, batch 128, schedule B (×0.9 continuously per 10 × 391 steps), reshuffled every epoch",
+        remaining_percent=(59.98, 51.33, 40.98, 28.55), test_accuracy=(52.82, 57.86, 62.15)),
+    "agreement_resnet20": AuthorsRun(
+        "ResNet20 / CIFAR-10", "SPEC §13.3",
+        "the submitted ResNet20_Mask (real stem BN, frozen block BNs), ELUS weights, Glorot-uniform scores, "
+        "p = 0.75, SGDW lr 0.3 / wd 3e-4 constant (the plateau rule first acts at epoch 10), no augmentation, "
+        "reshuffled every epoch",
+        remaining_percent=(24.95, 17.08, 13.52), test_accuracy=(40.58, 51.10)),
+}

@@ -87,7 +87,7 @@ def build_tables(experiments):
 
 
 def planned_epochs(experiment):
-    """The epochs its config asks for: a short check (e.g. bench/agreement.py's 3 epochs) never fills a
+    """The epochs its config asks for: a short check (e.g. the agreement study's 3 epochs) never fills a
     paper row ahead of a full-length run, even one still training."""
     training = (experiment.config or {}).get("training")
     epochs = training.get("epochs") if isinstance(training, dict) else None

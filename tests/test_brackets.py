@@ -1,16 +1,17 @@
-"""Interval statistics (t quantile, CI of the mean, bracket rule) against hand-computed values, and the
-smoke mode of bench/fcn_seeds.py."""
+"""reporting/intervals.py and reporting/brackets.py: interval statistics (t quantile, CI of the mean,
+bracket rule) against hand-computed values, the bracket verdict, and the FCN seed study on tiny runs."""
 import math
-import sys
-from pathlib import Path
 
 import pytest
 from conftest import real_data_dir
 
-from training.results import bracket_consistency, interval_statistics, t_quantile
-from training.run_record import RunRecord
+from reporting import brackets
+from reporting.intervals import bracket_consistency, interval_statistics, t_quantile
+from reporting.studies import write_study_report
+from training.study import load_study, plan_study
+from training.study_run import run_study
 
-ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ["training.epochs=1", "data.train_limit=2000", "data.test_limit=500"]
 
 
 @pytest.mark.parametrize("probability, df, expected", [
@@ -50,58 +51,33 @@ def test_bracket_rule_moves_our_interval_to_the_paper_mean_and_allows_half_a_dig
 
 
 def test_conclusion_separates_the_ends_rule_from_the_width_alone():
-    sys.path.insert(0, str(ROOT / "bench"))
-    import fcn_seeds
     spread = {"mean": 97.0, "min_max": (96.6, 97.4), "quantiles": (96.82, 97.18), "sd": (96.85, 97.15),
               "ci": (96.98, 97.02)}
-    judged = [fcn_seeds.JudgedBracket("signed test accuracy % (spread of a, n=50)", None,
+    judged = [brackets.JudgedBracket("signed test accuracy % (spread of a, n=50)", None,
                                       bracket_consistency(spread, 97.48, 97.3, 97.7), 50),
-              fcn_seeds.JudgedBracket("baseline test accuracy % (spread of b, n=50)", None,
+              brackets.JudgedBracket("baseline test accuracy % (spread of b, n=50)", None,
                                       bracket_consistency(spread, 97.43, 97.3, 97.6), 50)]
-    text = fcn_seeds.conclusion(judged)
+    text = brackets.conclusion(judged)
     assert text.startswith("The paper's brackets are consistent with [5 %, 95 %] quantiles (all 2 brackets")
     assert "By width alone (the spread, not the centring; a printed width is known only to ±0.1): " \
            "[5 %, 95 %] quantiles and mean ± 1 sd fit all 2 brackets." in text
     assert "The smallest sample" not in text                  # 50 runs each
     few = [judged[0], judged[1]._replace(n=3)]
-    assert "The smallest sample has only 3 runs" in fcn_seeds.conclusion(few)
+    assert "The smallest sample has only 3 runs" in brackets.conclusion(few)
 
 
-def test_smoke_mode_trains_two_seeds_and_writes_table_verdict_and_figure(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_the_seed_study_trains_two_seeds_and_writes_table_verdict_and_figure(tmp_path, monkeypatch):
     monkeypatch.setenv("SUPERMASK_DATA_DIR", str(real_data_dir("mnist.npz")))
-    sys.path.insert(0, str(ROOT / "bench"))
-    import fcn_seeds
     configs = ["fcn_signed_closest_to_paper", "fcn_baseline"]
-    assert fcn_seeds.main(["--smoke", "--out", str(tmp_path), "--configs", *configs]) == 0
+    study = load_study("fcn_seeds")
+    assert run_study(plan_study(study, tmp_path, runs=2, overrides=SMOKE, only=configs), study, tmp_path) == []
     for name in configs:
         assert sorted(path.name for path in (tmp_path / name).glob("run_*/run.json")) == ["run.json"] * 2
+    write_study_report(study, tmp_path)
     text = (tmp_path / "fcn_seeds.md").read_text()
     assert "| fcn_signed_closest_to_paper | test accuracy % | 2 |" in text
     assert "| fcn_baseline | test accuracy % | 2 |" in text and "97.43 [97.4, 97.5]" in text
     assert "signed remaining % (spread of fcn_signed_closest_to_paper, n=2)" in text
     assert "The smallest sample has only 2 runs" in text
     assert (tmp_path / "fcn_seeds.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def test_jobs_train_seeds_side_by_side_in_child_processes_and_skip_finished_ones(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("SUPERMASK_DATA_DIR", str(real_data_dir("mnist.npz")))
-    sys.path.insert(0, str(ROOT / "bench"))
-    import fcn_seeds
-    arguments = ["--smoke", "--out", str(tmp_path), "--configs", "fcn_baseline", "--backend", "tensorflow", "--jobs", "2"]
-    children, alive_at_spawn, spawn = [], [], fcn_seeds.subprocess.Popen
-
-    def counting_popen(*args, **kwargs):
-        alive_at_spawn.append(sum(child.poll() is None for child in children))
-        children.append(spawn(*args, **kwargs))
-        return children[-1]
-
-    monkeypatch.setattr(fcn_seeds.subprocess, "Popen", counting_popen)
-    assert fcn_seeds.main(arguments) == 0
-    assert alive_at_spawn == [0, 1]                # the second seed started while the first trained
-    assert "== 2 runs to train, 2 at a time" in capsys.readouterr().out
-    assert all(RunRecord.read_finished(tmp_path / "fcn_baseline" / f"run_{index}") for index in (0, 1))
-    assert fcn_seeds.main(arguments) == 0
-    assert "== 0 runs to train" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        fcn_seeds.main(["--jobs", "2", "--out", str(tmp_path)])
-    assert "--jobs > 1 needs --backend" in capsys.readouterr().err

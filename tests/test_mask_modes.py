@@ -291,32 +291,6 @@ def test_tiny_runs_export_to_both_formats_and_report(tiny_runs, tmp_path):
     assert all(cell is None for cells in tables.main.values() for cell in cells.values())
 
 
-def test_bench_matches_k_and_writes_table_and_figure(tmp_path):
-    """bench/mask_modes.py on hand-written run records (its real smoke mode trains: --smoke)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("mask_modes_bench", ROOT / "bench" / "mask_modes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    from masking import MASK_MODES
-    assert set(bench.MODE_COLOURS) == set(MASK_MODES) == {mode for _, mode, _, _ in bench.ROWS.values()}
-    assert bench.row_overrides("top_k_matched", tmp_path) is None     # nothing to match k to yet
-    for index, (accuracy, remaining) in enumerate(((0.97, 3.7), (0.975, 3.6))):
-        run = tmp_path / "signed_closest" / f"run_{index}"
-        run.mkdir(parents=True)
-        (run / "run.json").write_text(json.dumps(
-            {"status": "finished", "final": {"test_accuracy": accuracy, "remaining_percent": remaining,
-                                             "remaining_count": 9000}}))
-    (tmp_path / "signed_closest" / "summary.json").write_text(json.dumps({"remaining_percent": {"mean": 3.65}}))
-    assert bench.row_overrides("top_k_matched", tmp_path) == [
-        "experiment=top_k_matched", "model.mask_mode=top_k", "model.keep_fraction=0.0365"]
-    assert bench.row_overrides("signed_port", tmp_path, epochs=1) == ["experiment=signed_port", "training.epochs=1"]
-    assert bench.main(["--out", str(tmp_path), "--table-only"]) == 0
-    table = (tmp_path / "mask_modes.md").read_text()
-    assert "| signed_closest | signed | `fcn_signed_closest_to_paper.yaml` | – | 2 | 97.25 [97.00, 97.50] | " \
-           "3.65 [3.60, 3.70] |" in table
-    assert (tmp_path / "mask_modes.png").stat().st_size > 1000
-
-
 def test_sampled_evaluation_of_a_bernoulli_run_and_refusal_of_other_modes(tiny_runs, monkeypatch):
     """bench/sampled_eval.py: Zhou et al.'s test-time sampling on a tiny real bernoulli run."""
     import importlib.util

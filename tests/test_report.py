@@ -265,7 +265,7 @@ def test_curves_right_panel_shows_training_accuracy_for_a_baseline(tmp_path, mon
         history_path = directory / "run_0" / "history.json"
         history_path.write_text(json.dumps({**json.loads(history_path.read_text()), "train_accuracy": train_accuracy}))
     drawn = []
-    monkeypatch.setattr(figures, "_save", lambda figure, path: drawn.append(figure) or True)
+    monkeypatch.setattr(figures, "save_figure", lambda figure, path: drawn.append(figure) or True)
     experiment = next(iter(find_experiments(tmp_path / "results")))
     assert figures.plot_training_curves(experiment, tmp_path / "curves.png")
     left, right = drawn[0].axes
@@ -322,7 +322,7 @@ def test_cifar_rows_figure_puts_ours_beside_the_paper(tmp_path, monkeypatch):
     write_finished_run(protocol_experiment(tmp_path, "conv4_signed", {"training": {"epochs": 3}}), 0, 0.55, 9.0, 200_000)
     write_finished_run(protocol_experiment(tmp_path, "fcn_signed"), 0, 0.97, 3.7, 9_800)
     drawn = []
-    monkeypatch.setattr(figures, "_save", lambda figure, path: drawn.append((path.name, figure)) or True)
+    monkeypatch.setattr(figures, "save_figure", lambda figure, path: drawn.append((path.name, figure)) or True)
     paths = report.write_report(tmp_path, digit_source=lambda: np.zeros(784))
     assert "fig_cifar_rows.png" in [path.name for path in paths["figures"]]
     figure = dict(drawn)["fig_cifar_rows.png"]

@@ -1,7 +1,7 @@
 """A small typed-schema engine: nested dataclasses validated from YAML dictionaries.
 
 Every field's type comes from its annotation (int, float, bool, str, Optional[...],
-nested dataclass); ``choices``/``minimum``/``maximum`` in the field metadata bound
+list[...], dict[str, ...], nested dataclass); ``choices``/``minimum``/``maximum`` in the field metadata bound
 it. Unknown keys, wrong types, non-finite numbers and out-of-range values raise
 ``ConfigError`` with the dotted key in the message; offending values are shown
 abbreviated, so a hostile value cannot make the message itself huge or slow. Numbers
@@ -73,6 +73,19 @@ def _coerce(value, annotation, key):
         if value is None:
             return None
         return _coerce(value, inner[0], key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {shown(value)}", key)
+        (inner,) = typing.get_args(annotation)
+        return [_coerce(item, inner, f"{key}[{index}]") for index, item in enumerate(value)]
+    if origin is dict:   # a mapping of names to values of one type (a study's experiments)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {shown(value)}", key)
+        _, inner = typing.get_args(annotation)
+        bad = [name for name in value if not isinstance(name, str) or not name]
+        if bad:
+            raise ConfigError(f"{key}: names must be non-empty strings, got {shown(bad[0])}", key)
+        return {name: _coerce(item, inner, f"{key}.{name}") for name, item in value.items()}
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {shown(value)}", key)

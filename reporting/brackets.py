@@ -1,40 +1,16 @@
-"""The FCN row at the paper's protocol: N seeds (7531 + i) of three FCN configs, their statistics, and
-which interval the paper's brackets can be (issue 14, docs/SPEC.md §8.3).
-
-    KERAS_BACKEND=jax SUPERMASK_DATA_DIR=/path/to/datasets python bench/fcn_seeds.py   # 50 seeds each
-    SUPERMASK_DATA_DIR=/path/to/datasets python bench/fcn_seeds.py --backend jax --jobs 2  # 2 seeds at a time
-    python bench/fcn_seeds.py --report-only                   # statistics, bracket verdict, figure
-    python bench/fcn_seeds.py --smoke --out /tmp/fcn_seeds    # 2 seeds, 1 epoch, 2000 examples
-
-Training runs ``train.py`` per config into ``--out/<config>/run_<i>`` (``--backend`` runs it in a
-child process with that KERAS_BACKEND); re-running skips finished runs and resumes an interrupted one.
-The report (``--out/fcn_seeds.md`` and ``fcn_seeds.png``) gives for test accuracy and remaining %:
-mean, sd, [min, max], [5 %, 95 %] quantiles and the 95 % confidence interval of the mean
-(t-distribution), next to the paper's numbers, and judges the paper's brackets with
-training.results.bracket_consistency. Exit code 0 when every config trained, 1 otherwise.
-"""
-import argparse
+"""The FCN seed study's report (``report: fcn_seeds``): per experiment and metric the seed statistics
+beside the paper's numbers, which interval the paper's brackets can be (reporting/intervals.py), and a
+strip plot, as ``<out>/fcn_seeds.md`` and ``fcn_seeds.png``. The first experiment of each side (signed,
+baseline) judges that side's brackets."""
 import math
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import NamedTuple
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from fileio import atomic_write_text
+from reporting.intervals import INTERVALS, bracket_consistency, interval_statistics
+from reporting.paper import PAPER_ROWS, Interval
+from reporting.studies import finished_points
 
-from fileio import atomic_path, atomic_write_text, run_folder_index  # noqa: E402
-from reporting.paper import PAPER_ROWS, Interval  # noqa: E402
-from training.results import INTERVALS, bracket_consistency, interval_statistics, run_dir  # noqa: E402
-from training.run_record import RunRecord  # noqa: E402
-
-# config -> side of the paper's FCN row it is compared with; the first two are the ones whose spread
-# judges the brackets (the closest setting for the signed column, the baseline for the baseline's).
-CONFIGS = {"fcn_signed_closest_to_paper": "signed", "fcn_baseline": "baseline", "fcn_signed_schedule_b": "signed"}
-JUDGED = ("fcn_signed_closest_to_paper", "fcn_baseline")
-SMOKE = ["training.epochs=1", "data.train_limit=2000", "data.test_limit=500"]
 METRICS = (("accuracy", "test accuracy %"), ("remaining_percent", "remaining %"))
 # The paper prints its brackets with one decimal: each end is known to ± RESOLUTION / 2, a width to ± RESOLUTION.
 RESOLUTION = 0.1
@@ -47,75 +23,6 @@ class JudgedBracket(NamedTuple):
     paper: Interval
     verdicts: dict
     n: int
-
-
-# A small FCN step is one core's work on CPU (JAX ran it no faster with two threads than with one), so
-# with --jobs N each child trains on one thread and N seeds train side by side.
-ONE_THREAD = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-              "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
-
-
-def train(configs, seeds, out, backend, overrides, jobs=1):
-    """train.py per config (in a child process with KERAS_BACKEND=``backend`` when given, else in this
-    one; with ``jobs`` > 1 one child per seed, ``jobs`` at a time); returns the configs that failed."""
-    if jobs > 1:
-        return train_side_by_side(configs, seeds, out, backend, overrides, jobs)
-    failed = []
-    for name in configs:
-        arguments = train_arguments(name, out, overrides, "--runs", seeds)
-        print(f"== {name}: {seeds} seeds -> {out / name}", flush=True)
-        if backend:
-            code = subprocess.run([sys.executable, str(ROOT / "train.py"), *arguments], cwd=ROOT,
-                                  env=child_environment(backend)).returncode
-        else:
-            import train as train_script
-            code = train_script.main(arguments)
-        if code != 0:
-            failed.append(name)
-    return failed
-
-
-def train_arguments(name, out, overrides, *runs):
-    """train.py's arguments; the experiment is named, so the smoke overrides keep the results in <out>/<name>."""
-    return [str(ROOT / "configs" / f"{name}.yaml"), *map(str, runs), "--out", str(out), "--quiet",
-            *[item for override in [f"experiment={name}", *overrides] for item in ("--set", override)]]
-
-
-def child_environment(backend, one_thread=False):
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": backend, **(ONE_THREAD if one_thread else {})}
-
-
-def train_side_by_side(configs, seeds, out, backend, overrides, jobs):
-    """Every (config, seed) not finished yet as its own ``train.py --run-index`` child, ``jobs`` at a
-    time (train.py's experiment lock makes concurrent runs of one experiment safe)."""
-    pending = [(name, index) for name in configs for index in range(seeds)
-               if RunRecord.read_finished(run_dir(out, name, index)) is None]
-    print(f"== {len(pending)} runs to train, {jobs} at a time -> {out}", flush=True)
-    running, failed = [], set()
-    while pending or running:
-        while pending and len(running) < jobs:
-            name, index = pending.pop(0)
-            command = [sys.executable, str(ROOT / "train.py"), *train_arguments(name, out, overrides, "--run-index", index)]
-            running.append((name, subprocess.Popen(command, cwd=ROOT, env=child_environment(backend, one_thread=True))))
-        time.sleep(1)
-        for name, child in [entry for entry in running if entry[1].poll() is not None]:
-            running.remove((name, child))
-            if child.returncode != 0:
-                failed.add(name)
-    return [name for name in configs if name in failed]
-
-
-def final_values(experiment_dir):
-    """{metric: [values of the finished runs]} (accuracy in %), in run order."""
-    values = {metric: [] for metric, _ in METRICS}
-    runs = sorted((index, path) for path in Path(experiment_dir).glob("run_*")
-                  if (index := run_folder_index(path.name)) is not None)
-    for _, path in runs:
-        record = RunRecord.read_finished(path)
-        if record is not None:
-            values["accuracy"].append(100 * record.final["test_accuracy"])
-            values["remaining_percent"].append(record.final["remaining_percent"])
-    return values
 
 
 def paper_interval(side, metric):
@@ -144,10 +51,10 @@ def statistics_table(results):
     return lines
 
 
-def bracket_verdicts(results):
-    """A JudgedBracket for every bracket the JUDGED configs can judge."""
+def bracket_verdicts(results, judged_names):
+    """A JudgedBracket for every bracket the ``judged_names`` experiments can judge."""
     judged = []
-    for name in JUDGED:
+    for name in judged_names:
         if name not in results:
             continue
         side, stats_by_metric = results[name]
@@ -161,10 +68,10 @@ def bracket_verdicts(results):
     return judged
 
 
-def conclusion(judged):
+def conclusion(judged, judged_names=()):
     """One paragraph: the definitions consistent with every judged bracket, and how sure that is."""
     if not judged:
-        return "No bracket could be judged (no finished runs of " + ", ".join(JUDGED) + ")."
+        return "No bracket could be judged (no finished runs of " + ", ".join(judged_names) + ")."
     fitting = fitting_every_bracket(judged, "consistent")
     # Closeness in width, whatever the rounding says: mean |log(printed width / predicted width)|.
     misfit = {name: sum(abs(math.log(b.verdicts[name]["width_ratio"])) for b in judged) / len(judged)
@@ -207,7 +114,7 @@ def width_reading(judged):
             f"{verdict} brackets.")
 
 
-def markdown(results):
+def markdown(results, judged_names):
     lines = ["# FCN at the paper's protocol: seeds, spread and the paper's brackets", "",
              "Statistics over finished runs (final epoch). CI: t-distribution, n − 1 degrees of freedom.", ""]
     lines += statistics_table(results) + ["", "## What the paper's brackets can be", "",
@@ -215,7 +122,7 @@ def markdown(results):
                                           f"✓ = both ends within {END_TOLERANCE} of the printed ends; ratio = "
                                           f"printed width / predicted width; width ✓ = predicted width within "
                                           f"{WIDTH_TOLERANCE} of the printed width.", ""]
-    judged = bracket_verdicts(results)
+    judged = bracket_verdicts(results, judged_names)
     header = "| bracket | paper | " + " | ".join(INTERVALS.values()) + " |"
     lines += [header, "|---|---|" + "---|" * len(INTERVALS)]
     for label, paper, verdicts, _ in judged:
@@ -223,16 +130,15 @@ def markdown(results):
                  f"width {'✓' if v['width_fits'] else '✗'}"
                  if (v := verdicts.get(name)) else "–" for name in INTERVALS]
         lines.append(f"| {label} | {paper.mean:.2f} [{paper.low}, {paper.high}] | " + " | ".join(cells) + " |")
-    lines += ["", conclusion(judged), "", "![FCN seeds](fcn_seeds.png)", ""]
+    lines += ["", conclusion(judged, judged_names), "", "![FCN seeds](fcn_seeds.png)", ""]
     return "\n".join(lines)
 
 
-def draw(results, path):
+def draw_seeds(results, path):
     """A strip plot per config and metric: the runs, our intervals, and the paper's bracket."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from reporting.figures import plt, save_figure
 
     figure, axes = plt.subplots(len(results), 2, figsize=(10, 2.6 * len(results)), squeeze=False)
     jitter = np.random.default_rng(0)
@@ -261,52 +167,38 @@ def draw(results, path):
             axis.set_ylim(-1.5, 0.5)
             axis.legend(fontsize=6, loc="lower right")
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, tight=False)
 
 
-def report(configs, out):
+def judged_experiments(study):
+    """The first experiment of each side: the ones whose spread judges the paper's brackets."""
+    first = {}
+    for name, entry in study.experiments.items():
+        first.setdefault(entry.side, name)
+    return tuple(name for side, name in first.items() if side is not None)
+
+
+def seed_results(study, out_root):
+    """{experiment: (side, {metric: interval_statistics + values, or None})}, in study order."""
     results = {}
-    for name in configs:
-        values = final_values(out / name)
+    for name, entry in study.experiments.items():
+        points = finished_points(out_root, name)
+        values = {"accuracy": [p[0] for p in points], "remaining_percent": [p[1] for p in points]}
         stats_by_metric = {}
         for metric, _ in METRICS:
             stats = interval_statistics(values[metric])
             stats_by_metric[metric] = None if stats is None else {**stats, "values": values[metric]}
-        results[name] = (CONFIGS[name], stats_by_metric)
-    text = markdown(results)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "fcn_seeds.md", text)
-    draw(results, out / "fcn_seeds.png")
-    return text
+        results[name] = (entry.side, stats_by_metric)
+    return results
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=50, help="seeds per config (default 50, as the paper)")
-    parser.add_argument("--out", default=str(ROOT / "results" / "fcn_seeds"), help="results root")
-    parser.add_argument("--configs", nargs="*", choices=list(CONFIGS), default=list(CONFIGS))
-    parser.add_argument("--backend", choices=("jax", "tensorflow", "torch"), help="KERAS_BACKEND for training")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="seeds trained side by side, each on one thread (needs --backend; 2 on 2 cores)")
-    parser.add_argument("--report-only", action="store_true", help="only statistics, verdict and figure")
-    parser.add_argument("--smoke", action="store_true", help="2 seeds, 1 epoch, 2000 training examples")
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be >= 1")
-    if args.jobs < 1 or (args.jobs > 1 and not args.backend):
-        parser.error("--jobs must be >= 1, and --jobs > 1 needs --backend (one child process per seed)")
-    out = Path(args.out)
-    failed = []
-    if not args.report_only:
-        failed = train(args.configs, 2 if args.smoke else args.seeds, out, args.backend, SMOKE if args.smoke else [],
-                       args.jobs)
-    print(report(args.configs, out))
-    if failed:
-        print(f"error: training failed for {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def write_seed_report(study, out_root, draw=True):
+    out_root = Path(out_root)
+    results = seed_results(study, out_root)
+    text = markdown(results, judged_experiments(study))
+    atomic_write_text(out_root / "fcn_seeds.md", text)
+    written = [out_root / "fcn_seeds.md"]
+    if draw:
+        draw_seeds(results, out_root / "fcn_seeds.png")
+        written.append(out_root / "fcn_seeds.png")
+    return text, written

@@ -1,0 +1,129 @@
+"""The report of a study (training/study.py), by the hook its ``report:`` key names. Every hook reads
+the runs through reporting.collect, writes through fileio and reporting.figures.save_figure, and
+returns (the report's text, the files written).
+
+    paper       report.md/.csv/.tex and figures of the results root (the paper's main table)
+    mask_modes  mask_modes.md / .png: the mask modes side by side (docs/mask_modes.md)
+    fcn_seeds   fcn_seeds.md / .png: seed statistics and the paper's brackets (reporting/brackets.py)
+    agreement   agreement.md: per epoch beside the authors' own runs (reporting/agreement.py)
+    runs_table  <study>.md: one line per experiment, mean [min, max]
+"""
+from pathlib import Path
+
+from fileio import atomic_write_text
+from reporting.collect import read_experiment
+from reporting.tables import markdown_table, mean_range_text
+
+MODE_COLOURS = {"signed": "#2166ac", "binary": "#e08214", "signed_top_k": "#1b7837", "top_k": "#c0392b",
+                "bernoulli": "#762a83"}
+
+
+def finished_points(out_root, name):
+    """[(test accuracy %, remaining %)] of an experiment's finished runs (none without its folder)."""
+    folder = Path(out_root) / name
+    if not folder.is_dir():
+        return []
+    return [(run.accuracy, run.remaining_percent) for run in read_experiment(folder, name).finished]
+
+
+def runs_table(study, out_root):
+    """One line per experiment with a finished run: its config and overrides, runs, mean [min, max]."""
+    rows = []
+    for name, entry in study.experiments.items():
+        points = finished_points(out_root, name)
+        if points:
+            rows.append([name, f"`{entry.config}` {' '.join(entry.set)}".rstrip(), str(len(points)),
+                         mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
+    return markdown_table(["experiment", "config and overrides", "runs", "test accuracy %", "remaining %"], rows) + "\n"
+
+
+def mask_modes_table(study, out_root):
+    """Every experiment with a finished run: its mask mode and keep fraction (from its saved config)."""
+    rows = []
+    for name, entry in study.experiments.items():
+        folder = Path(out_root) / name
+        points = finished_points(out_root, name)
+        if not points:
+            continue
+        experiment = read_experiment(folder, name)
+        keep_fraction = (experiment.config.get("model") or {}).get("keep_fraction")
+        k = "–" if keep_fraction is None else f"{100 * keep_fraction:.2f} %"
+        rows.append([name, experiment.mask_mode, f"`{entry.config}`", k, str(len(points)),
+                     mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
+    header = ["row", "mode", "config", "k", "runs", "test accuracy %", "remaining %"]
+    return markdown_table(header, rows) + "\n"
+
+
+def mask_modes_figure(study, out_root, path):
+    """Test accuracy vs remaining %, one point per run, colour per mode; False when nothing is finished."""
+    from reporting.figures import label_log_axis, plt, save_figure
+
+    rows = []
+    for name in study.experiments:
+        points = finished_points(out_root, name)
+        if points:
+            rows.append((name, read_experiment(Path(out_root) / name, name).mask_mode, points))
+    if not rows:
+        return False
+    fig, axis = plt.subplots(figsize=(6.4, 4.4))
+    markers = "osD^v<>p"
+    for index, (name, mode, points) in enumerate(rows):
+        axis.scatter([p[1] for p in points], [p[0] for p in points], color=MODE_COLOURS[mode],
+                     marker=markers[index % len(markers)], label=f"{name} ({len(points)})", alpha=0.8)
+    axis.set_xscale("log")
+    label_log_axis(axis.xaxis)
+    axis.set_xlabel("remaining weights % (log)")
+    axis.set_ylabel("test accuracy %")
+    axis.set_title("FCN / MNIST: mask modes")
+    axis.legend(fontsize=7, loc="lower right")
+    return save_figure(fig, path)
+
+
+def report_mask_modes(study, out_root, draw=True, data_dir=None):
+    out_root = Path(out_root)
+    text = mask_modes_table(study, out_root)
+    atomic_write_text(out_root / "mask_modes.md", text)
+    written = [out_root / "mask_modes.md"]
+    if draw and mask_modes_figure(study, out_root, out_root / "mask_modes.png"):
+        written.append(out_root / "mask_modes.png")
+    return text, written
+
+
+def report_runs_table(study, out_root, draw=True, data_dir=None):
+    path = Path(out_root) / f"{study.path.stem}.md"
+    text = runs_table(study, out_root)
+    atomic_write_text(path, text)
+    return text, [path]
+
+
+def report_paper(study, out_root, draw=True, data_dir=None):
+    from reporting.report import write_report
+
+    written = write_report(out_root, data_dir=data_dir, draw=draw)
+    return (f"report: {written['md']} (+ .csv, .tex, {len(written['figures'])} figures)",
+            [written["md"], written["csv"], written["tex"], *written["figures"]])
+
+
+def report_fcn_seeds(study, out_root, draw=True, data_dir=None):
+    from reporting.brackets import write_seed_report
+
+    return write_seed_report(study, out_root, draw)
+
+
+def report_agreement(study, out_root, draw=True, data_dir=None):
+    from reporting.agreement import write_agreement
+
+    return write_agreement(study, out_root)
+
+
+HOOKS = {"none": None, "paper": report_paper, "mask_modes": report_mask_modes, "fcn_seeds": report_fcn_seeds,
+         "agreement": report_agreement, "runs_table": report_runs_table}
+
+
+def write_study_report(study, out_root, draw=True, data_dir=None):
+    """(text, written paths) of the study's report hook; ("", []) for a study without one."""
+    hook = HOOKS[study.report]
+    if hook is None:
+        return "", []
+    Path(out_root).mkdir(parents=True, exist_ok=True)
+    return hook(study, out_root, draw=draw, data_dir=data_dir)

@@ -1,0 +1,172 @@
+"""Train a planned study (training/study.py): every run in plan order, in this process or as
+``train.py --run-index`` children, ``jobs`` at a time. Finished runs are skipped and interrupted ones
+resume (the run trainer's own resume); a failed run is reported and the rest continue. Progress lines
+give run k of N, the time elapsed and an estimate of the time left (the plan's, rescaled by how the
+runs so far compared with it).
+"""
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.experiment_folder import claim_results_folder, update_summary
+from training.schema import ConfigError, brief
+from training.study import resolved
+
+ROOT = Path(__file__).resolve().parents[1]
+# A small FCN step is one core's work on CPU (JAX ran it no faster with two threads than with one), so
+# children trained side by side get one thread each.
+ONE_THREAD = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+              "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def clock(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@dataclass
+class Progress:
+    """Elapsed time and an estimate of what is left, rescaled by how finished runs compared with the plan."""
+
+    total: int
+    started: float = field(default_factory=time.perf_counter)
+    measured_seconds: float = 0.0
+    estimated_seconds: float = 0.0
+
+    def record(self, seconds, estimate):
+        if estimate:
+            self.measured_seconds += seconds
+            self.estimated_seconds += estimate
+
+    def remaining(self, estimates):
+        """Text: the rescaled sum of the known estimates, plus how many runs have none."""
+        known = [estimate for estimate in estimates if estimate is not None]
+        scale = self.measured_seconds / self.estimated_seconds if self.estimated_seconds else 1.0
+        untimed = len(estimates) - len(known)
+        if untimed and not known:
+            return "unknown"
+        return clock(scale * sum(known)) + (f" + {untimed} runs not timed" if untimed else "")
+
+    def line(self, index, label, estimates):
+        elapsed = time.perf_counter() - self.started
+        return (f"[reproduce] run {index} of {self.total}: {label} (elapsed {clock(elapsed)}, "
+                f"estimated remaining {self.remaining(estimates)})")
+
+
+class StudyRun:
+    """One pass over a plan; ``failures`` collects (experiment, run index, reason)."""
+
+    def __init__(self, plan, study, out_root, data_dir=None, verbose=False, log=print):
+        self.plan, self.study, self.out = list(plan), study, Path(out_root)
+        self.data_dir, self.verbose, self.log = data_dir, verbose, log
+        self.jobs = [(planned, index) for planned in self.plan for index in range(planned.runs)]
+        self.progress, self.failures, self.refused = Progress(len(self.jobs)), [], {}
+
+    def fail(self, position, name, index, reason):
+        self.failures.append((name, index, reason))
+        self.log(f"[reproduce] run {position} of {len(self.jobs)} failed: {name} run {index}: {reason}")
+
+    def estimates_from(self, position):
+        return [planned.run_estimate() for planned, index in self.jobs[position - 1:] if index in planned.to_train]
+
+    def claim(self, position, planned):
+        """The planned experiment with its config and folder claimed, or None (its runs fail, with the reason)."""
+        if planned.name not in self.refused:
+            ready = resolved(planned, self.study, self.out)
+            try:
+                if ready is None:
+                    raise ConfigError(f"{planned.note} (none finished)")
+                claim_results_folder(ready.config, self.out)   # checked when planning; another job may have taken it
+                return ready
+            except ConfigError as error:
+                self.refused[planned.name] = f"ConfigError: {error}"
+        return None
+
+    def summarize(self, name):
+        try:
+            update_summary(self.out / name)
+        except OSError as error:
+            self.log(f"[reproduce] warning: summary of {self.out / name} not written: {error}")
+
+    def in_process(self):
+        """Every run in plan order through the run trainer, in this process."""
+        from training.runner import RunTrainer
+
+        ready = {}
+        for position, (planned, index) in enumerate(self.jobs, start=1):
+            if planned.name not in ready:
+                ready[planned.name] = self.claim(position, planned)
+            experiment = ready[planned.name]
+            if experiment is None:
+                self.fail(position, planned.name, index, self.refused[planned.name])
+                continue
+            self.log(self.progress.line(position, f"{planned.name} run {index}", self.estimates_from(position)))
+            started = time.perf_counter()
+            try:
+                RunTrainer(experiment.config, index, self.out, data_dir=self.data_dir or experiment.config.data.dir,
+                           verbose=self.verbose).run()
+            except Exception as error:  # one failed run must not stop the others
+                self.fail(position, planned.name, index, brief(error))
+            else:
+                if index in planned.to_train:
+                    self.progress.record(time.perf_counter() - started, experiment.run_estimate())
+            self.summarize(planned.name)
+        return self.finish()
+
+    def children(self, jobs, backend=None):
+        """Every unfinished run as its own ``train.py --run-index`` child, ``jobs`` at a time, each on one
+        thread when several run (train.py's folder lock and run claims keep concurrent runs apart); an
+        experiment whose keep fraction is matched to another starts once that one's runs are done."""
+        pending = [(position, planned, index) for position, (planned, index) in enumerate(self.jobs, start=1)
+                   if index in planned.to_train]
+        running, ready = [], {}
+        self.log(f"[reproduce] {len(pending)} runs to train, {jobs} at a time -> {self.out}")
+        environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {}),
+                       **(ONE_THREAD if jobs > 1 else {})}
+        while pending or running:
+            busy = {job[1].name for job in running + pending}
+            startable = [job for job in pending if job[1].entry.match_keep_fraction_of not in busy
+                         or job[1].name == job[1].entry.match_keep_fraction_of]
+            while startable and len(running) < jobs:
+                job = startable.pop(0)
+                pending.remove(job)
+                position, planned, index = job
+                if planned.name not in ready:
+                    ready[planned.name] = self.claim(position, planned)
+                if ready[planned.name] is None:
+                    self.fail(position, planned.name, index, self.refused[planned.name])
+                    continue
+                self.log(self.progress.line(position, f"{planned.name} run {index}", []))
+                command = [sys.executable, str(ROOT / "train.py"), str(planned.config_path), "--run-index", str(index),
+                           "--runs", str(planned.runs), "--out", str(self.out), "--quiet",
+                           *(["--data-dir", str(self.data_dir)] if self.data_dir else []),
+                           *[item for override in ready[planned.name].overrides for item in ("--set", override)]]
+                running.append((position, planned, index, subprocess.Popen(command, cwd=ROOT, env=environment)))
+            if not running:
+                continue
+            time.sleep(0.5)
+            for entry in [entry for entry in running if entry[3].poll() is not None]:
+                running.remove(entry)
+                position, planned, index, child = entry
+                if child.returncode != 0:
+                    self.fail(position, planned.name, index, f"train.py exit {child.returncode}")
+        return self.finish()
+
+    def finish(self):
+        self.log(f"[reproduce] {len(self.jobs) - len(self.failures)} of {len(self.jobs)} runs finished, "
+                 f"{len(self.failures)} failed (elapsed {clock(time.perf_counter() - self.progress.started)})")
+        for name, index, reason in self.failures:
+            self.log(f"[reproduce] failed: {name} run {index}: {reason}")
+        return self.failures
+
+
+def run_study(plan, study, out_root, jobs=1, backend=None, data_dir=None, verbose=False, log=print):
+    """Train every run of ``plan``: in this process (``jobs`` 1, no ``backend``), else as children;
+    returns the failures as (experiment, run index, reason)."""
+    trainer = StudyRun(plan, study, out_root, data_dir, verbose, log)
+    if jobs > 1 or backend:
+        return trainer.children(jobs, backend)
+    return trainer.in_process()
