@@ -11,7 +11,6 @@ Dividing by an assumed sustained throughput gives a time: an ESTIMATE, not a mea
 models are bound by per-step latency rather than FLOPs, so their estimates are lower bounds.
 """
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,27 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from models.flops import forward_macs  # noqa: E402
+
 ASSUMED_TFLOPS = 10.0   # sustained fp32/TF32 on one H100/H200 for batch-128 32x32 convs: a guess, ~2-15 % of peak
 TRAIN_EXAMPLES = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
 TEST_EXAMPLES = 10_000
 TRAINING_FORWARDS = 3
-
-
-def forward_macs(model):
-    """Multiply-adds of one image's forward pass through every conv and dense layer of ``model``."""
-    import keras
-
-    from masking import SignedSupermaskConv2D, SignedSupermaskDense, iter_layers
-
-    total = 0
-    for layer in iter_layers(model):
-        if isinstance(layer, (SignedSupermaskConv2D, keras.layers.Conv2D)):
-            _, height, width, filters = layer.output.shape
-            kernel_height, kernel_width = layer.kernel_size
-            total += height * width * kernel_height * kernel_width * layer.input.shape[-1] * filters
-        elif isinstance(layer, (SignedSupermaskDense, keras.layers.Dense)):
-            total += layer.input.shape[-1] * layer.units
-    return int(total)
 
 
 def row_estimates(rows, tflops):
@@ -66,16 +50,18 @@ def row_estimates(rows, tflops):
 
 
 def markdown(results, tflops):
-    lines = ["| row | column | forward MFLOP/image | epochs | PFLOP per run | est. per run | est. all runs |",
-             "|---|---|---|---|---|---|---|"]
+    from reporting.tables import markdown_table
+
+    rows = []
     for item in results:
         bound = "≤ " if item["epochs_are_bound"] else ""
         seconds = item["estimated_seconds_per_run"]
-        lines.append(f"| {item['row']} | {item['column']} | {item['forward_flops_per_image'] / 1e6:,.1f} | "
-                     f"{bound}{item['epochs']} | {item['flops_per_run'] / 1e15:.2f} | {bound}{duration(seconds)} | "
-                     f"{bound}{duration(seconds * item['runs'])} ({item['runs']} runs) |")
-    lines.append(f"\nEstimates at an assumed sustained {tflops:g} TFLOP/s (not measured); see bench/flops.py.")
-    return "\n".join(lines)
+        rows.append([item["row"], item["column"], f"{item['forward_flops_per_image'] / 1e6:,.1f}",
+                     f"{bound}{item['epochs']}", f"{item['flops_per_run'] / 1e15:.2f}", f"{bound}{duration(seconds)}",
+                     f"{bound}{duration(seconds * item['runs'])} ({item['runs']} runs)"])
+    header = ["row", "column", "forward MFLOP/image", "epochs", "PFLOP per run", "est. per run", "est. all runs"]
+    return (markdown_table(header, rows) + f"\n\nEstimates at an assumed sustained {tflops:g} TFLOP/s (not measured); "
+            "see bench/flops.py.")
 
 
 def duration(seconds):
@@ -101,8 +87,8 @@ def main(argv=None):
     results = row_estimates(rows, args.tflops)
     print(markdown(results, args.tflops))
     if args.json:
-        from fileio import atomic_write_text
-        atomic_write_text(args.json, json.dumps({"assumed_tflops": args.tflops, "rows": results}, indent=1))
+        from fileio import write_json
+        write_json(args.json, {"assumed_tflops": args.tflops, "rows": results})
     return 0
 
 

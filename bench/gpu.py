@@ -116,7 +116,7 @@ def conv2_run(epochs, overrides, data_dir):
 
 def flop_counts(models):
     """Forward FLOPs per image of each benchmarked model (signed build; masks add only element-wise work)."""
-    from bench.flops import forward_macs
+    from models.flops import forward_macs
     from models import build_model
 
     return {name: 2 * forward_macs(build_model(name, signed=True)) for name in models}

@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.step_time import floor_model  # noqa: E402
-from fileio import atomic_write_text  # noqa: E402
+from fileio import write_json  # noqa: E402
 from models.registry import MODEL_NAMES  # noqa: E402
+from reporting.tables import markdown_table  # noqa: E402
+from training.floor import floor_model  # noqa: E402
 
 
 def op_type(name):
@@ -76,13 +77,12 @@ def table_lines(plain, signed, top):
     """Markdown rows: op type, plain and signed ms per step, difference; largest difference first."""
     types = set(plain["ops_ms"]) | set(signed["ops_ms"])
     diff = {op: signed["ops_ms"].get(op, 0.0) - plain["ops_ms"].get(op, 0.0) for op in types}
-    lines = [f"{signed['model']}: wall {plain['wall_ms']:.1f} ms/step plain, {signed['wall_ms']:.1f} signed; "
-             f"op self-time {sum(plain['ops_ms'].values()):.1f} / {sum(signed['ops_ms'].values()):.1f} ms/step",
-             "| op type | plain ms/step | signed ms/step | signed - plain |", "|---|---|---|---|"]
-    for op in sorted(types, key=lambda op: -abs(diff[op]))[:top]:
-        lines.append(f"| {op} | {plain['ops_ms'].get(op, 0.0):.2f} | {signed['ops_ms'].get(op, 0.0):.2f} | "
-                     f"{diff[op]:+.2f} |")
-    return lines
+    rows = [[op, f"{plain['ops_ms'].get(op, 0.0):.2f}", f"{signed['ops_ms'].get(op, 0.0):.2f}", f"{diff[op]:+.2f}"]
+            for op in sorted(types, key=lambda op: -abs(diff[op]))[:top]]
+    table = markdown_table(["op type", "plain ms/step", "signed ms/step", "signed - plain"], rows)
+    return [f"{signed['model']}: wall {plain['wall_ms']:.1f} ms/step plain, {signed['wall_ms']:.1f} signed; "
+            f"op self-time {sum(plain['ops_ms'].values()):.1f} / {sum(signed['ops_ms'].values()):.1f} ms/step",
+            *table.split("\n")]
 
 
 def main():
@@ -103,7 +103,7 @@ def main():
         results.append({"plain": plain, "signed": signed})
         print("\n".join(table_lines(plain, signed, args.top)) + "\n", flush=True)
     if args.json:
-        atomic_write_text(args.json, json.dumps(results, indent=1))
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

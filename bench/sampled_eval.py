@@ -10,7 +10,6 @@ S > 0 accuracy, the sampled accuracies' mean [min, max] and the expected share o
 batch normalization are refused: a training-mode call would also switch BN to batch statistics.
 """
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fileio import atomic_write_text, run_folder_index  # noqa: E402
+from fileio import write_json  # noqa: E402
+from training.results import run_folders  # noqa: E402
 
 
 def sampled_accuracies(model, x_test, y_test, draws, batch_size=1000):
@@ -74,9 +74,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = []
     for experiment in map(Path, args.experiments):
-        runs = sorted((p for p in experiment.iterdir() if p.is_dir() and run_folder_index(p.name) is not None),
-                      key=lambda p: run_folder_index(p.name))
-        for run in runs:
+        for _, run in run_folders(experiment):
             if not (run / "model.weights.h5").is_file():
                 continue
             result = evaluate_run(run, args.draws, args.data_dir)
@@ -87,7 +85,7 @@ def main(argv=None):
                   flush=True)
             results.append(result)
     if args.json:
-        atomic_write_text(args.json, json.dumps(results, indent=1))
+        write_json(args.json, results)
     return 0
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fileio import atomic_write_bytes, read_json, run_folder_index, write_json  # noqa: E402
+from fileio import atomic_write_bytes, read_json, write_json  # noqa: E402
+from training.results import run_folders  # noqa: E402
 from training.run_state import DamagedState, read_checkpoint_state  # noqa: E402
 
 EXPERIMENT_FILES = ("config.yaml", "summary.json")
@@ -27,9 +28,7 @@ def ship(experiment_dir, dest_root):
     for name in EXPERIMENT_FILES:
         if (experiment_dir / name).is_file():
             copied.append(_copy(experiment_dir / name, target / name))
-    for run in sorted(experiment_dir.iterdir()):
-        if not run.is_dir() or run_folder_index(run.name) is None:
-            continue
+    for _, run in run_folders(experiment_dir):
         for name in RUN_FILES:
             if (run / name).is_file():
                 copied.append(_copy(run / name, target / run.name / name))

@@ -10,6 +10,7 @@ from fileio import atomic_write_text
 from reporting.intervals import INTERVALS, bracket_consistency, interval_statistics
 from reporting.paper import PAPER_ROWS, Interval
 from reporting.studies import finished_points
+from reporting.tables import markdown_table
 
 METRICS = (("accuracy", "test accuracy %"), ("remaining_percent", "remaining %"))
 # The paper prints its brackets with one decimal: each end is known to ± RESOLUTION / 2, a width to ± RESOLUTION.
@@ -37,18 +38,17 @@ def _pair(interval, digits=2):
 
 
 def statistics_table(results):
-    lines = ["| config | metric | n | mean | sd | [min, max] | [5 %, 95 %] | 95 % CI of mean | paper |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for name, (side, stats_by_metric) in results.items():
         for metric, label in METRICS:
             stats, paper = stats_by_metric[metric], paper_interval(side, metric)
             if stats is None or (metric == "remaining_percent" and side == "baseline"):
                 continue
             paper_text = "–" if paper is None else f"{paper.mean:.2f} [{paper.low}, {paper.high}]"
-            lines.append(f"| {name} | {label} | {stats['n']} | {stats['mean']:.3f} | {stats['std']:.3f} | "
-                         f"{_pair(stats['min_max'])} | {_pair(stats['quantiles'])} | {_pair(stats['ci'])} | "
-                         f"{paper_text} |")
-    return lines
+            rows.append([name, label, str(stats["n"]), f"{stats['mean']:.3f}", f"{stats['std']:.3f}",
+                         _pair(stats["min_max"]), _pair(stats["quantiles"]), _pair(stats["ci"]), paper_text])
+    header = ["config", "metric", "n", "mean", "sd", "[min, max]", "[5 %, 95 %]", "95 % CI of mean", "paper"]
+    return markdown_table(header, rows).split("\n")
 
 
 def bracket_verdicts(results, judged_names):
@@ -123,14 +123,13 @@ def markdown(results, judged_names):
                                           f"printed width / predicted width; width ✓ = predicted width within "
                                           f"{WIDTH_TOLERANCE} of the printed width.", ""]
     judged = bracket_verdicts(results, judged_names)
-    header = "| bracket | paper | " + " | ".join(INTERVALS.values()) + " |"
-    lines += [header, "|---|---|" + "---|" * len(INTERVALS)]
+    rows = []
     for label, paper, verdicts, _ in judged:
         cells = [f"{_pair(v['predicted'])} ×{v['width_ratio']:.2f} {'✓' if v['consistent'] else '✗'}, "
                  f"width {'✓' if v['width_fits'] else '✗'}"
                  if (v := verdicts.get(name)) else "–" for name in INTERVALS]
-        lines.append(f"| {label} | {paper.mean:.2f} [{paper.low}, {paper.high}] | " + " | ".join(cells) + " |")
-    lines += ["", conclusion(judged, judged_names), "", "![FCN seeds](fcn_seeds.png)", ""]
+        rows.append([label, f"{paper.mean:.2f} [{paper.low}, {paper.high}]", *cells])
+    lines += [markdown_table(["bracket", "paper", *INTERVALS.values()], rows), "", conclusion(judged, judged_names), "", "![FCN seeds](fcn_seeds.png)", ""]
     return "\n".join(lines)
 
 

@@ -53,14 +53,15 @@ def statistics(values):
 def summarize_experiment(experiment_dir):
     """Recompute summary.json from every finished run under ``experiment_dir``."""
     experiment_dir = Path(experiment_dir)
-    finished, unfinished, skipped = [], [], []
-    for path in sorted(experiment_dir.glob("run_*/run.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
-        name = path.parent.name
-        if run_folder_index(name) is None:
-            skipped.append(f"{name}: not a run folder (run_<index>, no leading zeros)")
+    finished, unfinished = [], []
+    skipped = [f"{path.parent.name}: not a run folder (run_<index>, no leading zeros)"
+               for path in sorted(experiment_dir.glob("run_*/run.json")) if run_folder_index(path.parent.name) is None]
+    for _, folder in run_folders(experiment_dir):
+        name = folder.name
+        if not (folder / "run.json").exists():   # a run that has not written its record yet
             continue
         try:
-            record = RunRecord.read(path.parent)   # None: removed since listed, a run that has not started
+            record = RunRecord.read(folder)   # None: removed since listed
         except ValueError as error:
             skipped.append(f"{name}: {str(error)[:200]}")
             continue
