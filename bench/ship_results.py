@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fileio import atomic_write_bytes, read_json, write_json  # noqa: E402
+from fileio import atomic_write_bytes, write_json  # noqa: E402
 from training.results import run_folders  # noqa: E402
 from training.run_state import DamagedState, read_checkpoint_state  # noqa: E402
 
@@ -40,15 +40,11 @@ def ship(experiment_dir, dest_root):
 
 
 def _history_so_far(run):
-    """The history in a running run's checkpoint; the two-file format of earlier versions only where
-    checkpoint.npz holds no state (a resumed run keeps the converted checkpoint.json until it restarts)."""
-    if (run / "checkpoint.npz").is_file():
-        try:
-            return read_checkpoint_state(run / "checkpoint.npz")["history"]
-        except (DamagedState, KeyError):
-            pass
-    legacy = run / "checkpoint.json"
-    return read_json(legacy)["history"] if legacy.is_file() else None
+    """The history in a running run's checkpoint (None without a readable one)."""
+    try:
+        return read_checkpoint_state(run / "checkpoint.npz")["history"]
+    except (DamagedState, KeyError):
+        return None
 
 
 def _copy(source, destination):

@@ -15,6 +15,7 @@ from typing import Optional
 from fileio import UnreadableFileError, read_json, run_folder_index
 from reporting.paper import architecture_label, match_paper_row
 from training.config import read_yaml_mapping
+from training.results import run_folders
 from training.run_state import CHECKPOINT, DamagedState, read_checkpoint_state
 from training.run_record import RunRecord, is_finite_number
 from training.schema import ConfigError, shown
@@ -123,15 +124,8 @@ def read_run(path, index, planned_epochs=None):
         try:
             epochs = read_checkpoint_state(path / CHECKPOINT)["epochs"]
             return RunStatus(index, path, "running", f"after epoch {epochs}/{planned_epochs or '?'}")
-        except (DamagedState, KeyError):
-            pass  # none, damaged, or the two-file checkpoint of earlier versions (checkpoint.json)
-        checkpoint, problem = _read_json(path / "checkpoint.json")
-        if checkpoint is None and not problem:
+        except (DamagedState, KeyError):   # none, or damaged
             return _stopped_run(path, index, planned_epochs)
-        history = checkpoint.get("history") if isinstance(checkpoint, dict) else None
-        if not isinstance(history, dict) or not isinstance(history.get("train_loss"), list):
-            return RunStatus(index, path, "running", "checkpoint.json unreadable")
-        return RunStatus(index, path, "running", f"after epoch {len(history['train_loss'])}/{planned_epochs or '?'}")
     if not record.finished:
         return RunStatus(index, path, "failed" if record.status == "failed" else "corrupt",
                          str(record.reason)[:160] if record.reason else f"status {shown(record.status)}")
@@ -176,20 +170,15 @@ def _read_config(directory):
     return None, problems + ["no readable config.yaml: cannot match a paper row"]
 
 
-def _run_dirs(directory):
-    runs = [(run_folder_index(child.name), child) for child in directory.iterdir() if child.is_dir()]
-    return sorted((index, child) for index, child in runs if index is not None)
-
-
 def read_experiment(directory, name):
     config, problems = _read_config(directory)
     epochs = config_value(config, "training", "epochs")
-    runs = [read_run(path, index, epochs) for index, path in _run_dirs(directory)]
+    runs = [read_run(path, index, epochs) for index, path in run_folders(directory)]
     return Experiment(name, directory, config, runs, problems)
 
 
 def _is_experiment_dir(directory):
-    return (directory / "config.yaml").is_file() or bool(_run_dirs(directory))
+    return (directory / "config.yaml").is_file() or bool(run_folders(directory))
 
 
 def find_experiments(root):

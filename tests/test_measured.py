@@ -46,8 +46,8 @@ def test_ship_copies_small_files_and_the_history_of_a_running_run(tmp_path):
     running = source / "run_1"
     running.mkdir()
     (running / "config.yaml").write_text("{}\n")
-    (running / "checkpoint.npz").write_bytes(b"not shipped")
-    (running / "checkpoint.json").write_text(json.dumps({"history": {"test_accuracy": [0.5, 0.6]}}))
+    state = {"epochs": 2, "stop_training": False, "history": {"test_accuracy": [0.5, 0.6]}}
+    (running / "checkpoint.npz").write_bytes(checkpoint_bytes({"model/w": np.zeros(2, np.float32)}, state))
     ship(source, tmp_path / "measured")
     shipped = sorted(p.relative_to(tmp_path / "measured").as_posix()
                      for p in (tmp_path / "measured").rglob("*") if p.is_file())
@@ -57,15 +57,18 @@ def test_ship_copies_small_files_and_the_history_of_a_running_run(tmp_path):
     assert history == {"test_accuracy": [0.5, 0.6]}
 
 
-def test_ship_prefers_the_current_checkpoint_over_a_converted_checkpoint_json(tmp_path):
+def test_ship_reads_the_history_of_the_checkpoint_never_a_checkpoint_json(tmp_path):
     running = tmp_path / "results" / "resnet20_signed" / "run_0"
     running.mkdir(parents=True)
     state = {"epochs": 3, "stop_training": False, "history": {"test_accuracy": [0.4, 0.5, 0.6]}}
     (running / "checkpoint.npz").write_bytes(checkpoint_bytes({"model/w": np.zeros(2, np.float32)}, state))
-    (running / "checkpoint.json").write_text(json.dumps({"history": {"test_accuracy": [0.4]}}))  # converted at epoch 1
+    (running / "checkpoint.json").write_text(json.dumps({"history": {"test_accuracy": [0.4]}}))  # a retired format
     ship(running.parent, tmp_path / "measured")
     history = json.loads((tmp_path / "measured" / "resnet20_signed" / "run_0" / "history.json").read_text())
     assert history == {"test_accuracy": [0.4, 0.5, 0.6]}
+    (running / "checkpoint.npz").unlink()
+    ship(running.parent, tmp_path / "again")
+    assert not (tmp_path / "again" / "resnet20_signed" / "run_0").exists()
 
 
 def test_report_without_arguments_renders_the_shipped_results_on_a_fresh_clone(tmp_path, monkeypatch, capsys):

@@ -41,6 +41,15 @@ def write_finished_run(directory, index, accuracy, remaining, count, signed=True
                                        for name, shape in FCN_MASK_SHAPES.items()})
 
 
+def write_checkpoint(run, epochs):
+    """The end-of-epoch state of a run still training."""
+    from training.run_state import checkpoint_bytes
+
+    run.mkdir()
+    state = {"epochs": epochs, "stop_training": False, "history": {"train_loss": [0.5] * epochs}}
+    (run / "checkpoint.npz").write_bytes(checkpoint_bytes({"model/w": np.zeros(2, np.float32)}, state))
+
+
 def build_tree(root):
     """Paper rows (FCN signed + baseline, ResNet20 without finished runs), a study variant, broken files."""
     fcn = root / "fcn_signed"
@@ -48,8 +57,7 @@ def build_tree(root):
     for index, (accuracy, remaining, count) in enumerate([(0.97, 4.0, 10_648), (0.975, 3.5, 9_317),
                                                           (0.98, 3.8, 10_116)]):
         write_finished_run(fcn, index, accuracy, remaining, count)
-    (fcn / "run_3").mkdir()
-    (fcn / "run_3" / "checkpoint.json").write_text(json.dumps({"history": {"train_loss": [0.5, 0.4]}}))
+    write_checkpoint(fcn / "run_3", epochs=2)
     (fcn / "summary.json").write_text(json.dumps({"test_accuracy": {"mean": 0.1}}))   # stale, must be ignored
     baseline = root / "fcn_baseline"
     write_config(baseline, "FCN", "mnist", signed=False, runs=2)
@@ -70,8 +78,7 @@ def build_tree(root):
     (garbled / "run_0" / "masks.npz").write_bytes(b"PK\x03\x04 truncated")
     resnet = root / "resnet20"
     write_config(resnet, "ResNet20", "cifar10", runs=2)
-    (resnet / "run_0").mkdir()
-    (resnet / "run_0" / "checkpoint.json").write_text(json.dumps({"history": {"train_loss": [1.0]}}))
+    write_checkpoint(resnet / "run_0", epochs=1)
     (resnet / "run_1").mkdir()
     broken = root / "broken"
     broken.mkdir()
