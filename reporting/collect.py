@@ -14,7 +14,7 @@ from typing import Optional
 
 from fileio import UnreadableFileError, read_json, run_folder_index
 from reporting.paper import architecture_label, match_paper_row
-from training.config import read_yaml_mapping
+from training.config import ExperimentConfig, read_yaml_mapping
 from training.results import run_folders
 from training.run_state import CHECKPOINT, DamagedState, read_checkpoint_state
 from training.run_record import RunRecord, is_finite_number
@@ -56,18 +56,19 @@ class Experiment:
     @property
     def width_multiplier(self):
         """NaN when the config holds no number, so that it matches no paper row."""
-        width = config_value(self.config, "model", "width_multiplier", 1.0)
+        width = config_value(self.config, "model", "width_multiplier", schema_default("model", "width_multiplier"))
         return float(width) if is_finite_number(width) else math.nan
 
     @property
     def signed(self):
         """False without a readable config, so nothing is drawn or matched as signed."""
-        return self.config is not None and bool(config_value(self.config, "model", "signed", True))
+        return self.config is not None and bool(config_value(self.config, "model", "signed",
+                                                             schema_default("model", "signed")))
 
     @property
     def mask_mode(self):
-        """The mask rule (model.mask_mode); configs from before the switch are the paper's signed rule."""
-        return config_value(self.config, "model", "mask_mode", "signed")
+        """The mask rule (model.mask_mode); configs from before the switch count at the schema's default."""
+        return config_value(self.config, "model", "mask_mode", schema_default("model", "mask_mode"))
 
     @property
     def label(self):
@@ -96,6 +97,11 @@ class Experiment:
             if missing:
                 counts["missing"] = len(missing)
         return counts
+
+
+def schema_default(section, key):
+    """The schema's default of ``section.key`` (training/config.py), for saved configs written before the key."""
+    return getattr(getattr(ExperimentConfig(), section), key)
 
 
 def config_value(config, section, key, default=None):

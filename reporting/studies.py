@@ -11,7 +11,7 @@ returns (the report's text, the files written).
 from pathlib import Path
 
 from fileio import atomic_write_text
-from reporting.collect import read_experiment
+from reporting.collect import config_value, read_experiment
 from reporting.tables import markdown_table, mean_range_text
 
 MODE_COLOURS = {"signed": "#2166ac", "binary": "#e08214", "signed_top_k": "#1b7837", "top_k": "#c0392b",
@@ -46,7 +46,7 @@ def mask_modes_table(study, out_root):
         if not points:
             continue
         experiment = read_experiment(folder, name)
-        keep_fraction = (experiment.config.get("model") or {}).get("keep_fraction")
+        keep_fraction = config_value(experiment.config, "model", "keep_fraction")
         k = "–" if keep_fraction is None else f"{100 * keep_fraction:.2f} %"
         rows.append([name, experiment.mask_mode, f"`{entry.config}`", k, str(len(points)),
                      mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
