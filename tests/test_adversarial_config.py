@@ -34,6 +34,7 @@ def refused(capsys, tmp_path, config, *args, key=None):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_billion_laughs_is_refused_quickly_within_bounded_memory(tmp_path):
     config = tmp_path / "laughs.yaml"
     config.write_text(BILLION_LAUGHS)
@@ -175,6 +176,7 @@ except ConfigError as error:
 """
 
 
+@pytest.mark.slow
 def test_jobs_with_different_configs_started_together_cannot_share_a_folder(tmp_path):
     """Six jobs claim one folder at the same instant; only if all reach that instant together is the
     lock what decides (a busy machine gets a second, longer lead)."""

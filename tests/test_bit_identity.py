@@ -71,6 +71,7 @@ def test_initial_values_built_from_configs_are_unchanged(config_name):
     assert _model_digest(model) == CONFIG_DIGESTS[config_name]
 
 
+@pytest.mark.slow
 def test_tiny_fcn_run_masks_are_unchanged(tmp_path):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("reference masks were recorded with the TensorFlow backend")

@@ -208,6 +208,7 @@ def test_keras_fallback_without_data_dir(monkeypatch):
         load_dataset("mnist")
 
 
+@pytest.mark.slow
 def test_data_path_needs_neither_tensorflow_nor_keras(tmp_path):
     """Runs in a fresh interpreter where importing tensorflow or keras fails, as on a JAX/torch-only install."""
     write_npz(tmp_path, "mnist.npz", keras_layout("mnist"))

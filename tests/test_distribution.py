@@ -42,6 +42,7 @@ def single_device(tmp_path, data_dir, backend):
     return final_metrics(out)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
     data_dir = real_data_dir("mnist.npz")
     script = tmp_path / "two_devices.py"
@@ -56,6 +57,7 @@ def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
     assert abs(accuracy - reference_accuracy) < 0.01 and abs(remaining - reference_remaining) < 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None and not os.environ.get("CI"),
                     reason="jax not installed (CI installs it)")
 def test_jax_data_parallel_on_two_cpu_devices(tmp_path):
@@ -70,6 +72,7 @@ def test_jax_data_parallel_on_two_cpu_devices(tmp_path):
     assert abs(accuracy - reference_accuracy) < 0.01 and abs(remaining - reference_remaining) < 1.0
 
 
+@pytest.mark.slow
 def test_distribution_on_the_wrong_backend_is_a_clear_error(tmp_path):
     data_dir = real_data_dir("mnist.npz")
     result = subprocess.run([sys.executable, "train.py", "configs/fcn_signed.yaml", "--out", str(tmp_path),

@@ -49,6 +49,7 @@ def test_pack_unpack_ternary_uses_two_bits_per_weight():
         pack_ternary(np.array([2]))
 
 
+@pytest.mark.slow
 def test_plain_keras_export_predicts_like_the_signed_model(run_dir, exported):
     run = load_run(run_dir)
     plain = keras.models.load_model(exported["keras"], compile=False)
@@ -60,6 +61,7 @@ def test_plain_keras_export_predicts_like_the_signed_model(run_dir, exported):
     assert exported["max_difference"] <= 1e-6
 
 
+@pytest.mark.slow
 def test_keras_file_loads_without_this_repository(exported, tmp_path):
     with zipfile.ZipFile(exported["keras"]) as archive:
         assert "signed_supermask" not in archive.read("config.json").decode()
@@ -72,6 +74,7 @@ def test_keras_file_loads_without_this_repository(exported, tmp_path):
     assert "(2, 10)" in result.stdout
 
 
+@pytest.mark.slow
 def test_compact_export_is_bit_exact_and_small(run_dir, exported):
     run = load_run(run_dir)
     rebuilt, config, meta = read_compact(exported["compact"])
@@ -88,6 +91,7 @@ def test_compact_export_is_bit_exact_and_small(run_dir, exported):
     assert sizes["compact_bytes"] * 12 <= sizes["dense_bytes"]
 
 
+@pytest.mark.slow
 def test_compact_falls_back_when_weights_do_not_regenerate(run_dir, tmp_path):
     run = load_run(run_dir)
     first, second, _ = masked_layers(run.model)
@@ -138,6 +142,7 @@ def test_resnet_exports_copy_batch_norm_and_match(tmp_path):
     np.testing.assert_array_equal(export.eager_predict(rebuilt, inputs), reference)
 
 
+@pytest.mark.slow
 def test_evaluate_recomputes_the_recorded_metrics(run_dir, exported):
     recorded = json.loads((run_dir / "run.json").read_text())["final"]
     for path in (run_dir, exported["compact"]):
@@ -151,6 +156,7 @@ def test_evaluate_recomputes_the_recorded_metrics(run_dir, exported):
     assert plain["remaining_percent"] == pytest.approx(recorded["remaining_percent"])
 
 
+@pytest.mark.slow
 def test_cli(run_dir, tmp_path, capsys):
     assert export.main([str(run_dir), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
@@ -170,6 +176,7 @@ def without_weights_file(run, tmp_path):
     return shipped
 
 
+@pytest.mark.slow
 def test_a_signed_run_without_its_weights_file_is_rebuilt_from_seed_and_masks(run_dir, tmp_path):
     shipped = without_weights_file(run_dir, tmp_path)
     original, rebuilt = load_run(run_dir), load_run(shipped)
@@ -184,6 +191,7 @@ def test_a_signed_run_without_its_weights_file_is_rebuilt_from_seed_and_masks(ru
     assert evaluated["accuracy"] == pytest.approx(recorded["test_accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_rebuilt_run_must_match_its_recorded_mask_count(run_dir, tmp_path):
     shipped = without_weights_file(run_dir, tmp_path)
     record = json.loads((shipped / "run.json").read_text())
@@ -193,6 +201,7 @@ def test_a_rebuilt_run_must_match_its_recorded_mask_count(run_dir, tmp_path):
         load_run(shipped)
 
 
+@pytest.mark.slow
 def test_a_shipped_run_exports_outside_the_shipped_folder(monkeypatch, run_dir, tmp_path):
     shipped_root = tmp_path / "measured"
     shipped = without_weights_file(run_dir, shipped_root)
@@ -201,6 +210,7 @@ def test_a_shipped_run_exports_outside_the_shipped_folder(monkeypatch, run_dir, 
     assert export.default_out_dir(run_dir) == run_dir / "export"
 
 
+@pytest.mark.slow
 def test_a_resnet_run_ships_its_batch_norm_state_and_is_rebuilt_from_it(tmp_path):
     """Training writes extra_state.npz (BN gamma/beta and moving statistics) beside the masks; without it (and
     without model.weights.h5) export names what is lost and that a rerun writes it."""
@@ -222,6 +232,7 @@ def test_a_resnet_run_ships_its_batch_norm_state_and_is_rebuilt_from_it(tmp_path
         load_run(shipped)
 
 
+@pytest.mark.slow
 def test_a_run_whose_weights_came_from_an_init_file_is_rebuilt_from_that_file(tmp_path):
     """W from an edited init file is not the seed's draw: the rebuild loads the file run.json hashes, and
     refuses one whose content changed since."""

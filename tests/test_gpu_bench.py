@@ -46,6 +46,7 @@ def test_gpu_script_refuses_to_run_without_a_gpu_unless_told(tmp_path, capsys, m
     assert gpu.main(["--precision", "float16", "--smoke", "--out", str(tmp_path / "gpu.json")]) == 2
 
 
+@pytest.mark.slow
 def test_gpu_script_smoke_mode_writes_every_part_to_one_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SUPERMASK_DATA_DIR", str(real_data_dir("cifar10_jpeg.npz")))
     out = tmp_path / "out" / "gpu.json"

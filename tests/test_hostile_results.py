@@ -167,6 +167,7 @@ def test_export_checks_each_mask_shape_against_the_model_before_reading(tmp_path
 
 # Cause 17: a config.yaml naming another model than the one its weights file holds.
 
+@pytest.mark.slow
 def test_export_of_weights_from_another_model_prints_one_line(tmp_path):
     config = from_dict(ExperimentConfig, TINY)
     run = tmp_path / "tiny" / "run_0"

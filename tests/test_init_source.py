@@ -74,6 +74,7 @@ def test_auto_with_unedited_files_gives_the_on_the_fly_model(fcn_files):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_auto_uses_edited_files_and_records_them_in_run_json(fcn_files, tmp_path, capsys):
     root = copy_of(fcn_files, tmp_path)
     edited = scores_path(root)
@@ -94,6 +95,7 @@ def test_auto_uses_edited_files_and_records_them_in_run_json(fcn_files, tmp_path
                in line and f"scores from {edited}" in line for line in log.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_run_json_records_an_on_the_fly_run(tmp_path):
     config = load_config(FCN_CONFIG, TINY + [f"init.weights_dir={tmp_path / 'none'}"])
     RunTrainer(config, 0, tmp_path, data_dir=real_data_dir("mnist.npz"), verbose=False).run()
@@ -118,6 +120,7 @@ def test_a_wrong_file_under_auto_is_an_error_never_skipped(fcn_files, tmp_path, 
            "python init_example.py --model FCN --runs 1 " in str(error.value)
 
 
+@pytest.mark.slow
 def test_auto_resolves_each_file_on_its_own(fcn_files, tmp_path, capsys):
     """The README's main command writes FCN's default files; the closest config shares their scores
     file but not their weights file: the scores are loaded, the weights drawn, and both are said."""
@@ -192,6 +195,7 @@ def test_init_example_same_values_same_bytes_and_identical_files_untouched(fcn_f
         assert (tmp_path / "again" / path.relative_to(fcn_files)).read_bytes() == path.read_bytes(), path
 
 
+@pytest.mark.slow
 def test_cli_wrong_file_is_one_line_exit_2_and_files_missing_names_the_command(fcn_files, tmp_path):
     root = copy_of(fcn_files, tmp_path)
     rewrite(scores_path(root), lambda payload: payload.update(model="Conv2"))

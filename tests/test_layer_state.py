@@ -188,6 +188,7 @@ def test_train_step_tensorflow_in_process():
                  "<train-step>", "exec"), namespace)
 
 
+@pytest.mark.slow
 def test_train_step_jax_subprocess():
     if importlib.util.find_spec("jax") is None:
         if os.environ.get("CI"):

@@ -262,6 +262,7 @@ def tiny_runs(tmp_path_factory):
     return out, runs
 
 
+@pytest.mark.slow
 def test_tiny_real_run_per_mode_records_masks_of_its_rule(tiny_runs):
     out, runs = tiny_runs
     for mode, (config, record) in runs.items():
@@ -279,6 +280,7 @@ def test_tiny_real_run_per_mode_records_masks_of_its_rule(tiny_runs):
             assert all(np.count_nonzero(m) == kept_count(k, m.size) for m in layers.values()), mode
 
 
+@pytest.mark.slow
 def test_tiny_runs_export_to_both_formats_and_report(tiny_runs, tmp_path):
     out, runs = tiny_runs
     for mode, (config, _) in runs.items():
@@ -291,6 +293,7 @@ def test_tiny_runs_export_to_both_formats_and_report(tiny_runs, tmp_path):
     assert all(cell is None for cells in tables.main.values() for cell in cells.values())
 
 
+@pytest.mark.slow
 def test_sampled_evaluation_of_a_bernoulli_run_and_refusal_of_other_modes(tiny_runs, monkeypatch):
     """bench/sampled_eval.py: Zhou et al.'s test-time sampling on a tiny real bernoulli run."""
     import importlib.util

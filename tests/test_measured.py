@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from conftest import REPO_ROOT
 
@@ -128,6 +129,7 @@ def test_a_short_check_never_fills_a_paper_row_ahead_of_a_full_length_run(tmp_pa
     assert [summary.experiment.name for summary in tables.others] == ["agreement_conv2"]
 
 
+@pytest.mark.slow
 def test_shipped_signed_runs_are_trained_models(tmp_path, capsys):
     """A shipped signed run is its seed plus its masks: export.py rebuilds and exports it without weights files
     (the rebuilt masks keep exactly the weights run.json counts). The shipped ResNet20 run predates

@@ -77,6 +77,7 @@ def test_the_global_policy_is_restored_after_an_error():
     assert keras.config.dtype_policy().name == "float32"
 
 
+@pytest.mark.slow
 def test_a_bfloat16_run_trains_records_its_precision_and_reloads_and_exports_in_float32(tmp_path):
     config = experiment("FCN", "mixed_bfloat16", train_limit=2000, test_limit=500)
     RunTrainer(config, 0, tmp_path, data_dir=str(real_data_dir("mnist.npz")), verbose=False).run()
@@ -107,6 +108,7 @@ def train_subprocess(tmp_path, backend, *args, script=None, env=None):
     return result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None and not os.environ.get("CI"),
                     reason="jax not installed (CI installs it)")
 def test_bfloat16_trains_on_jax_over_two_devices(tmp_path):
@@ -115,6 +117,7 @@ def test_bfloat16_trains_on_jax_over_two_devices(tmp_path):
     assert "data_parallel over 2 devices" in stdout
 
 
+@pytest.mark.slow
 def test_bfloat16_trains_under_tensorflows_mirrored_strategy(tmp_path):
     from test_distribution import TWO_TF_DEVICES
 

@@ -62,6 +62,7 @@ def installed(tmp_path_factory):
     return site
 
 
+@pytest.mark.slow
 def test_readme_layers_snippet_trains_saves_and_reloads_outside_the_clone(installed, tmp_path):
     elsewhere = tmp_path / "my_project"
     elsewhere.mkdir()
@@ -78,6 +79,7 @@ def test_readme_layers_snippet_trains_saves_and_reloads_outside_the_clone(instal
     assert accuracy > 0.5                    # far above chance (10 %) after 3 epochs on 2048 images
 
 
+@pytest.mark.slow
 def test_every_module_of_the_installed_package_imports_on_its_own(installed, tmp_path):
     modules = sorted(f"masking.{path.stem}" for path in (installed / "masking").glob("*.py") if path.stem != "__init__")
     code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('ok')"

@@ -21,6 +21,7 @@ def synthetic(num_classes, count=8):
     return Dataset("synthetic", images, labels, images, labels, num_classes, (32, 32, 3), "test")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", RESNET_CONFIGS, ids=lambda p: p.stem)
 def test_resnet_config_trains_and_changes_only_scores_and_bn(path, tmp_path):
     config = load_config(path, ["training.batch_size=4", "data.repeat=1"])

@@ -70,6 +70,7 @@ def npz_bytes(arrays):
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_checkpoint_is_one_file_keyed_by_variable_path(reference):
     arrays, state = read_checkpoint(io.BytesIO(reference["checkpoints"][0]))
     assert state["epochs"] == 1 and state["stop_training"] is False and len(state["history"]["train_loss"]) == 1
@@ -78,6 +79,7 @@ def test_checkpoint_is_one_file_keyed_by_variable_path(reference):
     assert arrays["model/dense_1/scores"].shape == (784, 300)
 
 
+@pytest.mark.slow
 def test_kill_during_the_checkpoint_write_resumes_from_the_previous_epoch(tmp_path, reference, monkeypatch, capsys):
     """A kill while epoch 2's checkpoint is written leaves half a temporary file and epoch 1 intact."""
     class Killed(BaseException):
@@ -102,6 +104,7 @@ def test_kill_during_the_checkpoint_write_resumes_from_the_previous_epoch(tmp_pa
     assert_same_masks(tmp_path, reference)
 
 
+@pytest.mark.slow
 def test_plateau_stop_survives_a_kill_during_the_final_save(tmp_path, monkeypatch, capsys):
     """The plateau rule stops after epoch 3 of 5; a kill while the weights are saved leaves a
     temporary weights file (cause 7) and a checkpoint that records the stop."""
@@ -161,6 +164,7 @@ def model():
     return compiled_model(tiny_config(), 7531, 600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["garbage", "empty", "truncated", "not an npz", "no run state", "wrongly shaped",
                                   "unknown variable", "short history", "arrays ahead of state"])
 def test_damaged_checkpoint_is_set_aside_and_not_resumed(tmp_path, reference, model, capsys, case):
@@ -178,6 +182,7 @@ def test_damaged_checkpoint_is_set_aside_and_not_resumed(tmp_path, reference, mo
     assert len(aside) == 1 and aside[0].read_bytes() == content and not (folder / CHECKPOINT).exists()
 
 
+@pytest.mark.slow
 def test_restart_after_a_damaged_checkpoint_gives_the_uninterrupted_result(tmp_path, reference, capsys):
     """Cause 1 end to end: arrays one epoch ahead of their state are caught, and the rerun is exact."""
     content, reason = damaged_checkpoints(reference)["arrays ahead of state"]
@@ -190,6 +195,7 @@ def test_restart_after_a_damaged_checkpoint_gives_the_uninterrupted_result(tmp_p
     assert_same_masks(tmp_path, reference)
 
 
+@pytest.mark.slow
 def test_checkpoint_claiming_more_epochs_than_configured_is_set_aside(tmp_path, reference, model, capsys):
     """A consistent 2-epoch checkpoint under a 1-epoch config (e.g. hand-edited) is not resumed."""
     folder = run_folder(tmp_path)
@@ -200,6 +206,7 @@ def test_checkpoint_claiming_more_epochs_than_configured_is_set_aside(tmp_path, 
     assert history["train_loss"] == [] and len(list(folder.glob(f"{CHECKPOINT}.damaged-*"))) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", ["{garbage", "", "[1, 2]", '{"status": "finished", "final": {}}', "\xff\xfe"])
 def test_corrupt_run_record_is_set_aside(tmp_path, capsys, content):
     folder = run_folder(tmp_path)
@@ -210,6 +217,7 @@ def test_corrupt_run_record_is_set_aside(tmp_path, capsys, content):
     assert [p.read_text(encoding="latin-1") for p in folder.glob("run.json.damaged-*")] == [content]
 
 
+@pytest.mark.slow
 def test_run_with_a_corrupt_run_record_is_trained_again(tmp_path, reference):
     folder = run_folder(tmp_path)
     folder.mkdir(parents=True)
@@ -219,6 +227,7 @@ def test_run_with_a_corrupt_run_record_is_trained_again(tmp_path, reference):
     assert_same_masks(tmp_path, reference)
 
 
+@pytest.mark.slow
 def test_consistent_older_two_file_checkpoint_is_resumed_and_results_honour_the_umask(tmp_path, reference, capsys):
     """Runs interrupted under the previous version (checkpoint.npz by position + checkpoint.json)."""
     arrays, state = read_checkpoint(io.BytesIO(reference["checkpoints"][0]))
@@ -262,6 +271,7 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tmp", "model.weights.h5", "run.json", "tensorboard"]
 
 
+@pytest.mark.slow
 def test_report_shows_the_epoch_of_a_running_run(tmp_path, reference):
     from reporting.collect import read_run
 

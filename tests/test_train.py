@@ -42,6 +42,7 @@ def read_masks(path):
         return {name: masks[name] for name in masks.files}
 
 
+@pytest.mark.slow
 def test_fcn_run_writes_complete_results_and_skips_when_finished(tmp_path):
     data_dir = real_data_dir("mnist.npz")
     result = train_cli(FCN_CONFIG, "--runs", 2, "--out", tmp_path, "--data-dir", data_dir, "--quiet",
@@ -86,6 +87,7 @@ def test_fcn_run_writes_complete_results_and_skips_when_finished(tmp_path):
     assert changed.returncode == 2 and "different config" in changed.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_ends_with_the_same_masks_as_an_uninterrupted_run(tmp_path):
     data_dir = real_data_dir("mnist.npz")
     args = ["--data-dir", data_dir, "--quiet", *overrides_args(
@@ -119,6 +121,7 @@ def test_sigkill_then_resume_ends_with_the_same_masks_as_an_uninterrupted_run(tm
     assert history["test_accuracy"] == reference_history["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_masks(tmp_path):
     data_dir = real_data_dir("mnist.npz")
     config = load_config(FCN_CONFIG, ["data.train_limit=2000", "data.test_limit=200", "training.epochs=1"])
@@ -130,6 +133,7 @@ def test_same_config_and_seed_give_identical_masks(tmp_path):
     assert first["final"] == second["final"]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_history(tmp_path, monkeypatch):
     real = load_dataset("mnist", real_data_dir("mnist.npz"), 512, 128)
     poisoned = real.x_train.copy()
@@ -144,6 +148,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_history(tmp_path, 
     assert len(json.loads((run_dir / "history.json").read_text())["train_loss"]) == 1
 
 
+@pytest.mark.slow
 def test_init_files_give_the_same_model_as_on_the_fly_initialization(tmp_path):
     assert init_example.main(["--model", "FCN", "--runs", "2", "--out", str(tmp_path)]) == 0
     for signed in ("true", "false"):
@@ -178,6 +183,7 @@ def test_fit_feed_gives_the_arrays_batches_in_order_on_a_cpu_and_the_arrays_them
     assert fit_feed(x, y, 16, validation=True) == {"validation_data": (x, y), "validation_batch_size": 16}
 
 
+@pytest.mark.slow
 def test_conv2_on_real_cifar10(tmp_path):
     data_dir = real_data_dir("cifar10_jpeg.npz")
     config = load_config(ROOT / "configs" / "conv2_signed.yaml",
@@ -188,6 +194,7 @@ def test_conv2_on_real_cifar10(tmp_path):
     assert history["remaining_percent"][-1] < history["remaining_percent"][0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None and not os.environ.get("CI"),
                     reason="jax not installed (CI installs it)")
 def test_jax_backend_trains_without_tensorflow(tmp_path):
@@ -303,6 +310,7 @@ def test_a_held_folder_lock_says_whom_it_waits_for_and_gives_up_after_the_bound(
     assert "SUPERMASK_LOCK_WAIT: expected a number of seconds >= 0, got 'soon'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_cpu_run_prints_one_device_line_and_no_backend_start_up_noise(tmp_path):
     """TensorFlow's C++ start-up lines (``E0000 ... failed call to cuInit``, ``I0000 ...``) escape its log
     level; a user sees one line about the device instead."""
