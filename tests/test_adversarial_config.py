@@ -2,10 +2,8 @@
 
 Each test builds the hostile file itself. Bad input must give one line naming the file and the
 key, exit code 2 and nothing written."""
-import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -157,99 +155,6 @@ def test_read_only_out_is_one_line_error(capsys, tmp_path):
     assert train.main([str(config), "--out", str(read_only)]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and "--out" in lines[0] and not any(read_only.iterdir())
-
-
-CLAIM = """
-import sys, time
-sys.path.insert(0, {root!r})
-import train
-from training.config import load_config
-from training.schema import ConfigError
-config = load_config({config!r}, ["optimizer.lr=" + sys.argv[1]])
-late = time.time() > float(sys.argv[2])
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
-try:
-    train.claim_results_folder(config, {out!r})
-    print("claimed", "keras" in sys.modules, "late" if late else "on-time")
-except ConfigError as error:
-    print("refused", "different config" in str(error), "late" if late else "on-time")
-"""
-
-
-@pytest.mark.slow
-def test_jobs_with_different_configs_started_together_cannot_share_a_folder(tmp_path):
-    """Six jobs claim one folder at the same instant; only if all reach that instant together is the
-    lock what decides (a busy machine gets a second, longer lead)."""
-    config = tmp_path / "exp.yaml"
-    config.write_text("training: {epochs: 1}\n")
-    for attempt, lead in enumerate((3.0, 10.0)):
-        out = tmp_path / f"results{attempt}"
-        script = CLAIM.format(root=str(ROOT), config=str(config), out=str(out))
-        start = time.time() + lead
-        jobs = [subprocess.Popen([sys.executable, "-c", script, lr, str(start)], stdout=subprocess.PIPE, text=True)
-                for lr in ("0.01", "0.02") * 3]
-        outcomes = [(lr, job.communicate(timeout=60)[0].split()) for lr, job in zip(("0.01", "0.02") * 3, jobs)]
-        if all(outcome[-1] == "on-time" for _, outcome in outcomes):
-            break
-    assert all(outcome[-1] == "on-time" for _, outcome in outcomes), f"jobs did not start together: {outcomes}"
-    outcomes = [(lr, outcome[:-1]) for lr, outcome in outcomes]
-    winners = {lr for lr, outcome in outcomes if outcome[0] == "claimed"}
-    assert len(winners) == 1, outcomes
-    assert all(outcome == (["claimed", "False"] if lr in winners else ["refused", "True"]) for lr, outcome in outcomes)
-    saved = load_config(out / "exp" / "config.yaml")
-    assert saved.optimizer.lr == float(winners.pop())
-
-
-def test_folder_made_with_other_bookkeeping_keys_or_the_retired_optimizer_name_is_reused(tmp_path):
-    config = tmp_path / "exp.yaml"
-    config.write_text("training: {epochs: 1}\n")
-    out = tmp_path / "results"
-    experiment = train.claim_results_folder(load_config(config), out)
-    saved = experiment / "config.yaml"
-    saved.write_text(saved.read_text().replace("optimizer:\n", "optimizer:\n  name: sgdw\n"))
-    assert "name: sgdw" in saved.read_text()
-    again = load_config(config, ["runs=9", "training.steps_per_execution=3", "training.eval_batch_size=7",
-                                 "description=other words", "data.dir=/elsewhere"])
-    assert train.claim_results_folder(again, out) == experiment
-    with pytest.raises(ConfigError, match="different config"):
-        train.claim_results_folder(load_config(config, ["training.batch_size=64"]), out)
-    saved.write_text("[unreadable")
-    with pytest.raises(ConfigError, match=r"config\.yaml: not valid YAML.*restore it"):
-        train.claim_results_folder(again, out)
-
-
-def test_concurrent_summaries_never_drop_a_finished_run(tmp_path, monkeypatch):
-    """Each job writes its run.json, then recomputes summary.json; a slow writer must not overwrite
-    the summary with a stale run list (the lock serialises list-then-write). The first job's write is
-    the slow one, so without the lock its one-run list would land last."""
-    import training.results as results
-
-    original_write = results.write_json
-    summary_writes = []
-
-    def slow_summary_write(path, payload):
-        if Path(path).name == "summary.json":
-            summary_writes.append(path)
-            if len(summary_writes) == 1:
-                time.sleep(0.5)
-        original_write(path, payload)
-
-    monkeypatch.setattr(results, "write_json", slow_summary_write)
-    final = {"test_accuracy": 0.9, "remaining_percent": 3.0, "remaining_count": 30}
-
-    def job(index):
-        (tmp_path / f"run_{index}").mkdir()
-        original_write(tmp_path / f"run_{index}" / "run.json", {"status": "finished", "final": final})
-        train.update_summary(tmp_path)
-
-    threads = [threading.Thread(target=job, args=(index,)) for index in range(4)]
-    for thread in threads:
-        thread.start()
-        time.sleep(0.05)
-    for thread in threads:
-        thread.join()
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["finished_runs"] == ["run_0", "run_1", "run_2", "run_3"]
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n", "---\n"])
