@@ -139,7 +139,7 @@ class StudyRun:
                 if ready[planned.name] is None:
                     self.fail(position, planned.name, index, self.refused[planned.name])
                     continue
-                self.log(self.progress.line(position, f"{planned.name} run {index}", []))
+                self.log(self.progress.line(position, f"{planned.name} run {index}", self.estimates_from(position)))
                 command = [sys.executable, str(ROOT / "train.py"), str(planned.config_path), "--run-index", str(index),
                            "--runs", str(planned.runs), "--out", str(self.out), "--quiet",
                            *(["--data-dir", str(self.data_dir)] if self.data_dir else []),
