@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fileio import atomic_write_text  # noqa: E402  (Keras-free; the child imports Keras itself)
+from fileio import write_json  # noqa: E402  (Keras-free; the child imports Keras itself)
 from models.registry import MODEL_NAMES  # noqa: E402
 from training.floor import floor_model  # noqa: E402  (imports Keras only when called)
 
@@ -120,7 +120,7 @@ def main():
             print(f"{name} {precision}: plain {plain['step_ms']:.2f}, signed {signed['step_ms']:.2f} ms/step",
                   file=sys.stderr, flush=True)
             if args.json:  # after every row: a run cut short keeps what it measured
-                atomic_write_text(args.json, json.dumps(rows, indent=1))
+                write_json(args.json, rows)
     backend = rows[0]["signed"]["backend"] if rows else "?"
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; python "
           f"{platform.python_version()}; keras {rows[0]['signed']['keras'] if rows else '?'} ({backend}); "
