@@ -24,13 +24,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # one-line errors, not Tenso
 from training.device import import_backend_quietly  # noqa: E402
 
 import_backend_quietly()  # the backend's C++ start-up lines escape its log level; the device does not matter here
+from data.datasets import NUM_CLASSES
 from fileio import atomic_write_bytes
 from masking.init_files import (InitFileError, encode_init_payload, init_file_path, init_payload, load_init_file,
                                 same_init_content)
 from masking.init_spec import BASELINE_WEIGHT_INIT, DEFAULT_SEED, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec
 from models import MODEL_NAMES, build_model
 from models.registry import MODEL_FAMILIES
-from training.config import MAX_WIDTH_MULTIPLIER
+from training.config import MAX_RUNS, MAX_WIDTH_MULTIPLIER
 
 
 def parse_init(text):
@@ -105,7 +106,7 @@ def inspect(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="FCN", help=f"one of {', '.join(MODEL_NAMES)}, or 'all'")
-    parser.add_argument("--runs", type=bounded_number(int, 1), default=5, help="number of runs (seeds) to write")
+    parser.add_argument("--runs", type=bounded_number(int, 1, MAX_RUNS), default=5, help="number of runs (seeds) to write")
     parser.add_argument("--seed", type=bounded_number(int, 0), default=DEFAULT_SEED,
                         help="base seed; run r uses seed + r")
     parser.add_argument("--weight-init", type=parse_init, default=SIGNED_WEIGHT_INIT,
@@ -115,7 +116,7 @@ def main(argv=None):
     parser.add_argument("--baseline-init", type=parse_init, default=BASELINE_WEIGHT_INIT,
                         help=f"baseline kernels (default {BASELINE_WEIGHT_INIT})")
     parser.add_argument("--width-multiplier", type=bounded_number(float, 1e-6, MAX_WIDTH_MULTIPLIER), default=1.0)
-    parser.add_argument("--num-classes", type=bounded_number(int, 1), default=None,
+    parser.add_argument("--num-classes", type=bounded_number(int, 1, max(NUM_CLASSES.values())), default=None,
                         help="default: the model's paper dataset")
     parser.add_argument("--projection-every", type=bounded_number(int, 1), default=None,
                         help="ResNets: a projection block every N blocks of a stage (model.projection_every)")

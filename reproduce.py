@@ -6,10 +6,15 @@
 
 Each paper row of ``reporting/paper.py`` (FCN, Conv2, ..., ResNet110) has two configs,
 ``configs/<row>_signed.yaml`` and ``configs/<row>_baseline.yaml`` (``--columns`` picks). The plan lists
-every config with its runs and epochs and an estimated time on this machine, from tiny real runs of
-each config (2 epochs of ``--measure-steps`` batches, then of 4 x, 16 x ... as many until the time
-per epoch at least doubles and reaches 3 s; thrown away): their second epochs give the step time and the per-epoch
-overhead, the first epoch's extra time the compilation.
+every config with its runs and epochs and an estimated time on this machine, printed within seconds:
+each config's FLOPs (counted from the config, training/estimates.py) times the seconds per FLOP of the
+nearest config timed before: by ``--measure`` on this machine (cached in the calibration file), else
+the recorded epoch times of runs under ``--out``, else those of the shipped runs in ``measured/``.
+``--measure`` times every config first, from tiny real runs (2 epochs of ``--measure-steps`` batches,
+then of 4 x, 16 x ... as many until the time per epoch at least doubles and reaches 3 s; thrown away):
+their second epochs give the step time and the per-epoch overhead, the first epoch's extra time the
+compilation. Its scratch folders live in the cache folder and a later --measure removes those of
+killed processes.
 Then every run trains in order through the normal run trainer (``train.py``'s path), so finished runs
 are skipped and interrupted ones resume; a failed run is reported and the rest continue. Progress
 lines give run k of N, the time elapsed and an estimate of the time remaining (the plan's estimate,
@@ -17,17 +22,12 @@ rescaled by how the runs trained so far compared with it). The end writes the re
 root (``report.py``).
 
 Exit codes: 0 every run finished, 1 some run failed (or the report failed), 2 bad input (unknown row,
-bad --set, a results folder of another config), with one line naming the culprit and nothing written.
+bad --set, a results folder of another config, an --out that cannot be written), with one line naming
+the culprit and nothing written.
 """
 import argparse
-import contextlib
-import copy
-import io
-import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,16 +35,10 @@ from typing import Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fileio import read_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
+SHIPPED_RESULTS = ROOT / "measured"
 COLUMNS = ("signed", "baseline")
-TRAIN_EXAMPLES = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
-TEST_EXAMPLES = {"mnist": 10_000, "cifar10": 10_000, "cifar100": 10_000}
-# A test forward pass costs about a third of a training step (forward + backward ~ 3 forwards).
-FORWARD_SHARE = 1 / 3
-# The longer timing epoch must last at least this long, or noise decides the step time.
-MIN_TIMED_SECONDS = 3.0
 
 
 def paper_rows():
@@ -134,9 +128,11 @@ def parse_args(argv):
                         help="dotted override for every config, e.g. --set training.epochs=1 (repeatable)")
     parser.add_argument("--out", default="results", help="results root (default results/)")
     parser.add_argument("--data-dir", help="folder of Keras-layout .npz files (else $SUPERMASK_DATA_DIR)")
+    parser.add_argument("--measure", action="store_true",
+                        help="time every config on this machine first (minutes; cached for later plans)")
     parser.add_argument("--measure-steps", type=int, default=2,
-                        help="batches per epoch of the shorter timing run (default 2; 0: no timing, no estimate)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+                        help="batches per epoch of --measure's shorter timing run (default 2; 0: no estimate)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and stop (within seconds)")
     parser.add_argument("--no-figures", action="store_true", help="report tables only")
     parser.add_argument("--verbose", action="store_true", help="Keras progress bars")
     return parser.parse_args(argv)
@@ -188,72 +184,48 @@ def build_plan(rows, columns, runs, overrides, out_root):
     return plan
 
 
-def timed_epochs(config, train_limit, data_dir):
-    """Seconds of the two epochs of a scratch run of ``config`` on ``train_limit`` images (one test batch)."""
-    from training.runner import RunTrainer
-
-    timing = copy.deepcopy(config)
-    timing.experiment, timing.training.epochs = "timing", 2
-    timing.data.train_limit = train_limit
-    timing.data.test_limit = min(config.training.batch_size, config.data.test_limit or TEST_EXAMPLES[config.data.dataset])
-    scratch = tempfile.mkdtemp(prefix="reproduce-timing-")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            RunTrainer(timing, 0, scratch, data_dir=data_dir or config.data.dir, verbose=False).run()
-        history = read_json(Path(scratch) / "timing" / "run_0" / "history.json")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return history["epoch_seconds"][:2]
-
-
-def measure(experiment, steps, data_dir):
-    """(seconds per epoch, compile seconds) of ``experiment``'s config on this machine.
-
-    Scratch runs of ``steps`` and of 4 x, 16 x, ... as many batches per epoch, until the longer one's
-    second epoch takes at least twice the shorter one's and ``MIN_TIMED_SECONDS`` (fast models are
-    dominated by per-epoch overhead, and short times by noise): the difference of the second epochs gives the step time, the rest of an epoch (fit
-    set-up, a test batch, mask counts, checkpoint) the per-epoch overhead, the longer run's first
-    epoch's extra time the compilation. A run that covers the whole (limited) training set times a
-    real epoch directly.
-    """
-    config = experiment.config
-    batch, repeat, dataset = config.training.batch_size, config.data.repeat, config.data.dataset
-    examples = min(config.data.train_limit or TRAIN_EXAMPLES[dataset], TRAIN_EXAMPLES[dataset])
-    tests = min(config.data.test_limit or TEST_EXAMPLES[dataset], TEST_EXAMPLES[dataset])
-    real_steps = math.ceil(examples * repeat / batch)
-    short_limit = min(steps * batch, examples)
-    short_steps = math.ceil(short_limit * repeat / batch)
-    short_first, short_second = timed_epochs(config, short_limit, data_dir)
-    long_limit, long_first, long_second = short_limit, short_first, short_second
-    while long_limit < examples and long_second < max(2 * short_second, MIN_TIMED_SECONDS):
-        long_limit = min(4 * long_limit, examples)
-        long_first, long_second = timed_epochs(config, long_limit, data_dir)
-    long_steps = math.ceil(long_limit * repeat / batch)
-    if long_steps > short_steps:
-        step = max((long_second - short_second) / (long_steps - short_steps), 0.0)
-    else:  # one run covered the whole (limited) training set: no overhead to separate
-        step = long_second / long_steps
-    epoch = max(long_second - long_steps * step, 0.0) + real_steps * step
-    test_batches_left = max(tests - min(batch, tests), 0) / batch
-    return epoch + test_batches_left * step * FORWARD_SHARE, max(long_first - long_second, 0.0)
-
-
 def measure_plan(plan, steps, data_dir):
-    """Fill in each experiment's estimate; a config that cannot be timed keeps a note instead."""
-    if steps < 1 or not any(experiment.to_train for experiment in plan):
-        return
+    """Fill in each experiment's estimate by timing it; a config that cannot be timed keeps a note instead.
+    Every timing is added to this machine's calibration, for later plans."""
+    from training.estimates import record_calibration
+    from training.timing import measure
+
     pending = [experiment for experiment in plan if experiment.to_train]
-    print(f"timing {len(pending)} configs (scratch runs of 2 epochs of {steps}, {4 * steps}, ... batches) ...", flush=True)
+    if not pending:
+        return
+    print(f"timing {len(pending)} configs (scratch runs of 2 epochs of {steps}, {4 * steps}, ... batches) ...",
+          flush=True)
     for position, experiment in enumerate(pending, start=1):
         started = time.perf_counter()
         try:
-            experiment.epoch_seconds, experiment.compile_seconds = measure(experiment, steps, data_dir)
+            experiment.epoch_seconds, experiment.compile_seconds = measure(experiment.config, steps, data_dir)
             result = f"{experiment.epoch_seconds:.1f} s per epoch"
+            record_calibration(experiment.config, experiment.epoch_seconds, experiment.compile_seconds)
+        except OSError as error:
+            result = f"calibration not saved ({error.strerror or error}: {error.filename})"
         except Exception as error:  # a config that cannot train fails again, and is reported, when it runs
             experiment.note = f"not timed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
             result = experiment.note
         print(f"  timed {position}/{len(pending)} {experiment.config.experiment}: {result} "
               f"(took {time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def estimate_plan(plan, out_root):
+    """Fill in each experiment's estimate from FLOPs and earlier timings (training/estimates.py), no training:
+    this machine's calibration and the runs under ``out_root``, else the shipped runs."""
+    from training.estimates import estimate, read_calibration, recorded_timings
+
+    timings = read_calibration() + (recorded_timings(out_root) if Path(out_root).is_dir() else [])
+    where = "timed here" if timings else f"recorded in {SHIPPED_RESULTS.name}/, on another machine"
+    timings = timings or recorded_timings(SHIPPED_RESULTS)
+    for experiment in plan:
+        found = estimate(experiment.config, timings)
+        if found is None:
+            experiment.note = "no estimate: no config was timed (reproduce.py --measure times them)"
+            continue
+        experiment.epoch_seconds, experiment.compile_seconds, nearest = found
+        if nearest["experiment"] != experiment.config.experiment:
+            experiment.note = f"estimate scaled by FLOPs from {nearest['experiment']} ({where})"
 
 
 def plan_text(plan, out_root):
@@ -283,7 +255,8 @@ def plan_text(plan, out_root):
         lines.append(f"estimated time to train: unknown (no config timed; --measure-steps 0?) ({machine})")
     else:
         lines.append(f"estimated time to train: {clock(total)}" + (f" plus {unknown} configs not timed" if unknown else "")
-                     + f" on this machine ({machine}); an estimate from short timing runs")
+                     + f" on this machine ({machine}); an estimate from FLOPs and earlier timings "
+                       "(--measure times this machine)")
     lines += [f"note: {experiment.config.experiment}: {experiment.note}" for experiment in plan if experiment.note]
     return "\n".join(lines)
 
@@ -341,8 +314,9 @@ def main(argv=None):
     from training.schema import ConfigError
 
     try:
-        if args.runs is not None and args.runs < 1:
-            raise ValueError(f"--runs must be >= 1, got {args.runs}")
+        from training.config import MAX_RUNS
+        if args.runs is not None and not 1 <= args.runs <= MAX_RUNS:
+            raise ValueError(f"--runs must be between 1 and {MAX_RUNS}, got {args.runs}")
         if args.measure_steps < 0:
             raise ValueError(f"--measure-steps must be >= 0, got {args.measure_steps}")
         columns = split_names(args.columns, COLUMNS, "--columns column")
@@ -350,7 +324,10 @@ def main(argv=None):
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    measure_plan(plan, args.measure_steps, args.data_dir)
+    if args.measure_steps and args.measure:
+        measure_plan(plan, args.measure_steps, args.data_dir)
+    elif args.measure_steps:
+        estimate_plan(plan, args.out)
     print(plan_text(plan, args.out), flush=True)
     if args.dry_run:
         return 0

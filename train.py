@@ -5,8 +5,10 @@
     python train.py configs/conv2_signed.yaml --run-index 4        # one seed per cluster job
     SUPERMASK_DATA_DIR=/path/to/datasets python train.py configs/fcn_signed.yaml
 
-Exit codes: 0 done, 1 training failed (e.g. non-finite loss), 2 invalid input
-(config, data or init files), with one line naming the culprit.
+Exit codes: 0 done, 1 training failed (e.g. non-finite loss), 2 invalid input (config, data or
+init files) or results that cannot be written (full disk, read-only folder, a file in the way), with
+one line naming the culprit and where the run stands; 130 interrupted (Ctrl-C), with one line saying
+where the same command resumes.
 """
 import argparse
 import os
@@ -28,8 +30,9 @@ def parse_args(argv):
     parser.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     parser.add_argument("--tensorboard", action="store_true", help="same as --set training.tensorboard=true")
     args = parser.parse_args(argv)
-    if args.runs is not None and args.runs < 1:
-        parser.error("--runs must be >= 1")
+    from training.config import MAX_RUNS
+    if args.runs is not None and not 1 <= args.runs <= MAX_RUNS:
+        parser.error(f"--runs must be between 1 and {MAX_RUNS}")
     if args.run_index is not None and args.run_index < 0:
         parser.error("--run-index must be >= 0")
     return args
@@ -41,8 +44,12 @@ def check_results_folder(config, out_root):
     from training.schema import ConfigError
 
     out_root = Path(out_root)
-    if out_root.exists() and not out_root.is_dir():
-        raise ConfigError(f"--out {out_root}: not a directory")
+    existing = next(folder for folder in (out_root, *out_root.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        blocker = f" ({existing} is a file)" if existing != out_root else ""
+        raise ConfigError(f"--out {out_root}: not a directory{blocker}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_root}: cannot write there ({existing} is read-only)")
     saved = out_root / config.experiment / "config.yaml"
     if saved.exists():
         check_same_config(saved, config)
@@ -109,6 +116,27 @@ def update_summary(experiment_dir):
         return summarize_experiment(experiment_dir)
 
 
+def where_runs_stand(experiment_dir, run_indices):
+    """One phrase for a stop in the middle: the first unfinished run and the epoch its checkpoint
+    resumes from (nothing on disk is changed by a stop: every write is atomic)."""
+    from fileio import run_folder_name
+    from training.run_record import RunRecord
+    from training.run_state import CHECKPOINT, DamagedState, read_checkpoint_state
+
+    for index in run_indices:
+        folder = Path(experiment_dir) / run_folder_name(index)
+        if RunRecord.read_finished(folder) is not None:
+            continue
+        try:
+            epochs = read_checkpoint_state(folder / CHECKPOINT)["epochs"] if (folder / CHECKPOINT).is_file() else 0
+        except DamagedState:
+            epochs = 0
+        if not isinstance(epochs, int) or epochs < 1:
+            return f"{folder} has no saved epoch yet; the same command starts it again"
+        return f"{folder} keeps its checkpoint of epoch {epochs}; the same command resumes from there"
+    return "every run is finished and kept"
+
+
 def main(argv=None):
     args = parse_args(argv)
     # Validate and claim the results folder before importing Keras: bad input fails fast, with nothing
@@ -152,6 +180,13 @@ def main(argv=None):
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:   # atomic writes name the file they were writing (fileio.atomic_path)
+        print(f"error: {error.filename or ''}: {error.strerror or error}; "
+              f"{where_runs_stand(experiment_dir, run_indices)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {where_runs_stand(experiment_dir, run_indices)}", file=sys.stderr)
+        return 130
     for reason in summary["skipped"]:
         print(f"warning: {experiment_dir}: skipped {reason}", file=sys.stderr)
     accuracy, remaining = summary["test_accuracy"], summary["remaining_percent"]

@@ -202,9 +202,10 @@ def checkpoint_state(**history_changes):
     ({"mask_counts": [{}, ["dense"]]}, "mask_counts"),
 ])
 def test_checkpoint_history_of_the_wrong_type_is_damaged(changes, key):
+    keys = (("train_loss",), ("remaining_percent", "mask_counts"))
     with pytest.raises(DamagedState, match=f"history '{key}' holds a value of the wrong type"):
-        check_checkpoint({}, checkpoint_state(**changes), {}, 2, 5, ("train_loss",), ("remaining_percent", "mask_counts"))
-    check_checkpoint({}, checkpoint_state(), {}, 2, 5, ("train_loss",), ("remaining_percent", "mask_counts"))
+        check_checkpoint({}, checkpoint_state(**changes), {}, 2, 5, *keys)
+    check_checkpoint({}, checkpoint_state(), {}, 2, 5, *keys)
 
 
 @contextlib.contextmanager

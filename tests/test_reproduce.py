@@ -1,12 +1,17 @@
 """reproduce.py: the plan (rows -> configs, runs, epochs, estimates), bad input, a real run with a failure."""
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 
 import pytest
 from conftest import real_data_dir
 
 import reproduce
 from reporting.paper import PAPER_ROWS, match_paper_row
+from training import timing
 from training.config import load_config
 
 TINY = ["--set", "data.train_limit=128", "--set", "data.test_limit=128", "--set", "training.epochs=1"]
@@ -144,10 +149,10 @@ def test_timing_grows_the_run_until_steps_dominate_and_separates_overhead_and_co
         steps = -(-train_limit // 128)
         return [4.0 + 0.5 + 0.01 * steps, 0.5 + 0.01 * steps]
 
-    monkeypatch.setattr(reproduce, "timed_epochs", simulated_epochs)
+    monkeypatch.setattr(timing, "timed_epochs", simulated_epochs)
     config = load_config(reproduce.config_path("FCN", "signed"))
     experiment = reproduce.PlannedExperiment("FCN", "signed", reproduce.config_path("FCN", "signed"), config, [0])
-    epoch, compile_seconds = reproduce.measure(experiment, 2, None)
+    epoch, compile_seconds = timing.measure(config, 2, None)
     assert calls == [256, 1024, 4096, 16384, 60000]     # until an epoch doubles and lasts >= 3 s
     test_forward = (10_000 - 128) / 128 * 0.01 / 3
     assert epoch == pytest.approx(0.5 + 469 * 0.01 + test_forward)
@@ -164,3 +169,108 @@ def test_progress_rescales_the_remaining_estimate_by_the_runs_so_far():
     assert progress.remaining([100.0, None]) == "0:00:50 + 1 runs not timed"
     assert progress.remaining([None]) == "unknown"
     assert reproduce.clock(3 * 3600 + 62) == "3:01:02"
+
+
+# Issue 29 item 5: the plan comes within seconds, from FLOPs and earlier timings; measuring is --measure.
+
+def test_dry_run_of_the_main_table_plans_within_seconds_without_keras(tmp_path):
+    script = ("import sys, time; import reproduce; started = time.perf_counter(); "
+              f"code = reproduce.main(['--table', 'main', '--dry-run', '--out', {str(tmp_path / 'r')!r}]); "
+              "print('RESULT', code, 'keras' in sys.modules, round(time.perf_counter() - started, 2))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=reproduce.ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "SUPERMASK_CACHE_DIR": str(tmp_path / "cache")})
+    code, keras_imported, seconds = result.stdout.split("RESULT ")[1].split()
+    rows = plan_rows(result.stdout)
+    assert (code, keras_imported) == ("0", "False") and float(seconds) < 5, result.stdout[-2000:]
+    assert len(rows) == 2 * len(PAPER_ROWS) and "| ? |" not in result.stdout
+    assert "estimate from FLOPs and earlier timings" in result.stdout and not (tmp_path / "r").exists()
+
+
+def planned(row, column):
+    config = load_config(reproduce.config_path(row, column))
+    return reproduce.PlannedExperiment(row, column, reproduce.config_path(row, column), config, [0])
+
+
+def test_this_machines_calibration_comes_first_and_is_scaled_by_flops(tmp_path, monkeypatch):
+    from training.estimates import epoch_flops, record_calibration
+
+    monkeypatch.setenv("SUPERMASK_CACHE_DIR", str(tmp_path / "cache"))
+    plan = [planned("FCN", "signed"), planned("FCN", "baseline"), planned("Conv2", "signed")]
+    monkeypatch.setattr(reproduce, "SHIPPED_RESULTS", tmp_path / "nothing shipped")
+    reproduce.estimate_plan(plan, tmp_path / "r")
+    assert all(experiment.epoch_seconds is None and "no estimate" in experiment.note for experiment in plan)
+    assert "estimated time to train: unknown" in reproduce.plan_text(plan, tmp_path / "r")
+    record_calibration(plan[0].config, 2.0, 1.5)
+    plan = [planned("FCN", "signed"), planned("FCN", "baseline"), planned("Conv2", "signed")]
+    reproduce.estimate_plan(plan, tmp_path / "r")
+    assert (plan[0].epoch_seconds, plan[0].compile_seconds, plan[0].note) == (2.0, 1.5, "")
+    for experiment in plan[1:]:
+        assert experiment.epoch_seconds == pytest.approx(2.0 * epoch_flops(experiment.config) /
+                                                         epoch_flops(plan[0].config))
+        assert "scaled by FLOPs from fcn_signed (timed here)" in experiment.note
+
+
+def test_measure_times_into_the_cache_and_removes_the_scratch_of_killed_processes(tmp_path, monkeypatch):
+    from training.estimates import read_calibration
+    from training.runner import RunTrainer
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SUPERMASK_CACHE_DIR", str(cache))
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = cache / f"{timing.SCRATCH_PREFIX}{socket.gethostname()}-{finished.stdout.strip()}"
+    alive = cache / f"{timing.SCRATCH_PREFIX}{socket.gethostname()}-{os.getppid()}"
+    for folder in (killed, alive):
+        (folder / "timing").mkdir(parents=True)
+    scratches = []
+
+    def simulated_run(self):
+        scratches.append(self.directory)
+        self.directory.mkdir(parents=True)
+        (self.directory / "history.json").write_text(json.dumps({"epoch_seconds": [3.0, 1.0]}))
+
+    monkeypatch.setattr(RunTrainer, "run", simulated_run)
+    out = tmp_path / "r"
+    assert reproduce.main(["--rows", "FCN", "--columns", "signed", "--measure", "--dry-run", "--out", str(out)]) == 0
+    assert scratches and all(path.is_relative_to(cache) and str(os.getpid()) in str(path) for path in scratches)
+    assert not killed.exists() and alive.exists() and not any(path.exists() for path in scratches)
+    [entry] = read_calibration()
+    assert entry["experiment"] == "fcn_signed" and entry["epoch_seconds"] > 0 and not out.exists()
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_any_timing(tmp_path, capsys, monkeypatch):
+    from training.runner import RunTrainer
+
+    monkeypatch.setattr(RunTrainer, "run", lambda self: pytest.fail("timed before checking --out"))
+    monkeypatch.setenv("SUPERMASK_CACHE_DIR", str(tmp_path / "cache"))
+    blocker = tmp_path / "a file"
+    blocker.write_text("keep me")
+    assert reproduce.main(["--rows", "FCN", "--out", str(blocker / "results")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "--out" in error and "is a file" in error
+    assert blocker.read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_out_is_refused_before_any_timing(tmp_path, capsys, monkeypatch):
+    from training.runner import RunTrainer
+
+    monkeypatch.setattr(RunTrainer, "run", lambda self: pytest.fail("timed before checking --out"))
+    read_only = tmp_path / "read_only"
+    read_only.mkdir(mode=0o555)
+    assert reproduce.main(["--rows", "FCN", "--out", str(read_only)]) == 2
+    assert "read-only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config_name, overrides", [
+    ("fcn_signed", []), ("conv8_signed", ["model.width_multiplier=0.3"]), ("conv8_baseline", []),
+    ("resnet20_signed", ["model.width_multiplier=1.7"]), ("resnet56_baseline", []),
+    ("resnet110_signed", ["model.extra_head=true"]),
+])
+def test_flops_counted_from_the_config_equal_those_of_the_built_model(config_name, overrides):
+    sys.path.insert(0, str(reproduce.ROOT / "bench"))
+    import flops
+    from models import build_experiment_model
+    from training.estimates import forward_macs
+
+    config = load_config(reproduce.ROOT / "configs" / f"{config_name}.yaml", overrides)
+    assert forward_macs(config) == flops.forward_macs(build_experiment_model(config, config.seed))

@@ -1,6 +1,8 @@
 """TensorBoard scalars (issue 11 item 2): valid event files without TensorFlow, each epoch exactly once
 after a kill and rerun."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ from conftest import real_data_dir
 from training.callbacks import EpochScalars
 from training.config import load_config
 from training.runner import RunTrainer
-from training.tensorboard import crc32c, epoch_scalars
+from training.tensorboard import ScalarLog, crc32c, epoch_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,3 +86,23 @@ def test_scalars_survive_a_kill_and_rerun_with_every_epoch_once(tmp_path, monkey
                                                           ("dense_1", "dense_2", "output")
                                                           for kind in ("kept", "hidden", "inverted")}
     assert np.isclose(events[0][1]["remaining_percent"], history["remaining_percent"][0])
+
+
+def test_the_install_line_gives_tensorboard_and_it_reads_our_event_files(tmp_path):
+    """Issue 29 item 6: TensorFlow 2.21 no longer pulls TensorBoard in, so requirements.txt (the README's
+    install line) names it; the `tensorboard` command runs, and its own reader sees every scalar."""
+    assert "tensorboard" in (ROOT / "requirements.txt").read_text().split()
+    command = subprocess.run([sys.executable, "-m", "tensorboard.main", "--help"], capture_output=True, text=True,
+                             timeout=120)
+    assert command.returncode == 0 and "--logdir" in command.stdout
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    history = {"train_loss": [0.5, 0.25], "test_loss": [0.4, 0.3], "train_accuracy": [0.9, 0.95],
+               "test_accuracy": [0.8, 0.85], "learning_rate": [0.1, 0.05], "remaining_percent": [60.0, 50.0, 45.0],
+               "mask_counts": [{"d": {"kept": 3, "hidden": 4, "inverted": 3}}] * 3}
+    ScalarLog(tmp_path).restart(history)
+    accumulator = EventAccumulator(str(tmp_path / "tensorboard"))
+    accumulator.Reload()
+    assert {"loss/train", "accuracy/test", "remaining_percent", "masks/d/kept"} <= set(accumulator.Tags()["scalars"])
+    assert [(event.step, event.value) for event in accumulator.Scalars("loss/train")] == [(1, 0.5), (2, 0.25)]
+    assert [event.value for event in accumulator.Scalars("remaining_percent")] == [60.0, 50.0, 45.0]

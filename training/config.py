@@ -17,6 +17,7 @@ from typing import Optional
 
 import yaml
 
+from fileio import open_regular
 from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT,
                                InitSpec)
 from masking.mask_rule import MASK_MODES, TOP_K_MODES
@@ -28,6 +29,12 @@ DEFAULT_WEIGHTS_DIR = "weights"
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policy names
 MAX_WIDTH_MULTIPLIER = 64
+# Integer bounds (docs/reliability.md, Bounds): runs and repeat size loops and arrays; lr and wd keep
+# Keras' weight_decay = wd / lr finite in float32 (at most 1e12).
+MAX_RUNS = 10_000
+MAX_REPEAT = 32
+MIN_LR = 1e-12
+MAX_WD = 1.0
 # A config is a few hundred bytes; the caps keep a hostile file from costing time or memory.
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_DEPTH = 16
@@ -64,8 +71,8 @@ class InitSection:
 class OptimizerConfig:
     """SGD with decoupled weight decay (the authors' tfa SGDW), the only optimizer of the paper."""
 
-    lr: float = option(0.05, minimum=0.0, exclusive_minimum=True, doc="initial learning rate lr0")
-    wd: float = option(5e-4, minimum=0.0, doc="decoupled weight decay in the authors' SGDW units; Keras weight_decay = wd / lr (SPEC §7)")
+    lr: float = option(0.05, minimum=MIN_LR, doc="initial learning rate lr0")
+    wd: float = option(5e-4, minimum=0.0, maximum=MAX_WD, doc="decoupled weight decay in the authors' SGDW units; Keras weight_decay = wd / lr (SPEC §7)")
     momentum: float = option(0.9, minimum=0.0, maximum=1.0)
     nesterov: bool = option(True)
 
@@ -105,14 +112,14 @@ class DataConfig:
     train_limit: Optional[int] = option(None, minimum=1, doc="use only the first N training images (smoke tests)")
     test_limit: Optional[int] = option(None, minimum=1, doc="use only the first N test images")
     augment: bool = option(False, doc="pad-4 / flip / crop training augmentation (authors: CIFAR-100 only)")
-    repeat: int = option(1, minimum=1, doc="passes over the training set per epoch (authors: 7 for CIFAR-100)")
+    repeat: int = option(1, minimum=1, maximum=MAX_REPEAT, doc="passes over the training set per epoch (authors: 7 for CIFAR-100)")
 
 
 @dataclass
 class ExperimentConfig:
     experiment: Optional[str] = option(None, doc="results/<experiment>/; null = the config file's name")
     description: str = option("", doc="free text: which paper row, where the values come from", affects_results=False)
-    runs: int = option(1, minimum=1, doc="number of runs; run i uses seed + i (authors: no_experiments)", affects_results=False)
+    runs: int = option(1, minimum=1, maximum=MAX_RUNS, doc="number of runs; run i uses seed + i (authors: no_experiments)", affects_results=False)
     seed: int = option(DEFAULT_SEED, minimum=0, doc="base seed (SPEC §2.7)")
     model: ModelConfig = option(ModelConfig())
     init: InitSection = option(InitSection())
@@ -188,7 +195,7 @@ def read_yaml_mapping(path):
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, not a config file")
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:   # a FIFO would block the reader forever
             data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None

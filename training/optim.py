@@ -61,6 +61,19 @@ def make_optimizer(config, steps_per_epoch):
         weight_decay=(optimizer.wd / optimizer.lr) if optimizer.wd > 0 else None)
 
 
+# Below this initial learning rate a non-finite loss is not the step size's doing.
+SMALL_LEARNING_RATE = 1e-4
+
+
+def divergence_hint(optimizer):
+    """What to try after a non-finite training loss (``optimizer``: the config's optimizer section):
+    a lower learning rate, unless it is already tiny."""
+    if optimizer.lr > SMALL_LEARNING_RATE:
+        return "lower optimizer.lr?"
+    return (f"optimizer.lr {optimizer.lr:g} is already tiny: check the data, the init files and "
+            f"optimizer.wd ({optimizer.wd:g})")
+
+
 def current_learning_rate(optimizer):
     """The learning rate the next step will use, as a float."""
     rate = optimizer.learning_rate

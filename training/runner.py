@@ -19,7 +19,7 @@ from models import build_experiment_model, resolve_initial_values
 from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, EpochScalars, MaskHistory,
                                 NonFiniteLoss, NonFiniteLossGuard, mask_statistics, variables_by_path)
 from training.config import config_to_yaml
-from training.optim import TrainingLossPlateau, make_optimizer, steps_per_epoch
+from training.optim import TrainingLossPlateau, divergence_hint, make_optimizer, steps_per_epoch
 from training.results import empty_history, run_dir
 from training.run_record import RunRecord
 from training.run_state import (CHECKPOINT, LEGACY_STATE, DamagedState, check_checkpoint, read_checkpoint,
@@ -257,7 +257,7 @@ class RunTrainer:
                   precision=self.config.training.precision,
                   reason=f"non-finite training loss {failure.loss} in epoch {failure.epoch + 1}").write(self.directory)
         raise TrainingError(f"{self.directory}: {failure}; "
-                            f"history so far kept in history.json (lower optimizer.lr?)") from None
+                            f"history so far kept in history.json ({divergence_hint(self.config.optimizer)})") from None
 
     def _finish(self, model, history, initial_values):
         signed = self.config.model.signed
