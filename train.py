@@ -141,7 +141,7 @@ def main(argv=None):
     args = parse_args(argv)
     # Validate and claim the results folder before importing Keras: bad input fails fast, with nothing
     # written, and a job with another config cannot slip into the folder while this one starts up.
-    from fileio import LockError, run_claim
+    from fileio import LockError
     from training.config import experiment_with_overrides, load_config
     from training.schema import ConfigError
 
@@ -161,13 +161,24 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
+    try:
+        return train_runs(config, args, experiment_dir, run_indices)
+    except KeyboardInterrupt:   # also while the backend loads: every write is atomic, nothing is half-written
+        print(f"interrupted: {where_runs_stand(experiment_dir, run_indices)}", file=sys.stderr)
+        return 130
+
+
+def train_runs(config, args, experiment_dir, run_indices):
+    """Train ``run_indices`` of ``config`` in the claimed ``experiment_dir``; the exit code."""
+    from fileio import LockError, run_claim
     from training.device import import_backend_quietly
+    from training.schema import ConfigError
     print(import_backend_quietly(), flush=True)
     from data import DatasetError
     from masking.init_files import InitFileError
     from training.runner import RunTrainer, TrainingError
 
-    run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
     try:
         for run_index in run_indices:
             with run_claim(experiment_dir, run_index):
@@ -184,9 +195,6 @@ def main(argv=None):
         print(f"error: {error.filename or ''}: {error.strerror or error}; "
               f"{where_runs_stand(experiment_dir, run_indices)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: {where_runs_stand(experiment_dir, run_indices)}", file=sys.stderr)
-        return 130
     for reason in summary["skipped"]:
         print(f"warning: {experiment_dir}: skipped {reason}", file=sys.stderr)
     accuracy, remaining = summary["test_accuracy"], summary["remaining_percent"]
