@@ -38,84 +38,6 @@ def parse_args(argv):
     return args
 
 
-def check_results_folder(config, out_root):
-    """Check, writing nothing, that ``<out>/<experiment>/`` can take this config's runs
-    (e.g. for a plan printed before training); ConfigError names the culprit."""
-    from training.schema import ConfigError
-
-    out_root = Path(out_root)
-    existing = next(folder for folder in (out_root, *out_root.absolute().parents) if folder.exists())
-    if not existing.is_dir():
-        blocker = f" ({existing} is a file)" if existing != out_root else ""
-        raise ConfigError(f"--out {out_root}: not a directory{blocker}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out_root}: cannot write there ({existing} is read-only)")
-    saved = out_root / config.experiment / "config.yaml"
-    if saved.exists():
-        check_same_config(saved, config)
-
-
-def claim_results_folder(config, out_root):
-    """Create ``<out>/<experiment>/config.yaml``, or check that the one there was made by the same config.
-
-    Check and write happen under the experiment lock and before any slow work, so of two jobs with
-    different configs started together exactly one gets the folder. Returns the experiment folder."""
-    from fileio import atomic_write_text, folder_lock
-    from training.config import config_to_yaml
-    from training.schema import ConfigError
-
-    out_root = Path(out_root)
-    if out_root.exists() and not out_root.is_dir():
-        raise ConfigError(f"--out {out_root}: not a directory")
-    experiment_dir = out_root / config.experiment
-    saved = experiment_dir / "config.yaml"
-    try:
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        with folder_lock(experiment_dir):
-            if saved.exists():
-                check_same_config(saved, config)
-            else:
-                atomic_write_text(saved, config_to_yaml(config))
-    except OSError as error:
-        raise ConfigError(f"--out {out_root}: cannot write results there "
-                          f"({error.strerror or error}: {error.filename or experiment_dir})") from None
-    return experiment_dir
-
-
-def check_same_config(saved, config):
-    """Refuse to mix runs of different configs in one results folder (keys marked
-    ``affects_results=False`` in the schema may differ)."""
-    from training.config import ExperimentConfig, deep_merge, read_yaml_mapping, without_retired_keys
-    from training.schema import ConfigError, from_dict, to_dict, without_keys_that_keep_results
-
-    try:
-        previous = read_yaml_mapping(saved)
-        if not previous:
-            raise ConfigError(f"{saved}: empty")
-    except ConfigError as error:
-        raise ConfigError(f"{error}; this file records which config made the results there: restore it, "
-                          f"or delete it if those runs may be overwritten") from None
-    previous = without_retired_keys(previous)
-    # Keys added to the schema after those results were written count at their default.
-    previous = deep_merge(to_dict(from_dict(ExperimentConfig, {})), previous)
-    current = to_dict(config)
-    previous, current = (without_keys_that_keep_results(ExperimentConfig, resolved)
-                         for resolved in (previous, current))
-    if previous != current:
-        differing = sorted(str(key) for key in set(previous) | set(current) if previous.get(key) != current.get(key))
-        raise ConfigError(f"{saved}: results there were made with a different config (section "
-                          f"{differing[0][:40]!r}); use --out or another experiment name")
-
-
-def update_summary(experiment_dir):
-    """Recompute summary.json from the run folders, under the lock: a concurrent job cannot drop a run."""
-    from fileio import folder_lock
-    from training.results import summarize_experiment
-
-    with folder_lock(experiment_dir):
-        return summarize_experiment(experiment_dir)
-
-
 def where_runs_stand(experiment_dir, run_indices):
     """One phrase for a stop in the middle: the first unfinished run and the epoch its checkpoint
     resumes from (nothing on disk is changed by a stop: every write is atomic)."""
@@ -143,6 +65,7 @@ def main(argv=None):
     # written, and a job with another config cannot slip into the folder while this one starts up.
     from fileio import LockError
     from training.config import experiment_with_overrides, load_config
+    from training.experiment_folder import claim_results_folder
     from training.schema import ConfigError
 
     try:
@@ -173,6 +96,7 @@ def train_runs(config, args, experiment_dir, run_indices):
     """Train ``run_indices`` of ``config`` in the claimed ``experiment_dir``; the exit code."""
     from fileio import LockError, run_claim
     from training.device import import_backend_quietly
+    from training.experiment_folder import update_summary
     from training.schema import ConfigError
     print(import_backend_quietly(), flush=True)
     from data import DatasetError

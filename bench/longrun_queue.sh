@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The queue of full-length CIFAR runs behind the README's table (seed 7531, float32, one at a time). Re-running it skips
-# finished runs and resumes an interrupted one at its last finished epoch (train.py's own resume).
+# The queue of full-length CIFAR runs behind the README's table: the study configs/studies/cifar_queue.yaml
+# (seed 7531, float32, one at a time, in its order). Re-running it skips finished runs and resumes an
+# interrupted one at its last finished epoch (the run trainer's own resume).
 #   nohup bench/longrun_queue.sh /path/to/longruns/results > /path/to/longruns/queue.log 2>&1 &
 # Run it from a work tree pinned at one commit (git worktree add --detach ../longrun HEAD) so that
 # every epoch of a run comes from the same code. The runs take priority over tests beside them (nice -5;
@@ -9,9 +10,6 @@ set -u
 out=${1:?usage: bench/longrun_queue.sh RESULTS_DIR (outside the tracked files)}
 export SUPERMASK_DATA_DIR=${SUPERMASK_DATA_DIR:-$(cd "$(dirname "$0")/../../shared/datasets" 2>/dev/null && pwd)}
 cd "$(dirname "$0")/.."
-for config in conv2_signed_sqrt6 conv4_signed conv4_baseline conv8_signed conv8_baseline_relu_head \
-              conv6_signed conv6_baseline conv8_baseline; do
-    echo "$(date -u +%FT%TZ) start $config (commit $(git rev-parse --short HEAD))"
-    nice -n -5 python train.py "configs/$config.yaml" --runs 1 --quiet --out "$out"
-    echo "$(date -u +%FT%TZ) end $config exit $?"
-done
+echo "$(date -u +%FT%TZ) start cifar_queue (commit $(git rev-parse --short HEAD))"
+nice -n -5 python reproduce.py cifar_queue --out "$out"
+echo "$(date -u +%FT%TZ) end cifar_queue exit $?"

@@ -11,6 +11,7 @@ import pytest
 
 import train
 from training.config import load_config
+from training.experiment_folder import claim_results_folder
 from training.schema import ConfigError, from_dict, shown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +170,7 @@ def test_an_empty_saved_experiment_config_gets_the_damaged_config_message(capsys
     config = tmp_path / "exp.yaml"
     config.write_text("training: {epochs: 1}\n")
     out = tmp_path / "results"
-    saved = train.claim_results_folder(load_config(config), out) / "config.yaml"
+    saved = claim_results_folder(load_config(config), out) / "config.yaml"
     saved.write_text("")
     assert train.main([str(config), "--out", str(out)]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]

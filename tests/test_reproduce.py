@@ -1,4 +1,5 @@
-"""reproduce.py: the plan (rows -> configs, runs, epochs, estimates), bad input, a real run with a failure."""
+"""reproduce.py, the command line of studies: the plan (rows -> configs, runs, epochs, estimates), bad input,
+a real run with a failure, a study's report."""
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from conftest import real_data_dir
 import reproduce
 from reporting.paper import PAPER_ROWS, match_paper_row
 from training import timing
+from training.study import CONFIGS, load_study, plan_study
 from training.config import load_config
 
 TINY = ["--set", "data.train_limit=128", "--set", "data.test_limit=128", "--set", "training.epochs=1"]
@@ -22,17 +24,19 @@ def plan_rows(output):
     rows = {}
     for line in output.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if len(cells) == 8 and cells[2].startswith("configs/"):
-            runs, to_train = re.fullmatch(r"(\d+) \((\d+)\)", cells[3]).groups()
-            rows[cells[2]] = (int(runs), int(to_train), cells[4])
+        if len(cells) == 7 and cells[1].startswith("configs/"):
+            runs, to_train = re.fullmatch(r"(\d+) \((\d+)\)", cells[2]).groups()
+            rows[cells[1]] = (int(runs), int(to_train), cells[3])
     return rows
 
 
 @pytest.mark.parametrize("row", sorted(PAPER_ROWS))
 def test_every_paper_row_has_a_signed_and_a_baseline_config_of_its_architecture(row):
-    for column, signed in (("signed", True), ("baseline", False)):
-        config = load_config(reproduce.config_path(row, column))
-        assert config.model.signed is signed
+    entries = [entry for entry in load_study("paper_main").experiments.values() if entry.row == row]
+    assert sorted(entry.side for entry in entries) == ["baseline", "signed"]
+    for entry in entries:
+        config = load_config(CONFIGS / entry.config)
+        assert config.model.signed is (entry.side == "signed")
         assert match_paper_row(config.model.name, config.model.width_multiplier, config.data.dataset) == row
 
 
@@ -70,6 +74,9 @@ def test_table_main_plans_every_row_and_marks_plateau_epochs_as_a_bound(tmp_path
     (["--rows", "FCN", "--columns", "signed,lottery"], "lottery"),
     (["--rows", "FCN", "--set", "training.epoch=3"], "training.epoch"),
     (["--rows", "FCN", "--runs", "0"], "--runs"),
+    (["mask_modes", "--only", "top_k_11"], "top_k_11"),
+    (["no_such_study"], "no_such_study"),
+    (["fcn_seeds", "--jobs", "0"], "--jobs"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, culprit):
     code = reproduce.main([*args, "--out", str(tmp_path / "r"), "--measure-steps", "0"])
@@ -88,10 +95,10 @@ def test_results_of_another_config_are_refused_before_anything_runs(tmp_path, ca
 
 def test_a_folder_taken_by_another_job_after_planning_fails_its_runs_and_the_rest_train(tmp_path, capsys,
                                                                                          monkeypatch):
-    import train
+    from training import study_run
     from training.runner import RunTrainer
     from training.schema import ConfigError
-    claim = train.claim_results_folder
+    claim = study_run.claim_results_folder
 
     def taken_for_signed(config, out_root):
         if config.experiment == "fcn_signed":
@@ -99,7 +106,7 @@ def test_a_folder_taken_by_another_job_after_planning_fails_its_runs_and_the_res
         return claim(config, out_root)
 
     trained = []
-    monkeypatch.setattr(train, "claim_results_folder", taken_for_signed)
+    monkeypatch.setattr(study_run, "claim_results_folder", taken_for_signed)
     monkeypatch.setattr(RunTrainer, "run", lambda self: trained.append((self.config.experiment, self.run_index)))
     code = reproduce.main(["--rows", "FCN", "--runs", "2", "--measure-steps", "0", "--no-figures",
                            "--out", str(tmp_path / "r")])
@@ -150,25 +157,14 @@ def test_timing_grows_the_run_until_steps_dominate_and_separates_overhead_and_co
         return [4.0 + 0.5 + 0.01 * steps, 0.5 + 0.01 * steps]
 
     monkeypatch.setattr(timing, "timed_epochs", simulated_epochs)
-    config = load_config(reproduce.config_path("FCN", "signed"))
-    experiment = reproduce.PlannedExperiment("FCN", "signed", reproduce.config_path("FCN", "signed"), config, [0])
-    epoch, compile_seconds = timing.measure(config, 2, None)
+    experiment = planned("fcn_signed")
+    epoch, compile_seconds = timing.measure(experiment.config, 2, None)
     assert calls == [256, 1024, 4096, 16384, 60000]     # until an epoch doubles and lasts >= 3 s
     test_forward = (10_000 - 128) / 128 * 0.01 / 3
     assert epoch == pytest.approx(0.5 + 469 * 0.01 + test_forward)
     assert compile_seconds == pytest.approx(4.0)
     experiment.epoch_seconds, experiment.compile_seconds = epoch, compile_seconds
     assert experiment.run_estimate() == pytest.approx(4.0 + 100 * epoch)
-
-
-def test_progress_rescales_the_remaining_estimate_by_the_runs_so_far():
-    progress = reproduce.Progress(total=4)
-    assert progress.remaining([100.0, 200.0]) == "0:05:00"
-    progress.record(seconds=30.0, estimate=60.0)          # runs took half their estimate so far
-    assert progress.remaining([100.0, 200.0]) == "0:02:30"
-    assert progress.remaining([100.0, None]) == "0:00:50 + 1 runs not timed"
-    assert progress.remaining([None]) == "unknown"
-    assert reproduce.clock(3 * 3600 + 62) == "3:01:02"
 
 
 # Issue 29 item 5: the plan comes within seconds, from FLOPs and earlier timings; measuring is --measure.
@@ -186,22 +182,22 @@ def test_dry_run_of_the_main_table_plans_within_seconds_without_keras(tmp_path):
     assert "estimate from FLOPs and earlier timings" in result.stdout and not (tmp_path / "r").exists()
 
 
-def planned(row, column):
-    config = load_config(reproduce.config_path(row, column))
-    return reproduce.PlannedExperiment(row, column, reproduce.config_path(row, column), config, [0])
+def planned(name):
+    [experiment] = plan_study(load_study("paper_main"), "/nonexistent", only=[name])
+    return experiment
 
 
 def test_this_machines_calibration_comes_first_and_is_scaled_by_flops(tmp_path, monkeypatch):
     from training.estimates import epoch_flops, record_calibration
 
     monkeypatch.setenv("SUPERMASK_CACHE_DIR", str(tmp_path / "cache"))
-    plan = [planned("FCN", "signed"), planned("FCN", "baseline"), planned("Conv2", "signed")]
+    plan = [planned("fcn_signed"), planned("fcn_baseline"), planned("conv2_signed")]
     monkeypatch.setattr(reproduce, "SHIPPED_RESULTS", tmp_path / "nothing shipped")
     reproduce.estimate_plan(plan, tmp_path / "r")
     assert all(experiment.epoch_seconds is None and "no estimate" in experiment.note for experiment in plan)
     assert "estimated time to train: unknown" in reproduce.plan_text(plan, tmp_path / "r")
     record_calibration(plan[0].config, 2.0, 1.5)
-    plan = [planned("FCN", "signed"), planned("FCN", "baseline"), planned("Conv2", "signed")]
+    plan = [planned("fcn_signed"), planned("fcn_baseline"), planned("conv2_signed")]
     reproduce.estimate_plan(plan, tmp_path / "r")
     assert (plan[0].epoch_seconds, plan[0].compile_seconds, plan[0].note) == (2.0, 1.5, "")
     for experiment in plan[1:]:
@@ -274,3 +270,20 @@ def test_flops_counted_from_the_config_equal_those_of_the_built_model(config_nam
 
     config = load_config(reproduce.ROOT / "configs" / f"{config_name}.yaml", overrides)
     assert forward_macs(config) == flops.forward_macs(build_experiment_model(config, config.seed))
+
+
+@pytest.mark.parametrize("study, shipped, outputs", [
+    ("agreement", ["agreement_conv2", "agreement_resnet20"], ["agreement.md"]),
+    ("mask_modes", ["mask_modes"], ["mask_modes/mask_modes.md"]),
+    ("fcn_seeds", ["fcn_seeds"], ["fcn_seeds/fcn_seeds.md", "fcn_seeds/fcn_seeds.png"]),
+])
+def test_a_studys_report_of_the_shipped_runs_regenerates_byte_identically(tmp_path, capsys, study, shipped, outputs):
+    import shutil
+    measured = reproduce.ROOT / "measured"
+    for name in shipped:
+        shutil.copytree(measured / name, tmp_path / name, ignore=shutil.ignore_patterns("*.md", "*.png"))
+    out = tmp_path / (shipped[0] if study != "agreement" else "")
+    assert reproduce.main([study, "--report-only", "--out", str(out)]) == 0
+    for name in outputs:
+        assert (tmp_path / name).read_bytes() == (measured / name).read_bytes(), name
+    assert capsys.readouterr().out == (tmp_path / outputs[0]).read_text()

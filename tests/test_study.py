@@ -64,6 +64,12 @@ def test_the_agreement_study_trains_the_authors_epochs_with_their_settings(tmp_p
     assert resnet.data.augment is False and resnet.data.train_limit is None
 
 
+def test_the_queue_script_runs_the_queue_study():
+    script = (ROOT / "bench" / "longrun_queue.sh").read_text()
+    assert "reproduce.py cifar_queue" in script and "train.py" not in script
+
+
+
 def test_mask_mode_study_matches_k_to_signed_closest(tmp_path):
     study = load_study("mask_modes")
     plan = {planned.name: planned for planned in plan_study(study, tmp_path)}

@@ -17,7 +17,8 @@ def check_results_folder(config, out_root):
     out_root = Path(out_root)
     existing = next(folder for folder in (out_root, *out_root.absolute().parents) if folder.exists())
     if not existing.is_dir():
-        raise ConfigError(f"--out {out_root}: not a directory" + (f" ({existing} is a file)" if existing != out_root else ""))
+        blocker = f" ({existing} is a file)" if existing != out_root else ""
+        raise ConfigError(f"--out {out_root}: not a directory{blocker}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out_root}: cannot write there ({existing} is read-only)")
     saved = out_root / config.experiment / "config.yaml"

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fileio import run_claim
 from training.experiment_folder import claim_results_folder, update_summary
 from training.schema import ConfigError, brief
 from training.study import resolved
@@ -106,8 +107,9 @@ class StudyRun:
             self.log(self.progress.line(position, f"{planned.name} run {index}", self.estimates_from(position)))
             started = time.perf_counter()
             try:
-                RunTrainer(experiment.config, index, self.out, data_dir=self.data_dir or experiment.config.data.dir,
-                           verbose=self.verbose).run()
+                with run_claim(self.out / planned.name, index):   # no other job trains this run meanwhile
+                    RunTrainer(experiment.config, index, self.out,
+                               data_dir=self.data_dir or experiment.config.data.dir, verbose=self.verbose).run()
             except Exception as error:  # one failed run must not stop the others
                 self.fail(position, planned.name, index, brief(error))
             else:
