@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from fileio import atomic_write_text  # noqa: E402
 from reporting.collect import config_value, read_experiment  # noqa: E402
+from reporting.intervals import t_cdf  # noqa: E402
 from reporting.tables import mean_range_text  # noqa: E402
-from training.results import statistics, t_cdf  # noqa: E402
+from training.results import statistics  # noqa: E402
 
 METRICS = (("test accuracy %", "accuracy"), ("remaining %", "remaining_percent"))
 

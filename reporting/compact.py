@@ -32,9 +32,9 @@ from masking import ScaledInitializer, masked_layers
 from models import build_experiment_model
 from reporting.npz import NpzReader
 from reporting.runmodel import buildable_config
-from training.config import ExperimentConfig, config_to_yaml, parse_yaml, without_retired_keys
+from training.config import config_to_yaml, parse_yaml, saved_config
 from training.run_record import is_finite_number
-from training.schema import brief, from_dict, shown
+from training.schema import brief, shown
 from training.signed_state import other_variables, set_mask
 
 FORMAT = "signed-supermask-compact/1"
@@ -130,9 +130,10 @@ def read_compact(path):
     with NpzReader(path) as npz:
         meta = _read_meta(path, npz)
         try:
-            config = from_dict(ExperimentConfig, without_retired_keys(parse_yaml(meta["config"])))
+            raw = parse_yaml(meta["config"])
         except ValueError as error:
             raise ValueError(f"{path}: meta config: {error}") from None
+        config = saved_config(raw, f"{path}: meta config")
         model = build_experiment_model(buildable_config(config), meta["seed"])
         layers, others = masked_layers(model), other_variables(model)
         if [layer.name for layer in layers] != [r["name"] for r in meta["layers"]]:

@@ -11,8 +11,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.config import ExperimentConfig, load_config, without_retired_keys
-from training.schema import from_dict, shown, to_dict, without_keys_that_keep_results
+from training.config import ExperimentConfig, load_config, saved_config
+from training.schema import shown, to_dict, without_keys_that_keep_results
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 NOT_COMPARED = ("experiment", "seed", "init.weights_dir")
@@ -104,7 +104,7 @@ def check_protocol(raw_config, key, side):
     reference = f"configs/{path.name}"
     protocol = _protocol(path)
     try:
-        ours = _compared_values(from_dict(ExperimentConfig, without_retired_keys(raw_config)))
+        ours = _compared_values(saved_config(raw_config, "config.yaml"))
     except (TypeError, ValueError) as error:
         return ProtocolCheck(reference, unreadable=str(error)[:120])
     differences = [(name, ours.get(name), value) for name, value in protocol.items() if ours.get(name) != value]

@@ -18,6 +18,7 @@ import export
 import init_example
 import masking.init_files
 import report
+import reporting.report
 from data import DatasetError, load_dataset
 from masking.init_files import FORMAT, InitFileError, init_file_path, load_init_file
 from models import build_experiment_model
@@ -220,7 +221,7 @@ def test_report_unwritable_out_exits_2(tmp_path, capsys, monkeypatch, case):
     blocker.write_text("a file, not a folder")
     out = {"file as --out": blocker, "file as parent": blocker / "report"}.get(case, tmp_path / "report")
     if case == "full disk":
-        monkeypatch.setattr(report, "atomic_write_text", no_space_left)
+        monkeypatch.setattr(reporting.report, "atomic_write_text", no_space_left)
     assert report.main([str(tmp_path / "results"), "--out", str(out), "--no-figures"]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith(f"error: --out {out}: cannot write")
@@ -232,7 +233,7 @@ def test_report_unwritable_default_root_names_it(tmp_path, capsys, monkeypatch):
     write_config(tmp_path / "results" / "fcn_signed", "FCN", "mnist", runs=1)
     write_finished_run(tmp_path / "results" / "fcn_signed", 0, 0.97, 3.7, 9000)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(report, "atomic_write_text", no_space_left)
+    monkeypatch.setattr(reporting.report, "atomic_write_text", no_space_left)
     assert report.main(["--no-figures"]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith("error: results: cannot write"), lines

@@ -57,19 +57,21 @@ def test_jobs_with_different_configs_started_together_cannot_share_a_folder(tmp_
     assert saved.optimizer.lr == float(winners.pop())
 
 
-def test_folder_made_with_other_bookkeeping_keys_or_the_retired_optimizer_name_is_reused(tmp_path):
+def test_folder_made_with_other_bookkeeping_keys_is_reused_and_one_with_a_retired_key_is_refused(tmp_path):
     config = tmp_path / "exp.yaml"
     config.write_text("training: {epochs: 1}\n")
     out = tmp_path / "results"
     experiment = experiment_folder.claim_results_folder(load_config(config), out)
     saved = experiment / "config.yaml"
-    saved.write_text(saved.read_text().replace("optimizer:\n", "optimizer:\n  name: sgdw\n"))
-    assert "name: sgdw" in saved.read_text()
     again = load_config(config, ["runs=9", "training.steps_per_execution=3", "training.eval_batch_size=7",
                                  "description=other words", "data.dir=/elsewhere"])
     assert experiment_folder.claim_results_folder(again, out) == experiment
     with pytest.raises(ConfigError, match="different config"):
         experiment_folder.claim_results_folder(load_config(config, ["training.batch_size=64"]), out)
+    saved.write_text(saved.read_text().replace("optimizer:\n", "optimizer:\n  name: sgdw\n"))
+    assert "name: sgdw" in saved.read_text()
+    with pytest.raises(ConfigError, match=r"config\.yaml: optimizer\.name: unknown key.*restore it"):
+        experiment_folder.claim_results_folder(again, out)
     saved.write_text("[unreadable")
     with pytest.raises(ConfigError, match=r"config\.yaml: not valid YAML.*restore it"):
         experiment_folder.claim_results_folder(again, out)

@@ -38,9 +38,6 @@ MAX_WD = 1.0
 # A config is a few hundred bytes; the caps keep a hostile file from costing time or memory.
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_DEPTH = 16
-# Keys that left the schema, with the one value they could have had: results written before (their
-# config.yaml, compact exports) still load through load_saved_config; a config that sets them is refused.
-RETIRED_KEYS = {"optimizer": {"name": "sgdw"}}
 
 
 @dataclass
@@ -269,7 +266,7 @@ def _names_key(raw, dotted_key):
     return True
 
 
-def load_config(path, overrides=(), retired_keys_allowed=False):
+def load_config(path, overrides=()):
     """Read (with its ``base:`` chain), override and validate a YAML config; errors name the file and key."""
     path = Path(path)
     chain = read_config_chain(path)
@@ -278,7 +275,7 @@ def load_config(path, overrides=(), retired_keys_allowed=False):
         if index:  # a base's experiment name is the base's own results folder: never inherited
             own_keys = {key: value for key, value in own_keys.items() if key != "experiment"}
         raw = deep_merge(raw, own_keys)
-    raw = copy.deepcopy(without_retired_keys(raw) if retired_keys_allowed else raw)
+    raw = copy.deepcopy(raw)
     parsed = []
     try:
         for override in overrides:
@@ -293,21 +290,19 @@ def load_config(path, overrides=(), retired_keys_allowed=False):
     return config
 
 
+def saved_config(raw, where):
+    """The config a results folder or an export recorded (``raw``, its mapping), read by today's schema: keys
+    the schema gained since count at their defaults; a ConfigError names ``where`` and the key. The one
+    reader of saved configs (config.yaml of a results folder, a compact file's meta)."""
+    try:
+        return from_dict(ExperimentConfig, raw)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}", error.key) from None
+
+
 def load_saved_config(path):
-    """The resolved config a results folder was made with (``config.yaml``); retired keys are dropped."""
-    return load_config(path, retired_keys_allowed=True)
-
-
-def without_retired_keys(raw):
-    """``raw`` less the RETIRED_KEYS that hold their one possible value (other values stay, and are refused)."""
-    if not isinstance(raw, dict):
-        return raw
-    raw = dict(raw)
-    for section, keys in RETIRED_KEYS.items():
-        if isinstance(raw.get(section), dict):
-            raw[section] = {key: value for key, value in raw[section].items()
-                            if key not in keys or keys[key] != value}
-    return raw
+    """The config a results folder was made with (its ``config.yaml``)."""
+    return saved_config(read_yaml_mapping(Path(path)), path)
 
 
 def _file_naming(key, chain, overrides):

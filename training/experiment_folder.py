@@ -5,10 +5,9 @@ import os
 from pathlib import Path
 
 from fileio import atomic_write_text, folder_lock
-from training.config import (ExperimentConfig, config_to_yaml, deep_merge, read_yaml_mapping,
-                             without_retired_keys)
+from training.config import ExperimentConfig, config_to_yaml, read_yaml_mapping, saved_config
 from training.results import summarize_experiment
-from training.schema import ConfigError, from_dict, to_dict, without_keys_that_keep_results
+from training.schema import ConfigError, to_dict, without_keys_that_keep_results
 
 
 def check_results_folder(config, out_root):
@@ -53,15 +52,13 @@ def check_same_config(saved, config):
     """Refuse to mix runs of different configs in one results folder (keys marked
     ``affects_results=False`` in the schema may differ)."""
     try:
-        previous = read_yaml_mapping(saved)
-        if not previous:
+        raw = read_yaml_mapping(saved)
+        if not raw:
             raise ConfigError(f"{saved}: empty")
+        previous = to_dict(saved_config(raw, saved))   # keys added to the schema since count at their default
     except ConfigError as error:
         raise ConfigError(f"{error}; this file records which config made the results there: restore it, "
                           f"or delete it if those runs may be overwritten") from None
-    previous = without_retired_keys(previous)
-    # Keys added to the schema after those results were written count at their default.
-    previous = deep_merge(to_dict(from_dict(ExperimentConfig, {})), previous)
     current = to_dict(config)
     previous, current = (without_keys_that_keep_results(ExperimentConfig, resolved)
                          for resolved in (previous, current))
