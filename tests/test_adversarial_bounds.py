@@ -17,8 +17,7 @@ from data import DatasetError, clear_dataset_cache, load_dataset
 from data import datasets as datasets_module
 from fileio import MAX_JSON_BYTES, UnreadableFileError, read_json
 from training.run_record import RunRecord
-from training.run_state import (DamagedState, check_checkpoint, checkpoint_bytes, read_checkpoint,
-                                read_legacy_checkpoint)
+from training.run_state import DamagedState, check_checkpoint, checkpoint_bytes, read_checkpoint
 
 MB = 1 << 20
 DEEP_JSON = "[" * 100_000 + "]" * 100_000   # 200 KB
@@ -77,11 +76,6 @@ def test_deeply_nested_checkpoint_state_is_damaged(tmp_path):
     np.savez(buffer, __state__=state)
     with pytest.raises(DamagedState, match="run state is not JSON"):
         read_checkpoint(io.BytesIO(buffer.getvalue()))
-    np.savez(tmp_path / "checkpoint.npz", model_0=np.zeros(3, np.float32))
-    (tmp_path / "checkpoint.json").write_text(DEEP_JSON)
-    with pytest.raises(DamagedState, match=r"unreadable checkpoint.json \(ValueError\)"):
-        read_legacy_checkpoint(tmp_path / "checkpoint.npz", tmp_path / "checkpoint.json",
-                               {"model/w": ((3,), "float32")})
 
 
 # Cause 4: small files that declare gigabytes are refused from their headers, or read only as far as needed.

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fileio import MAX_JSON_BYTES, NpzReader, parse_json, read_bounded
+from fileio import MAX_JSON_BYTES, NpzReader, parse_json
 
 CHECKPOINT = "checkpoint.npz"
-LEGACY_STATE = "checkpoint.json"  # the two-file checkpoint of earlier versions (positional keys)
 FORMAT = "supermask-checkpoint/2"
 STATE_KEY = "__state__"
 # A run folder holds no hidden files but the temporaries of atomic writes (fileio.atomic_path:
@@ -90,36 +89,6 @@ def read_checkpoint(path, variables=None):
 def read_checkpoint_state(path):
     """Only the run state of a checkpoint file (cheap: the variables are not read)."""
     return _with_reader(path, _read_state)
-
-
-def read_legacy_checkpoint(npz_path, json_path, variables):
-    """The two-file checkpoint of earlier versions, converted to (arrays by path, state).
-
-    Its variables are keyed by position; ``variables`` (path -> (shape, dtype), the model's then the
-    optimizer's in creation order) gives today's paths. Whether the two files belong to the same
-    epoch is left to :func:`check_checkpoint` (the optimizer step counter).
-    """
-    def load(reader):
-        paths_by_key = {}
-        for prefix in ("model", "optimizer"):
-            keys = sorted(key for key in reader.headers if key.startswith(prefix + "_"))
-            paths = [path for path in variables if path.startswith(prefix + "/")]
-            if len(keys) != len(paths):
-                raise DamagedState(f"checkpoint holds {len(keys)} {prefix} variables, the model has {len(paths)}")
-            paths_by_key.update(zip(keys, paths))
-        check_variables({path: reader.headers[key][:2] for key, path in paths_by_key.items()}, variables)
-        return {path: reader.read(key) for key, path in paths_by_key.items()}
-    arrays = _with_reader(npz_path, load)
-    try:
-        legacy = parse_json(read_bounded(json_path, MAX_JSON_BYTES))
-    except (OSError, ValueError) as error:  # UnicodeDecodeError, JSONDecodeError, nesting: ValueErrors
-        raise DamagedState(f"unreadable checkpoint.json ({type(error).__name__})") from None
-    if not isinstance(legacy, dict) or not isinstance(legacy.get("history"), dict):
-        raise DamagedState("checkpoint.json is not a run state")
-    history = legacy["history"]
-    epochs = len(history.get("train_loss", ())) if isinstance(history.get("train_loss"), list) else -1
-    return arrays, {"format": FORMAT, "epochs": epochs, "history": history,
-                    "callbacks": {"plateau": legacy.get("plateau")}}
 
 
 def check_variables(stored, variables):

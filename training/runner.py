@@ -22,8 +22,8 @@ from training.config import config_to_yaml
 from training.optim import TrainingLossPlateau, divergence_hint, make_optimizer, steps_per_epoch
 from training.results import empty_history, run_dir
 from training.run_record import RunRecord
-from training.run_state import (CHECKPOINT, LEGACY_STATE, DamagedState, check_checkpoint, read_checkpoint,
-                                read_legacy_checkpoint, remove_stale_temporaries, set_aside)
+from training.run_state import (CHECKPOINT, DamagedState, check_checkpoint, read_checkpoint, remove_stale_temporaries,
+                                set_aside)
 from training.schema import ConfigError
 from training.signed_state import write_signed_state
 from training.tensorboard import ScalarLog
@@ -207,32 +207,27 @@ class RunTrainer:
         variables and ``model.stop_training`` restored from the checkpoint; fresh ones (epoch 0)
         without a checkpoint or when it is damaged (then set aside, run_state.py)."""
         plateau = plateau_callback(self.config.training.schedule)
-        path, legacy_path = self.directory / CHECKPOINT, self.directory / LEGACY_STATE
-        present = [p for p in (path, legacy_path) if p.exists()]
-        if not present:
+        path = self.directory / CHECKPOINT
+        if not path.exists():
             return self._fresh_history(model), plateau
         variables = variables_by_path(model)
         specs = {key: (tuple(v.shape), v.dtype) for key, v in variables.items()}
         try:
-            arrays, state, legacy = self._read_checkpoint(path, legacy_path, specs)
+            arrays, state = read_checkpoint(path, specs)
             check_checkpoint(arrays, state, specs, self.config.training.epochs, steps, EpochHistory.KEYS,
                              MaskHistory.KEYS)
             if plateau is not None:
                 plateau.set_state(state["callbacks"]["plateau"])
-            # Checkpoints before format 2 did not record the stop; there the plateau rule decided.
-            stop_training = (plateau is not None and plateau.finished) if legacy else state["stop_training"]
+            stop_training = state["stop_training"]
             if not isinstance(stop_training, bool):
                 raise DamagedState("checkpoint stop_training is not true/false")
         except (KeyError, TypeError, ValueError) as error:  # DamagedState is a ValueError
             reason = str(error) if isinstance(error, DamagedState) else "checkpoint callback state unusable"
-            for damaged in present:
-                set_aside(damaged, reason + "; the run starts again from epoch 0", self._warn)
+            set_aside(path, reason + "; the run starts again from epoch 0", self._warn)
             return self._fresh_history(model), plateau_callback(self.config.training.schedule)
         for key, variable in variables.items():
             variable.assign(arrays[key])
         model.stop_training = stop_training
-        if not legacy:
-            legacy_path.unlink(missing_ok=True)  # left over from converting an older checkpoint
         self._log(f"resuming after epoch {state['epochs']}")
         return state["history"], plateau
 
@@ -240,16 +235,6 @@ class RunTrainer:
         history = empty_history()
         MaskHistory(history, self.config.model.signed).record(model)
         return history
-
-    @staticmethod
-    def _read_checkpoint(path, legacy_path, variables):
-        """(arrays, state, is_legacy); a checkpoint.json beside a state-less npz is the older format."""
-        try:
-            return (*read_checkpoint(path, variables), False)
-        except DamagedState:
-            if not legacy_path.exists():
-                raise
-        return (*read_legacy_checkpoint(path, legacy_path, variables), True)
 
     def _write_failure(self, history, failure, initial_values):
         write_json(self.directory / "history.json", history)
@@ -274,8 +259,7 @@ class RunTrainer:
             training_seconds=float(sum(history["epoch_seconds"])), versions=library_versions(),
             init=initial_values.to_json(), precision=self.config.training.precision)
         record.write(self.directory)
-        for name in (CHECKPOINT, LEGACY_STATE):
-            (self.directory / name).unlink(missing_ok=True)
+        (self.directory / CHECKPOINT).unlink(missing_ok=True)
         self._log(f"finished: test_acc {record.final['test_accuracy']:.4f}  remaining {remaining:.2f}%")
         return record.to_json()
 
