@@ -37,7 +37,6 @@ from masking.layers import iter_layers, masked_layers
 from masking.messages import shown
 
 FORMAT = "signed-supermask-init/1"
-DEFAULT_WEIGHTS_DIR = "weights"   # init.weights_dir's default; $SUPERMASK_WEIGHTS_DIR replaces it
 KINDS = ("weights", "scores", "baseline")
 _REQUIRED_KEYS = ("format", "model", "kind", "initializer", "seed", "run", "layers")
 _SCALAR_TYPES = (str, int, float, bool, type(None))

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from masking.fans import DISTRIBUTIONS, SCALINGS
 
 DEFAULT_SEED = 7531                 # run i uses DEFAULT_SEED + i (SPEC §2.7)
+DEFAULT_WEIGHTS_DIR = "weights"     # init.weights_dir: the init_example.py pickles; $SUPERMASK_WEIGHTS_DIR replaces it
 DEFAULT_THRESHOLD_FRACTION = 0.4    # p in tau = p * max|S_0| (the authors' tanh_th)
 
 

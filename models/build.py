@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fileio import file_sha256
-from masking.init_files import (DEFAULT_WEIGHTS_DIR, InitFileError, apply_init_file, init_file_path,
-                                load_init_file)
-from masking.init_spec import DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, InitSpec
+from masking.init_files import InitFileError, apply_init_file, init_file_path, load_init_file
+from masking.init_spec import DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT_WEIGHTS_DIR, InitSpec
 from masking.messages import shown
 from models.conv import build_conv
 from models.fcn import build_fcn

@@ -18,14 +18,13 @@ from typing import Optional
 import yaml
 
 from fileio import open_regular
-from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT,
-                               InitSpec)
+from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT_WEIGHTS_DIR, SIGNED_SCORE_INIT,
+                               SIGNED_WEIGHT_INIT, InitSpec)
 from masking.mask_rule import MASK_MODES, TOP_K_MODES
 from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
 from training.schema import (ConfigError, describe, from_dict, option, set_dotted, shown, to_dict,
                              without_keys_that_keep_results)
 
-DEFAULT_WEIGHTS_DIR = "weights"
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policy names
 MAX_WIDTH_MULTIPLIER = 64

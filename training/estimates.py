@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from data.datasets import CACHE_DIR_ENV, DEFAULT_CACHE_DIR, INPUT_SHAPES, NUM_CLASSES
-from fileio import UnreadableFileError, read_json, run_folder_index, write_json
+from fileio import UnreadableFileError, read_json, write_json
 from models.registry import CONV_HEAD_UNITS, MODEL_FAMILIES
+from training.results import run_folders
 
 TRAIN_EXAMPLES = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
 TEST_EXAMPLES = {"mnist": 10_000, "cifar10": 10_000, "cifar100": 10_000}
@@ -114,11 +115,9 @@ def recorded_timings(root):
     timings = []
     for experiment in sorted(Path(root).glob("*/config.yaml")):
         seconds = []
-        for history_path in experiment.parent.glob("run_*/history.json"):
-            if run_folder_index(history_path.parent.name) is None:
-                continue
+        for _, run in run_folders(experiment.parent):
             try:
-                history = read_json(history_path)
+                history = read_json(run / "history.json")
             except UnreadableFileError:
                 continue
             values = history.get("epoch_seconds") if isinstance(history, dict) else None
