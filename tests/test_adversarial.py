@@ -75,6 +75,7 @@ def test_summary_skips_foreign_folders_and_unreadable_sibling_runs(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["skipped"] == summary["skipped"]
 
 
+@pytest.mark.slow
 def test_inspect_of_a_bad_init_file_exits_2(tmp_path):
     bad = tmp_path / "bad.pkl"
     bad.write_bytes(b"not a pickle")

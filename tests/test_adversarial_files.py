@@ -102,6 +102,7 @@ for path in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_shared_reference_pickles_are_refused_fast_in_bounded_memory(tmp_path):
     paths = [str(write_pickle(tmp_path / f"bomb_{name.replace(' ', '_')}.pkl", make(shared_reference_bomb())))
              for name, make in sorted(BOMBS.items())]
@@ -114,6 +115,7 @@ def test_shared_reference_pickles_are_refused_fast_in_bounded_memory(tmp_path):
         assert message.startswith(f"{path}: ") and len(message) < 400, message
 
 
+@pytest.mark.slow
 def test_inspect_and_train_refuse_a_shared_reference_init_file(tmp_path):
     config = tmp_path / "bomb.yaml"
     config.write_text(f"experiment: bomb\nmodel: {{name: FCN}}\ntraining: {{epochs: 1}}\n"

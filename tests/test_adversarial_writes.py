@@ -40,6 +40,7 @@ def error_lines(capsys):
 
 # Cause 10: a full disk, a read-only folder or a file in the way is one line, and nothing is lost.
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failing_epoch", [1, 2])
 def test_full_disk_at_a_checkpoint_keeps_the_last_good_one_and_says_so(tmp_path, capsys, monkeypatch, failing_epoch):
     writes = []
@@ -93,6 +94,7 @@ def test_a_file_where_a_folder_goes_is_one_line(tmp_path, capsys, blocked):
     assert blocker.read_text() == "a file"
 
 
+@pytest.mark.slow
 def test_summary_that_cannot_be_written_after_the_run_keeps_the_run(tmp_path, capsys):
     summary = tmp_path / "out" / "tiny" / "summary.json"
     summary.mkdir(parents=True)
@@ -105,6 +107,7 @@ def test_summary_that_cannot_be_written_after_the_run_keeps_the_run(tmp_path, ca
 
 # Not promised before: Ctrl-C says where the run resumes, in one line, exit 130.
 
+@pytest.mark.slow
 def test_ctrl_c_says_where_the_same_command_resumes(tmp_path, capsys, monkeypatch):
     original = EpochLog.on_epoch_end
 

@@ -358,6 +358,7 @@ def test_real_mnist():
     np.testing.assert_allclose(dataset.x_test.std(axis=1), 1.0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_real_cifar10_through_jpeg_cache(tmp_path, monkeypatch):
     """The only test that decodes the full JPEG container (seconds to ~30 s, depending on the CPU)."""
     jpeg_path = real_data_dir("cifar10_jpeg.npz") / "cifar10_jpeg.npz"

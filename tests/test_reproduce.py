@@ -117,6 +117,7 @@ def test_a_folder_taken_by_another_job_after_planning_fails_its_runs_and_the_res
     assert "[reproduce] 2 of 4 runs finished, 2 failed" in output
 
 
+@pytest.mark.slow
 def test_real_run_of_two_rows_reports_a_failed_run_continues_and_exits_1(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SUPERMASK_DATA_DIR", str(real_data_dir("mnist.npz", "cifar10_jpeg.npz")))
     from training.runner import RunTrainer, TrainingError

@@ -178,6 +178,7 @@ def test_signed_training_step_changes_only_scores_and_trainable_bn():
             np.testing.assert_array_equal(after[path], value, err_msg=f"{path} changed")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras' own saving code
 def test_keras_save_load_round_trip_gives_identical_predictions(tmp_path):
     model = resnet20()

@@ -47,6 +47,7 @@ def test_epoch_scalars_name_losses_learning_rate_and_mask_fractions():
                                          "masks/d/kept": 0.2, "masks/d/hidden": 0.5, "masks/d/inverted": 0.3}
 
 
+@pytest.mark.slow
 def test_scalars_survive_a_kill_and_rerun_with_every_epoch_once(tmp_path, monkeypatch, capsys):
     """Killed while epoch 2's scalars are appended (half a record written): the rerun resumes after
     epoch 2 and the event file holds steps 0..3 once each, equal to history.json."""
@@ -88,6 +89,7 @@ def test_scalars_survive_a_kill_and_rerun_with_every_epoch_once(tmp_path, monkey
     assert np.isclose(events[0][1]["remaining_percent"], history["remaining_percent"][0])
 
 
+@pytest.mark.slow
 def test_the_install_line_gives_tensorboard_and_it_reads_our_event_files(tmp_path):
     """Issue 29 item 6: TensorFlow 2.21 no longer pulls TensorBoard in, so requirements.txt (the README's
     install line) names it; the `tensorboard` command runs, and its own reader sees every scalar."""
