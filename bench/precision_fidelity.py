@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fileio import atomic_write_text  # noqa: E402
-from reporting.collect import config_value, read_experiment  # noqa: E402
+from reporting.collect import config_value, read_experiment, schema_default  # noqa: E402
 from reporting.intervals import t_cdf  # noqa: E402
-from reporting.tables import mean_range_text  # noqa: E402
+from reporting.tables import markdown_table, mean_range_text  # noqa: E402
 from training.results import statistics  # noqa: E402
 
 METRICS = (("test accuracy %", "accuracy"), ("remaining %", "remaining_percent"))
@@ -55,14 +55,12 @@ def read_side(folder):
     runs = experiment.finished
     if len(runs) < 2:
         raise ValueError(f"{folder}: {len(runs)} finished run(s); the comparison needs at least 2 per folder")
-    return config_value(experiment.config, "training", "precision", "float32"), runs
+    return config_value(experiment.config, "training", "precision", schema_default("training", "precision")), runs
 
 
 def final_table(reference, other):
     (label_a, runs_a), (label_b, runs_b) = reference, other
-    lines = [f"| metric | {label_a}: n, mean ± sd [min, max] | {label_b}: n, mean ± sd [min, max] | "
-             f"difference (Welch t, df, two-sided p) | all of the second inside the first's range |",
-             "|---|---|---|---|---|"]
+    rows = []
     for title, key in METRICS:
         values_a, values_b = [getattr(run, key) for run in runs_a], [getattr(run, key) for run in runs_b]
         cells = [title]
@@ -72,8 +70,10 @@ def final_table(reference, other):
         difference, t, df, p = welch_test(values_a, values_b)
         cells.append(f"{difference:+.2f} (t = {t:.2f}, df = {df:.1f}, p = {p:.3g})")
         cells.append("yes" if min(values_a) <= min(values_b) and max(values_b) <= max(values_a) else "no")
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        rows.append(cells)
+    header = ["metric", f"{label_a}: n, mean ± sd [min, max]", f"{label_b}: n, mean ± sd [min, max]",
+              "difference (Welch t, df, two-sided p)", "all of the second inside the first's range"]
+    return markdown_table(header, rows).split("\n")
 
 
 def epoch_table(reference, other):
@@ -82,15 +82,16 @@ def epoch_table(reference, other):
     histories = [[run.history for run in runs if run.history] for runs in (runs_a, runs_b)]
     epochs = min((len(h["test_accuracy"]) for side in histories for h in side), default=0)
     shown = range(epochs + 1) if epochs <= 10 else sorted({*range(0, epochs + 1, 10), epochs})
-    lines = [f"| after epoch | {label_a} test acc % | {label_b} test acc % | {label_a} remaining % | "
-             f"{label_b} remaining % |", "|---|---|---|---|---|"]
+    rows = []
     for epoch in shown:
         cells = [f"{epoch} (init)" if epoch == 0 else str(epoch)]
         cells += ["–" if epoch == 0 else mean_range_text([100 * h["test_accuracy"][epoch - 1] for h in side])
                   for side in histories]
         cells += [mean_range_text([h["remaining_percent"][epoch] for h in side]) for side in histories]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        rows.append(cells)
+    header = ["after epoch", f"{label_a} test acc %", f"{label_b} test acc %", f"{label_a} remaining %",
+              f"{label_b} remaining %"]
+    return markdown_table(header, rows).split("\n")
 
 
 def report(reference_folder, other_folder):
