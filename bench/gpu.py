@@ -123,18 +123,21 @@ def flop_counts(models):
 
 
 def summary(payload):
-    lines = ["| model | precision | plain ms/step | signed ms/step | signed images/s | forward GFLOP/image | "
-             "signed TFLOP/s |", "|---|---|---|---|---|---|---|"]
-    flops = payload.get("flops", {})
+    from reporting.tables import markdown_table
+
+    rows, flops = [], payload.get("flops", {})
     for row in payload.get("step_times", []):
         if "error" in row:
-            lines.append(f"| {row['model']} | failed | | | | | |")
+            rows.append([row["model"], "failed", "", "", "", "", ""])
             continue
         forward = flops.get(row["model"])
         rate = forward and 3 * forward * row["signed"]["images_per_s"] / 1e12
-        lines.append(f"| {row['model']} | {row['precision']} | {row['plain']['step_ms']:.2f} | {row['signed']['step_ms']:.2f} | "
-                     f"{row['signed']['images_per_s']:,.0f} | {forward / 1e9 if forward else float('nan'):.3f} | "
-                     f"{rate or float('nan'):.2f} |")
+        rows.append([row["model"], row["precision"], f"{row['plain']['step_ms']:.2f}", f"{row['signed']['step_ms']:.2f}",
+                     f"{row['signed']['images_per_s']:,.0f}", f"{forward / 1e9 if forward else float('nan'):.3f}",
+                     f"{rate or float('nan'):.2f}"])
+    header = ["model", "precision", "plain ms/step", "signed ms/step", "signed images/s", "forward GFLOP/image",
+              "signed TFLOP/s"]
+    lines = [markdown_table(header, rows)]
     run = payload.get("conv2_run")
     if run and "error" not in run:
         lines.append(f"\nConv2 signed, {run['epochs']} epochs, {run['precision']}: test accuracy {100 * run['final']['test_accuracy']:.2f} %, "
