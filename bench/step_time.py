@@ -77,11 +77,13 @@ def precision_list(text):
 
 def precision_table(rows, precisions):
     """Markdown lines: per model, plain and signed ms/step in each precision and their ratio to the first."""
+    from reporting.tables import markdown_table
+
     first, others = precisions[0], precisions[1:]
     header = ["model"] + [f"{variant} {p} ms" for variant in ("plain", "signed") for p in precisions]
     header += [f"{variant} {p} / {first}" for variant in ("plain", "signed") for p in others]
     header += [f"signed/plain {p}" for p in precisions]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table = []
     for name in dict.fromkeys(row["model"] for row in rows):
         by_precision = {row["precision"]: row for row in rows if row["model"] == name}
         cells = [name] + [f"{by_precision[p][variant]['step_ms']:.2f}" for variant in ("plain", "signed")
@@ -89,8 +91,8 @@ def precision_table(rows, precisions):
         cells += [f"{by_precision[p][variant]['step_ms'] / by_precision[first][variant]['step_ms']:.3f}"
                   for variant in ("plain", "signed") for p in others]
         cells += [f"{by_precision[p]['ratio']:.3f}" for p in precisions]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        table.append(cells)
+    return markdown_table(header, table).split("\n")
 
 
 def main():
@@ -125,12 +127,12 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; python "
           f"{platform.python_version()}; keras {rows[0]['signed']['keras'] if rows else '?'} ({backend}); "
           f"jit_compile={args.jit_compile}, steps_per_execution={args.steps_per_execution}, batch {args.batch_size}")
-    print("| model | precision | plain ms/step | signed ms/step | ratio | signed images/s | peak RSS plain / signed MB |")
-    print("|---|---|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['model']} | {row['precision']} | {row['plain']['step_ms']:.2f} | {row['signed']['step_ms']:.2f} | "
-              f"{row['ratio']:.3f} | {row['signed']['images_per_s']:.0f} | "
-              f"{row['plain']['peak_rss_mb']:.0f} / {row['signed']['peak_rss_mb']:.0f} |")
+    from reporting.tables import markdown_table
+    print(markdown_table(["model", "precision", "plain ms/step", "signed ms/step", "ratio", "signed images/s",
+                          "peak RSS plain / signed MB"],
+                         [[row["model"], row["precision"], f"{row['plain']['step_ms']:.2f}", f"{row['signed']['step_ms']:.2f}",
+                           f"{row['ratio']:.3f}", f"{row['signed']['images_per_s']:.0f}",
+                           f"{row['plain']['peak_rss_mb']:.0f} / {row['signed']['peak_rss_mb']:.0f}"] for row in rows]))
     if len(args.precision) > 1:
         print("\n".join(["", *precision_table(rows, args.precision)]))
 
