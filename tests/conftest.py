@@ -39,6 +39,12 @@ def working_tree_results_untouched():
     assert not changed, f"tests changed the working tree's weights/ or results/: {changed[:5]}"
 
 
+# Two logical CPU devices for JAX; a busy machine can hold one device thread past XLA's 40 s all-reduce
+# rendezvous (it aborted a run once), so the tests allow it 600 s.
+JAX_TWO_CPU_DEVICES = ("--xla_force_host_platform_device_count=2"
+                       " --xla_cpu_collective_call_terminate_timeout_seconds=600")
+
+
 def real_data_dir(*file_names):
     """The folder with the real datasets: $SUPERMASK_DATA_DIR or ../shared/datasets.
 

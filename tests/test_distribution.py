@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import real_data_dir
+from conftest import JAX_TWO_CPU_DEVICES, real_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--runs", "1", "--quiet", "--set", "experiment=fcn_signed", "--set", "data.train_limit=4000",
@@ -65,9 +65,7 @@ def test_jax_data_parallel_on_two_cpu_devices(tmp_path):
     out = tmp_path / "data_parallel"
     stdout = run([sys.executable, "train.py", "configs/fcn_signed.yaml", "--out", str(out), "--data-dir",
                   str(data_dir), *SMALL, "--set", "training.distribution=data_parallel"],
-                 env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"
-                              # a busy machine can hold one device thread past XLA's 40 s all-reduce rendezvous
-                              " --xla_cpu_collective_call_terminate_timeout_seconds=600"})
+                 env={"KERAS_BACKEND": "jax", "XLA_FLAGS": JAX_TWO_CPU_DEVICES})
     assert "data_parallel over 2 devices" in stdout
     accuracy, remaining = final_metrics(out)
     reference_accuracy, reference_remaining = single_device(tmp_path, data_dir, "jax")

@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import real_data_dir
+from conftest import JAX_TWO_CPU_DEVICES, real_data_dir
 
 import export
 from masking import SignedSupermaskDense, masked_layers
@@ -113,8 +113,7 @@ def train_subprocess(tmp_path, backend, *args, script=None, env=None):
                     reason="jax not installed (CI installs it)")
 def test_bfloat16_trains_on_jax_over_two_devices(tmp_path):
     stdout = train_subprocess(tmp_path, "jax", "--set", "training.distribution=data_parallel",
-                              env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"   # and past a busy machine's stalls:
-                                                " --xla_cpu_collective_call_terminate_timeout_seconds=600"})
+                              env={"XLA_FLAGS": JAX_TWO_CPU_DEVICES})
     assert "data_parallel over 2 devices" in stdout
 
 
