@@ -174,17 +174,18 @@ def plan_text(plan, out_root):
 
     rows, total, unknown = [], 0.0, 0
     for experiment in plan:
-        per_run = experiment.run_estimate()
+        per_run, left = experiment.run_estimate(), experiment.estimate_to_train()
         to_train = len(experiment.to_train)
         if per_run is None and to_train:
             unknown += 1
-        total += (per_run or 0.0) * to_train
+        total += left or 0.0
         bound = "≤ " if experiment.epochs_are_bound else ""
+        resumed = "".join(f", run {index} resumes after epoch {done}" for index, done in experiment.resumes_after.items())
         rows.append([experiment.name, experiment.config_path.relative_to(ROOT).as_posix(),
-                     f"{experiment.runs} ({to_train})", f"{bound}{experiment.epochs or '?'}",
+                     f"{experiment.runs} ({to_train}{resumed})", f"{bound}{experiment.epochs or '?'}",
                      f"{experiment.epoch_seconds:.1f}" if experiment.epoch_seconds is not None else "?",
                      f"{bound}{clock(per_run)}" if per_run is not None else "?",
-                     f"{bound}{clock(per_run * to_train)}" if per_run is not None else "?"])
+                     f"{bound}{clock(left)}" if left is not None else "?"])
     header = ["experiment", "config", "runs (to train)", "epochs", "s/epoch", "est. per run", "est. to train"]
     lines = [markdown_table(header, rows)]
     runs = sum(experiment.runs for experiment in plan)

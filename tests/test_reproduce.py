@@ -25,7 +25,7 @@ def plan_rows(output):
     for line in output.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         if len(cells) == 7 and cells[1].startswith("configs/"):
-            runs, to_train = re.fullmatch(r"(\d+) \((\d+)\)", cells[2]).groups()
+            runs, to_train = re.fullmatch(r"(\d+) \((\d+)(?:, run \d+ resumes after epoch \d+)*\)", cells[2]).groups()
             rows[cells[1]] = (int(runs), int(to_train), cells[3])
     return rows
 
@@ -205,6 +205,26 @@ def test_this_machines_calibration_comes_first_and_is_scaled_by_flops(tmp_path, 
         assert experiment.epoch_seconds == pytest.approx(2.0 * epoch_flops(experiment.config) /
                                                          epoch_flops(plan[0].config))
         assert "scaled by FLOPs from fcn_signed (timed here)" in experiment.note
+
+
+def test_the_plan_counts_only_the_epochs_an_interrupted_run_has_left(tmp_path):
+    from training.run_state import CHECKPOINT, checkpoint_bytes
+
+    out = tmp_path / "r"
+    (out / "conv2_signed" / "run_1").mkdir(parents=True)
+    state = {"epochs": 60, "stop_training": False, "history": {}, "callbacks": {}}
+    (out / "conv2_signed" / "run_1" / CHECKPOINT).write_bytes(checkpoint_bytes({}, state))
+    (out / "conv2_signed" / "run_2").mkdir()
+    (out / "conv2_signed" / "run_2" / CHECKPOINT).write_bytes(b"not a zip")   # damaged: starts over
+    [experiment] = plan_study(load_study("paper_main"), out, runs=3, only=["conv2_signed"])
+    assert experiment.to_train == [0, 1, 2] and experiment.resumes_after == {1: 60}
+    experiment.epoch_seconds, experiment.compile_seconds = 10.0, 5.0
+    assert experiment.run_estimate() == experiment.run_estimate(0) == 5.0 + 100 * 10.0
+    assert experiment.run_estimate(1) == 5.0 + 40 * 10.0
+    assert experiment.estimate_to_train() == 3 * 5.0 + 240 * 10.0
+    text = reproduce.plan_text([experiment], out)
+    assert "| 3 (3, run 1 resumes after epoch 60) |" in text and "0:40:15" in text
+    assert plan_rows(text) == {"configs/conv2_signed.yaml": (3, 3, "100")}
 
 
 def test_measure_times_into_the_cache_and_removes_the_scratch_of_killed_processes(tmp_path, monkeypatch):

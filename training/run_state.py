@@ -91,6 +91,16 @@ def read_checkpoint_state(path):
     return _with_reader(path, _read_state)
 
 
+def epochs_done(run_folder):
+    """Epochs an interrupted run has finished (its checkpoint's count): 0 without a readable checkpoint
+    (a damaged one is set aside, and the run starts over, only when it trains)."""
+    try:
+        epochs = read_checkpoint_state(Path(run_folder) / CHECKPOINT).get("epochs")
+    except (OSError, DamagedState):
+        return 0
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else 0
+
+
 def check_variables(stored, variables):
     """DamagedState unless ``stored`` (name -> (shape, dtype)) holds exactly ``variables``' names,
     each with its shape and dtype."""

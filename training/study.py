@@ -23,6 +23,7 @@ from fileio import run_folder_name
 from training.config import MAX_RUNS, deep_merge, load_config, read_config_chain
 from training.results import run_folders, statistics
 from training.run_record import RunRecord
+from training.run_state import epochs_done
 from training.schema import ConfigError, from_dict, option, shown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +66,7 @@ class PlannedExperiment:
     config: Optional[object]
     to_train: list
     runs: int
+    resumes_after: dict = field(default_factory=dict)   # run index -> epochs its checkpoint has finished
     epoch_seconds: Optional[float] = None
     compile_seconds: Optional[float] = None
     note: str = ""
@@ -80,11 +82,19 @@ class PlannedExperiment:
         """The plateau schedule stops by itself; its epochs are an upper bound."""
         return self.config is not None and self.config.training.schedule.kind == "plateau"
 
-    def run_estimate(self):
-        """Estimated seconds of one run trained from scratch, or None when not estimated."""
+    def run_estimate(self, index=None):
+        """Estimated seconds of one run, or None when not estimated: from scratch, or with ``index`` from
+        where that run's checkpoint left it."""
         if self.epoch_seconds is None:
             return None
-        return self.compile_seconds + self.epochs * self.epoch_seconds
+        left = max(self.epochs - self.resumes_after.get(index, 0), 0)
+        return self.compile_seconds + left * self.epoch_seconds
+
+    def estimate_to_train(self):
+        """Estimated seconds of every run still to train (interrupted ones from their checkpoints), or None."""
+        if self.epoch_seconds is None:
+            return None
+        return sum(self.run_estimate(index) for index in self.to_train)
 
 
 def study_path(name):
@@ -173,9 +183,10 @@ def plan_experiment(study, name, out_root, runs=None, overrides=()):
     checked.runs = count
     if not note:
         config = checked
-    to_train = [index for index in range(count)
-                if RunRecord.read_finished(Path(out_root) / name / run_folder_name(index)) is None]
-    return PlannedExperiment(name, entry, config_path, config, to_train, count, note=note,
+    folders = {index: Path(out_root) / name / run_folder_name(index) for index in range(count)}
+    to_train = [index for index in range(count) if RunRecord.read_finished(folders[index]) is None]
+    resumes_after = {index: done for index in to_train if (done := epochs_done(folders[index]))}
+    return PlannedExperiment(name, entry, config_path, config, to_train, count, resumes_after, note=note,
                              command_overrides=list(overrides), overrides=sets)
 
 

@@ -71,7 +71,7 @@ class StudyRun:
         self.log(f"[reproduce] run {position} of {len(self.jobs)} failed: {name} run {index}: {reason}")
 
     def estimates_from(self, position):
-        return [planned.run_estimate() for planned, index in self.jobs[position - 1:] if index in planned.to_train]
+        return [planned.run_estimate(index) for planned, index in self.jobs[position - 1:] if index in planned.to_train]
 
     def claim(self, position, planned):
         """The planned experiment with its config and folder claimed, or None (its runs fail, with the reason)."""
@@ -114,7 +114,7 @@ class StudyRun:
                 self.fail(position, planned.name, index, brief(error))
             else:
                 if index in planned.to_train:
-                    self.progress.record(time.perf_counter() - started, experiment.run_estimate())
+                    self.progress.record(time.perf_counter() - started, planned.run_estimate(index))
             self.summarize(planned.name)
         return self.finish()
 
