@@ -98,7 +98,7 @@ def epochs_done(run_folder):
         epochs = read_checkpoint_state(Path(run_folder) / CHECKPOINT).get("epochs")
     except (OSError, DamagedState):
         return 0
-    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else 0
+    return epochs if is_epoch_count(epochs) else 0
 
 
 def check_variables(stored, variables):
@@ -114,6 +114,11 @@ def check_variables(stored, variables):
         if tuple(stored_shape) != tuple(shape) or stored_dtype != np.dtype(dtype):
             raise DamagedState(f"checkpoint variable {path!r} is {stored_dtype}{list(stored_shape)[:8]}, "
                                f"the model has {np.dtype(dtype)}{list(shape)}")
+
+
+def is_epoch_count(value):
+    """A checkpoint's finished-epoch count: a positive int (a JSON ``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def is_number(value):
@@ -142,7 +147,7 @@ def check_checkpoint(arrays, state, variables, max_epochs, steps_per_epoch, per_
     epochs x steps per epoch, which also proves that the arrays and the state were written for the same epoch.
     """
     epochs = state.get("epochs")
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+    if not is_epoch_count(epochs):
         raise DamagedState(f"checkpoint claims {str(epochs)[:30]} epochs")
     if epochs > max_epochs:
         raise DamagedState(f"checkpoint claims {epochs} epochs, the config trains {max_epochs}")
