@@ -135,9 +135,14 @@ def _load_from_keras(name):
         (x_train, y_train), (x_test, y_test) = loader(label_mode="fine") if name == "cifar100" else loader()
     except Exception as error:
         raise DatasetError(f"keras.datasets.{name} could not be loaded ({type(error).__name__}: {error}); "
-                           f"pass --data-dir or set {DATA_DIR_ENV} to a folder with {name}.npz") from error
+                           f"pass --data-dir or set {DATA_DIR_ENV} to a folder with {_offline_files(name)}") from error
     return {"x_train": np.asarray(x_train), "y_train": np.asarray(y_train), "x_test": np.asarray(x_test),
             "y_test": np.asarray(y_test)}
+
+
+def _offline_files(name):
+    """The file names a data folder may hold for ``name``, as an error message lists them."""
+    return f"{name}.npz or cifar10_jpeg.npz" if name == "cifar10" else f"{name}.npz"
 
 
 def _load_from_dir(name, data_dir, limits):

@@ -189,9 +189,9 @@ def test_missing_unreadable_or_unknown(tmp_path):
         load_dataset("svhn", data_dir=tmp_path)
 
 
-def fake_keras(load_data):
+def fake_keras(load_data, name="mnist"):
     module = types.ModuleType("keras")
-    module.datasets = types.SimpleNamespace(mnist=types.SimpleNamespace(load_data=load_data))
+    module.datasets = types.SimpleNamespace(**{name: types.SimpleNamespace(load_data=load_data)})
     return module
 
 
@@ -204,8 +204,12 @@ def test_keras_fallback_without_data_dir(monkeypatch):
     assert dataset.source == "keras.datasets" and dataset.x_test.shape == (4, 784)
     clear_dataset_cache()
     monkeypatch.setitem(sys.modules, "keras", fake_keras(lambda: open("/no/network")))
-    with pytest.raises(DatasetError, match="FileNotFoundError.*--data-dir or set SUPERMASK_DATA_DIR"):
+    with pytest.raises(DatasetError, match="FileNotFoundError.*--data-dir or set SUPERMASK_DATA_DIR to a folder "
+                                           "with mnist.npz$"):
         load_dataset("mnist")
+    monkeypatch.setitem(sys.modules, "keras", fake_keras(lambda: open("/no/network"), name="cifar10"))
+    with pytest.raises(DatasetError, match="a folder with cifar10.npz or cifar10_jpeg.npz$"):
+        load_dataset("cifar10")
 
 
 @pytest.mark.slow
