@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fileio import atomic_write_bytes, write_json  # noqa: E402
 from training.results import run_folders  # noqa: E402
-from training.run_state import DamagedState, read_checkpoint_state  # noqa: E402
+from training.run_state import checkpoint_history  # noqa: E402
 
 EXPERIMENT_FILES = ("config.yaml", "summary.json")
 RUN_FILES = ("config.yaml", "run.json", "history.json", "masks.npz", "extra_state.npz")
@@ -32,19 +32,11 @@ def ship(experiment_dir, dest_root):
         for name in RUN_FILES:
             if (run / name).is_file():
                 copied.append(_copy(run / name, target / run.name / name))
-        history = None if (run / "history.json").is_file() else _history_so_far(run)
+        history = None if (run / "history.json").is_file() else checkpoint_history(run)
         if history is not None:
             write_json(target / run.name / "history.json", history)
             copied.append(target / run.name / "history.json")
     return copied
-
-
-def _history_so_far(run):
-    """The history in a running run's checkpoint (None without a readable one)."""
-    try:
-        return read_checkpoint_state(run / "checkpoint.npz")["history"]
-    except (DamagedState, KeyError):
-        return None
 
 
 def _copy(source, destination):

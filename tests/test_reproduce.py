@@ -227,6 +227,25 @@ def test_the_plan_counts_only_the_epochs_an_interrupted_run_has_left(tmp_path):
     assert plan_rows(text) == {"configs/conv2_signed.yaml": (3, 3, "100")}
 
 
+def test_a_running_runs_own_epochs_time_its_experiment(tmp_path, monkeypatch):
+    """A run still training has no history.json; the epoch times in its checkpoint are the best estimate."""
+    from training.config import config_to_yaml
+    from training.run_state import CHECKPOINT, checkpoint_bytes
+
+    monkeypatch.setenv("SUPERMASK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(reproduce, "SHIPPED_RESULTS", tmp_path / "nothing shipped")
+    out = tmp_path / "r"
+    (out / "conv2_signed" / "run_0").mkdir(parents=True)
+    (out / "conv2_signed" / "config.yaml").write_text(config_to_yaml(planned("conv2_signed").config))
+    state = {"epochs": 3, "stop_training": False, "history": {"epoch_seconds": [90.0, 60.0, 70.0]}, "callbacks": {}}
+    (out / "conv2_signed" / "run_0" / CHECKPOINT).write_bytes(checkpoint_bytes({}, state))
+    plan = plan_study(load_study("paper_main"), out, runs=1, only=["conv2_signed", "conv2_baseline"])
+    reproduce.estimate_plan(plan, out)
+    assert (plan[0].name, plan[0].epoch_seconds, plan[0].note) == ("conv2_signed", 70.0, "")
+    assert plan[0].resumes_after == {0: 3} and plan[0].estimate_to_train() == 97 * 70.0
+    assert "scaled by FLOPs from conv2_signed (timed here)" in plan[1].note
+
+
 def test_measure_times_into_the_cache_and_removes_the_scratch_of_killed_processes(tmp_path, monkeypatch):
     from training.estimates import read_calibration
     from training.runner import RunTrainer

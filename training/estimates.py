@@ -3,7 +3,8 @@ scaled by the seconds per FLOP of the nearest configs (by FLOPs per image) timed
 
 Timings come, in this order, from this machine's calibration (``reproduce.py --measure`` stores every
 config it times in ``<SUPERMASK_CACHE_DIR>/calibration.json``, keyed by host, CPU count and backend)
-and from the recorded epoch times (``history.json`` ``epoch_seconds``) of runs under the results root
+and from the recorded epoch times (``history.json`` ``epoch_seconds``, or a running run's checkpoint) of
+runs under the results root
 and, when neither has any, of the shipped runs in ``measured/`` (another machine). Small models are
 bound by per-step latency rather than FLOPs, so the nearest timed config matters more than the count.
 """
@@ -18,6 +19,7 @@ from data.datasets import CACHE_DIR_ENV, DEFAULT_CACHE_DIR, INPUT_SHAPES, NUM_CL
 from fileio import UnreadableFileError, read_json, write_json
 from models.registry import CONV_HEAD_UNITS, MODEL_FAMILIES
 from training.results import run_folders
+from training.run_state import checkpoint_history
 
 TRAIN_EXAMPLES = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
 TEST_EXAMPLES = {"mnist": 10_000, "cifar10": 10_000, "cifar100": 10_000}
@@ -108,7 +110,8 @@ def record_calibration(config, epoch_seconds, compile_seconds):
 
 def recorded_timings(root):
     """The timings of the experiments directly under ``root`` that recorded epoch times: per experiment
-    with a readable config.yaml, the median epoch_seconds over its runs' history.json files."""
+    with a readable config.yaml, the median epoch_seconds over its runs' history.json files (a running
+    run's checkpoint when it has none yet)."""
     from training.config import load_saved_config
     from training.schema import ConfigError
 
@@ -120,6 +123,8 @@ def recorded_timings(root):
                 history = read_json(run / "history.json")
             except UnreadableFileError:
                 continue
+            if history is None:   # a run still training: the epochs its checkpoint recorded so far
+                history = checkpoint_history(run)
             values = history.get("epoch_seconds") if isinstance(history, dict) else None
             seconds += [value for value in values or () if isinstance(value, (int, float)) and value > 0]
         try:

@@ -101,6 +101,16 @@ def epochs_done(run_folder):
     return epochs if is_epoch_count(epochs) else 0
 
 
+def checkpoint_history(run_folder):
+    """The per-epoch history in an interrupted run's checkpoint: None without a readable one (a run still
+    training has no history.json yet; this is what it has recorded so far)."""
+    try:
+        history = read_checkpoint_state(Path(run_folder) / CHECKPOINT).get("history")
+    except (OSError, DamagedState):
+        return None
+    return history if isinstance(history, dict) else None
+
+
 def check_variables(stored, variables):
     """DamagedState unless ``stored`` (name -> (shape, dtype)) holds exactly ``variables``' names,
     each with its shape and dtype."""
