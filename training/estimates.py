@@ -4,9 +4,9 @@ scaled by the seconds per FLOP of the nearest configs (by FLOPs per image) timed
 Timings come, in this order, from this machine's calibration (``reproduce.py --measure`` stores every
 config it times in ``<SUPERMASK_CACHE_DIR>/calibration.json``, keyed by host, CPU count and backend)
 and from the recorded epoch times (``history.json`` ``epoch_seconds``, or a running run's checkpoint) of
-runs under the results root
-and, when neither has any, of the shipped runs in ``measured/`` (another machine). Small models are
-bound by per-step latency rather than FLOPs, so the nearest timed config matters more than the count.
+runs under the results root and, when neither has any, of the shipped runs in ``measured/`` (another
+machine). Small models are bound by per-step latency rather than FLOPs, so the nearest timed config
+matters more than the count.
 """
 import math
 import os

@@ -94,21 +94,23 @@ def read_checkpoint_state(path):
 def epochs_done(run_folder):
     """Epochs an interrupted run has finished (its checkpoint's count): 0 without a readable checkpoint
     (a damaged one is set aside, and the run starts over, only when it trains)."""
-    try:
-        epochs = read_checkpoint_state(Path(run_folder) / CHECKPOINT).get("epochs")
-    except (OSError, DamagedState):
-        return 0
+    epochs = _readable_checkpoint_state(run_folder).get("epochs")
     return epochs if is_epoch_count(epochs) else 0
 
 
 def checkpoint_history(run_folder):
     """The per-epoch history in an interrupted run's checkpoint: None without a readable one (a run still
     training has no history.json yet; this is what it has recorded so far)."""
-    try:
-        history = read_checkpoint_state(Path(run_folder) / CHECKPOINT).get("history")
-    except (OSError, DamagedState):
-        return None
+    history = _readable_checkpoint_state(run_folder).get("history")
     return history if isinstance(history, dict) else None
+
+
+def _readable_checkpoint_state(run_folder):
+    """The run state of ``run_folder``'s checkpoint, {} when there is none or it cannot be read."""
+    try:
+        return read_checkpoint_state(Path(run_folder) / CHECKPOINT)
+    except (OSError, DamagedState):
+        return {}
 
 
 def check_variables(stored, variables):
