@@ -43,17 +43,14 @@ def where_runs_stand(experiment_dir, run_indices):
     resumes from (nothing on disk is changed by a stop: every write is atomic)."""
     from fileio import run_folder_name
     from training.run_record import RunRecord
-    from training.run_state import CHECKPOINT, DamagedState, read_checkpoint_state
+    from training.run_state import epochs_done
 
     for index in run_indices:
         folder = Path(experiment_dir) / run_folder_name(index)
         if RunRecord.read_finished(folder) is not None:
             continue
-        try:
-            epochs = read_checkpoint_state(folder / CHECKPOINT)["epochs"] if (folder / CHECKPOINT).is_file() else 0
-        except DamagedState:
-            epochs = 0
-        if not isinstance(epochs, int) or epochs < 1:
+        epochs = epochs_done(folder)
+        if epochs == 0:
             return f"{folder} has no saved epoch yet; the same command starts it again"
         return f"{folder} keeps its checkpoint of epoch {epochs}; the same command resumes from there"
     return "every run is finished and kept"
