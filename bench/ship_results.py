@@ -6,6 +6,9 @@ Shipped: the experiment's config.yaml and summary.json, and per run config.yaml,
 history.json, masks.npz and extra_state.npz (with them export.py rebuilds a signed run's trained
 model, training/signed_state.py); never weights, checkpoints or TensorBoard files. A run still
 training ships its history so far (from its checkpoint), so the epochs reached are on record.
+Shipping merges: runs already at the destination stay (a second seed trained in another folder joins
+the first), the experiment's config.yaml is written only where the destination has none, and
+summary.json is recomputed over every finished run there.
 """
 import argparse
 import sys
@@ -14,10 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fileio import atomic_write_bytes, write_json  # noqa: E402
-from training.results import run_folders  # noqa: E402
+from training.results import run_folders, summarize_experiment  # noqa: E402
 from training.run_state import checkpoint_history  # noqa: E402
 
-EXPERIMENT_FILES = ("config.yaml", "summary.json")
 RUN_FILES = ("config.yaml", "run.json", "history.json", "masks.npz", "extra_state.npz")
 
 
@@ -25,9 +27,8 @@ def ship(experiment_dir, dest_root):
     experiment_dir = Path(experiment_dir)
     target = Path(dest_root) / experiment_dir.name
     copied = []
-    for name in EXPERIMENT_FILES:
-        if (experiment_dir / name).is_file():
-            copied.append(_copy(experiment_dir / name, target / name))
+    if (experiment_dir / "config.yaml").is_file() and not (target / "config.yaml").is_file():
+        copied.append(_copy(experiment_dir / "config.yaml", target / "config.yaml"))
     for _, run in run_folders(experiment_dir):
         for name in RUN_FILES:
             if (run / name).is_file():
@@ -36,6 +37,9 @@ def ship(experiment_dir, dest_root):
         if history is not None:
             write_json(target / run.name / "history.json", history)
             copied.append(target / run.name / "history.json")
+    if any(target.glob("run_*/run.json")):
+        summarize_experiment(target)
+        copied.append(target / "summary.json")
     return copied
 
 

@@ -53,9 +53,28 @@ def test_ship_copies_small_files_and_the_history_of_a_running_run(tmp_path):
     shipped = sorted(p.relative_to(tmp_path / "measured").as_posix()
                      for p in (tmp_path / "measured").rglob("*") if p.is_file())
     assert shipped == ["fcn_signed/config.yaml", "fcn_signed/run_0/history.json", "fcn_signed/run_0/masks.npz",
-                       "fcn_signed/run_0/run.json", "fcn_signed/run_1/config.yaml", "fcn_signed/run_1/history.json"]
+                       "fcn_signed/run_0/run.json", "fcn_signed/run_1/config.yaml", "fcn_signed/run_1/history.json",
+                       "fcn_signed/summary.json"]
     history = json.loads((tmp_path / "measured" / "fcn_signed" / "run_1" / "history.json").read_text())
     assert history == {"test_accuracy": [0.5, 0.6]}
+
+
+def test_a_second_seed_shipped_from_another_folder_joins_the_first(tmp_path):
+    first, second = tmp_path / "machine_a" / "conv2_baseline", tmp_path / "machine_b" / "conv2_baseline"
+    write_config(first, "Conv2", "cifar10", runs=1)
+    write_finished_run(first, 0, 0.68, 100.0, 4300992, signed=False)
+    write_config(second, "Conv2", "cifar10", runs=50)
+    write_finished_run(second, 1, 0.66, 100.0, 4300992, signed=False)
+    ship(first, tmp_path / "measured")
+    config_before = (tmp_path / "measured" / "conv2_baseline" / "config.yaml").read_bytes()
+    ship(second, tmp_path / "measured")
+    target = tmp_path / "measured" / "conv2_baseline"
+    assert (target / "run_0" / "run.json").is_file() and (target / "run_1" / "run.json").is_file()
+    assert (target / "config.yaml").read_bytes() == config_before   # the first ship's config stays
+    summary = json.loads((target / "summary.json").read_text())
+    assert summary["finished_runs"] == ["run_0", "run_1"]
+    assert summary["test_accuracy"]["n"] == 2
+    assert summary["test_accuracy"]["mean"] == pytest.approx(0.67)
 
 
 def test_ship_reads_the_history_of_the_checkpoint_never_a_checkpoint_json(tmp_path):
