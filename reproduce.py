@@ -20,7 +20,8 @@ reaches 3 s; thrown away): their second epochs give the step time and the per-ep
 epoch's extra time the compilation (training/timing.py). Its scratch folders live in the cache folder and
 a later --measure removes those of killed processes.
 Then every run trains in plan order (training/study_run.py: in this process, or with ``--jobs`` /
-``--backend`` as ``train.py --run-index`` children), so finished runs are skipped and interrupted ones
+``--backend`` as ``train.py --run-index`` children), so finished runs are skipped (with ``--skip-shipped``
+also those shipped to ``measured/`` from another machine, same config) and interrupted ones
 resume; a failed run is reported and the rest continue. Progress lines give run k of N, the time
 elapsed and an estimate of the time remaining (the plan's estimate, rescaled by how the runs trained so
 far compared with it). The end writes the study's report (reporting/studies.py).
@@ -66,6 +67,9 @@ def parse_args(argv):
                         help="time every config on this machine first (minutes; cached for later plans)")
     parser.add_argument("--measure-steps", type=int, default=2,
                         help="batches per epoch of --measure's shorter timing run (default 2; 0: no estimate)")
+    parser.add_argument("--skip-shipped", action="store_true",
+                        help="also skip runs finished in measured/ with the same config (shipped from another "
+                             "machine, e.g. a queue restarted on a fresh one)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop (within seconds)")
     parser.add_argument("--report-only", action="store_true", help="no training: the report of the finished runs")
     parser.add_argument("--no-figures", action="store_true", help="report tables only")
@@ -115,7 +119,8 @@ def load_selected_study(args):
         name = TABLES[args.table]
     study = load_study(name or TABLES["main"])
     out = Path(args.out or study.out)
-    plan = plan_study(study, out, args.runs, args.overrides, selected_names(study, args))
+    plan = plan_study(study, out, args.runs, args.overrides, selected_names(study, args),
+                      SHIPPED_RESULTS if args.skip_shipped else None)
     for planned in plan if not args.report_only else ():   # a report only reads
         if planned.config is not None:
             check_results_folder(planned.config, out)
@@ -181,6 +186,7 @@ def plan_text(plan, out_root):
         total += left or 0.0
         bound = "≤ " if experiment.epochs_are_bound else ""
         resumed = "".join(f", run {index} resumes after epoch {done}" for index, done in experiment.resumes_after.items())
+        resumed += "".join(f", run {index} shipped in {SHIPPED_RESULTS.name}/" for index in experiment.shipped)
         rows.append([experiment.name, experiment.config_path.relative_to(ROOT).as_posix(),
                      f"{experiment.runs} ({to_train}{resumed})", f"{bound}{experiment.epochs or '?'}",
                      f"{experiment.epoch_seconds:.1f}" if experiment.epoch_seconds is not None else "?",

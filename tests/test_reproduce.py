@@ -25,7 +25,7 @@ def plan_rows(output):
     for line in output.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         if len(cells) == 7 and cells[1].startswith("configs/"):
-            runs, to_train = re.fullmatch(r"(\d+) \((\d+)(?:, run \d+ resumes after epoch \d+)*\)", cells[2]).groups()
+            runs, to_train = re.fullmatch(r"(\d+) \((\d+)(?:, run \d+ (?:resumes after epoch \d+|shipped in measured/))*\)", cells[2]).groups()
             rows[cells[1]] = (int(runs), int(to_train), cells[3])
     return rows
 
@@ -225,6 +225,39 @@ def test_the_plan_counts_only_the_epochs_an_interrupted_run_has_left(tmp_path):
     text = reproduce.plan_text([experiment], out)
     assert "| 3 (3, run 1 resumes after epoch 60) |" in text and "0:40:15" in text
     assert plan_rows(text) == {"configs/conv2_signed.yaml": (3, 3, "100")}
+
+
+def test_skip_shipped_skips_runs_finished_in_measured_and_trains_the_rest(tmp_path, capsys):
+    code = reproduce.main(["cifar_queue", "--skip-shipped", "--dry-run", "--measure-steps", "0",
+                           "--out", str(tmp_path / "r")])
+    output = capsys.readouterr().out
+    assert code == 0
+    rows = plan_rows(output)
+    assert rows["configs/conv4_signed.yaml"][:2] == rows["configs/conv4_baseline.yaml"][:2] == (1, 0)
+    assert rows["configs/conv6_signed.yaml"][:2] == (1, 1)      # nothing shipped
+    assert rows["configs/conv8_signed.yaml"][:2] == (1, 1)      # shipped unfinished: starts over
+    assert "| 1 (0, run 0 shipped in measured/) |" in output
+    without = reproduce.main(["cifar_queue", "--dry-run", "--measure-steps", "0", "--out", str(tmp_path / "r")])
+    assert without == 0 and plan_rows(capsys.readouterr().out)["configs/conv4_signed.yaml"][:2] == (1, 1)
+
+
+def test_a_shipped_run_of_another_config_or_damaged_record_still_trains(tmp_path):
+    import shutil
+
+    shipped = tmp_path / "measured"
+    shutil.copytree(reproduce.SHIPPED_RESULTS / "conv4_baseline", shipped / "conv4_baseline")
+    study = load_study("cifar_queue")
+    [planned] = plan_study(study, tmp_path / "r", only=["conv4_baseline"], shipped_root=shipped)
+    assert (planned.to_train, planned.shipped) == ([], [0])
+    record = shipped / "conv4_baseline" / "run_0" / "run.json"
+    record.write_text("{not json")
+    [planned] = plan_study(study, tmp_path / "r", only=["conv4_baseline"], shipped_root=shipped)
+    assert (planned.to_train, planned.shipped) == ([0], [])
+    shutil.copy(reproduce.SHIPPED_RESULTS / "conv4_baseline" / "run_0" / "run.json", record)
+    saved = shipped / "conv4_baseline" / "config.yaml"
+    saved.write_text(saved.read_text().replace("epochs: 50", "epochs: 40"))
+    [planned] = plan_study(study, tmp_path / "r", only=["conv4_baseline"], shipped_root=shipped)
+    assert (planned.to_train, planned.shipped) == ([0], [])
 
 
 def test_a_running_runs_own_epochs_time_its_experiment(tmp_path, monkeypatch):

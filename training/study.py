@@ -21,6 +21,7 @@ from typing import Optional
 
 from fileio import run_folder_name
 from training.config import MAX_RUNS, deep_merge, load_config, read_config_chain
+from training.experiment_folder import check_same_config
 from training.results import run_folders, statistics
 from training.run_record import RunRecord
 from training.run_state import epochs_done
@@ -67,6 +68,7 @@ class PlannedExperiment:
     to_train: list
     runs: int
     resumes_after: dict = field(default_factory=dict)   # run index -> epochs its checkpoint has finished
+    shipped: list = field(default_factory=list)          # run indices skipped: finished in the shipped folder
     epoch_seconds: Optional[float] = None
     compile_seconds: Optional[float] = None
     note: str = ""
@@ -166,8 +168,25 @@ def experiment_overrides(study, name, out_root, overrides=()):
     return [*sets, f"experiment={name}"]
 
 
-def plan_experiment(study, name, out_root, runs=None, overrides=()):
-    """A PlannedExperiment of one experiment of ``study``; ConfigError names the study, experiment and key."""
+def shipped_run_finished(shipped_root, name, index, config):
+    """Whether ``<shipped_root>/<name>/run_<index>`` holds a finished run of this same config: a run
+    trained on another machine and shipped (bench/ship_results.py), whose checkpoint is gone with it."""
+    experiment_dir = Path(shipped_root) / name
+    if config is None or not (experiment_dir / "config.yaml").is_file():
+        return False
+    try:
+        check_same_config(experiment_dir / "config.yaml", config)
+    except ConfigError:   # shipped from another config: this one still has to train
+        return False
+    try:
+        return RunRecord.read_finished(experiment_dir / run_folder_name(index)) is not None
+    except ValueError:   # a damaged run.json: not finished
+        return False
+
+
+def plan_experiment(study, name, out_root, runs=None, overrides=(), shipped_root=None):
+    """A PlannedExperiment of one experiment of ``study``; ConfigError names the study, experiment and key.
+    With ``shipped_root`` (e.g. measured/), runs finished there with the same config are skipped too."""
     entry = study.experiments[name]
     config_path = CONFIGS / entry.config
     sets = experiment_overrides(study, name, out_root, overrides)
@@ -185,18 +204,22 @@ def plan_experiment(study, name, out_root, runs=None, overrides=()):
         config = checked
     folders = {index: Path(out_root) / name / run_folder_name(index) for index in range(count)}
     to_train = [index for index in range(count) if RunRecord.read_finished(folders[index]) is None]
+    shipped = [index for index in to_train
+               if shipped_root is not None and shipped_run_finished(shipped_root, name, index, config)]
+    to_train = [index for index in to_train if index not in shipped]
     resumes_after = {index: done for index in to_train if (done := epochs_done(folders[index]))}
-    return PlannedExperiment(name, entry, config_path, config, to_train, count, resumes_after, note=note,
+    return PlannedExperiment(name, entry, config_path, config, to_train, count, resumes_after, shipped, note=note,
                              command_overrides=list(overrides), overrides=sets)
 
 
-def plan_study(study, out_root, runs=None, overrides=(), only=None):
+def plan_study(study, out_root, runs=None, overrides=(), only=None, shipped_root=None):
     """Every selected experiment of ``study``, validated (nothing written)."""
     names = list(study.experiments)
     unknown = [name for name in only or () if name not in names]
     if unknown:
         raise ConfigError(f"--only: {shown(unknown[0])} is no experiment of {study.path}; choose from {', '.join(names)}")
-    return [plan_experiment(study, name, out_root, runs, overrides) for name in names if not only or name in only]
+    return [plan_experiment(study, name, out_root, runs, overrides, shipped_root)
+            for name in names if not only or name in only]
 
 
 def resolved(planned, study, out_root):
