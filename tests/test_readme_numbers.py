@@ -1,5 +1,6 @@
 """The README's results table is current: every measured cell (accuracy, remaining %, seeds, signed minus
-baseline, remaining count, and an unfinished run's epoch) equals what the shipped files in measured/ say."""
+baseline, remaining count, and an unfinished run's epoch) equals what the shipped files in measured/ say,
+and every paper cell the paper's numbers in reporting/paper.py."""
 import json
 import re
 from pathlib import Path
@@ -102,3 +103,28 @@ def test_unfinished_cells_equal_the_shipped_history_at_their_epoch(row, column):
     assert f"{100 * history['test_accuracy'][epoch - 1]:.2f}" == accuracy, row
     if remaining is not None:
         assert f"{history['remaining_percent'][epoch - 1]:.2f}" == remaining, row
+
+
+def interval(text):
+    """(mean, low, high) of 'mean [low, high]' or (mean, None, None) of 'mean'."""
+    found = re.match(rf"({NUMBER})(?: \[({NUMBER}), ({NUMBER})\])?", text)
+    return tuple(None if value is None else number(value) for value in found.groups())
+
+
+def as_printed(reported):
+    return reported.mean, reported.low, reported.high
+
+
+@pytest.mark.parametrize("row", sorted(ROWS))
+def test_paper_cells_equal_the_papers_numbers(row):
+    from reporting.paper import PAPER_ROWS
+
+    cells = ROWS[row]
+    paper = PAPER_ROWS[re.split(r"[ ,/]", row)[0]]
+    signed_accuracy, signed_remaining = cells[2].split(" @ ")
+    assert interval(signed_accuracy) == as_printed(paper.signed_accuracy), row
+    assert interval(signed_remaining) == as_printed(paper.remaining_percent), row
+    assert interval(cells[4]) == as_printed(paper.baseline_accuracy), row
+    difference = paper.signed_accuracy.mean - paper.baseline_accuracy.mean
+    assert number(cells[6].split("/")[1]) == pytest.approx(difference, abs=0.006), row
+    assert number(cells[7].split("/")[1].replace("K", "")) * 1000 == pytest.approx(paper.remaining_count, abs=50), row
