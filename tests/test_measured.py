@@ -91,6 +91,28 @@ def test_ship_reads_the_history_of_the_checkpoint_never_a_checkpoint_json(tmp_pa
     assert not (tmp_path / "again" / "resnet20_signed" / "run_0").exists()
 
 
+def test_a_run_started_over_never_replaces_a_longer_shipped_history(tmp_path):
+    running = tmp_path / "results" / "conv8_signed" / "run_0"
+    running.mkdir(parents=True)
+
+    def train_to(epochs):
+        state = {"epochs": epochs, "stop_training": False,
+                 "history": {"train_loss": [1.0] * epochs, "test_accuracy": [0.5] * epochs}}
+        (running / "checkpoint.npz").write_bytes(checkpoint_bytes({"model/w": np.zeros(2, np.float32)}, state))
+
+    shipped = tmp_path / "measured" / "conv8_signed" / "run_0" / "history.json"
+    train_to(63)
+    ship(running.parent, tmp_path / "measured")
+    train_to(5)                                  # the machine was replaced: the run starts over
+    warnings = []
+    assert ship(running.parent, tmp_path / "measured", warn=warnings.append) == []
+    assert len(json.loads(shipped.read_text())["train_loss"]) == 63
+    assert len(warnings) == 1 and "5 epochs so far" in warnings[0] and "already holds 63" in warnings[0]
+    train_to(64)                                 # caught up: ships again
+    ship(running.parent, tmp_path / "measured", warn=warnings.append)
+    assert len(json.loads(shipped.read_text())["train_loss"]) == 64 and len(warnings) == 1
+
+
 def test_report_without_arguments_renders_the_shipped_results_on_a_fresh_clone(tmp_path, monkeypatch, capsys):
     write_config(tmp_path / "measured" / "fcn_signed", "FCN", "mnist", runs=1)
     write_finished_run(tmp_path / "measured" / "fcn_signed", 0, 0.9749, 3.70, 9000)
