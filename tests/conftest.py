@@ -39,9 +39,11 @@ def working_tree_results_untouched():
     assert not changed, f"tests changed the working tree's weights/ or results/: {changed[:5]}"
 
 
-# Two logical CPU devices for JAX; a busy machine can hold one device thread past XLA's 40 s all-reduce
-# rendezvous (it aborted a run once), so the tests allow it 600 s.
-JAX_TWO_CPU_DEVICES = ("--xla_force_host_platform_device_count=2"
+# Two logical CPU devices for JAX. Eigen stays single-threaded: with a multi-threaded Eigen pool XLA runs
+# one device's all-reduce on a pool worker, and on a 2-core machine that worker can wait for a device
+# that needs it (CI aborted once after 600 s: "Expected 2 threads to join the rendezvous, but only 1
+# of them arrived"). The longer rendezvous timeout covers a busy machine's slow device thread.
+JAX_TWO_CPU_DEVICES = ("--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false"
                        " --xla_cpu_collective_call_terminate_timeout_seconds=600")
 
 
