@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from training.device import import_backend_quietly  # noqa: E402
 
-import keras  # noqa: E402  (after the log level is set)
+import_backend_quietly()  # the backend's C++ start-up lines escape its log level; the device does not matter here
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data import DATASET_NAMES  # noqa: E402

@@ -325,3 +325,15 @@ def test_a_cpu_run_prints_one_device_line_and_no_backend_start_up_noise(tmp_path
     devices = [line for line in result.stdout.splitlines() if line.startswith("device: ")]
     assert len(devices) == 1 and re.fullmatch(r"device: (CPU \(\d+ cores, |GPU \(.+; )tensorflow\)", devices[0]), \
         devices
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train.py", "init_example.py", "export.py", "reproduce.py", "report.py"])
+def test_every_command_starts_without_backend_start_up_noise(script):
+    """The commands the README names print their own lines only: export.py once began with TensorFlow's
+    ``I0000 ... oneDNN`` and ``Could not find cuda drivers`` lines."""
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=ROOT, env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "usage" in result.stdout.lower(), result.stderr[-2000:]
+    assert not re.search(r"^[IWEF]\d{4} |absl::InitializeLog", result.stderr, re.MULTILINE), result.stderr[-2000:]
