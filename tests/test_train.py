@@ -18,7 +18,7 @@ from data import Dataset, load_dataset
 from masking.init_files import InitFileError
 from training.config import load_config
 from training.run_state import read_checkpoint_state
-from training.runner import RunTrainer, TrainingError, build_experiment_model, fit_feed
+from training.runner import RunTrainer, TrainingError, build_experiment_model, execution_settings, fit_feed
 
 ROOT = Path(__file__).resolve().parents[1]
 FCN_CONFIG = ROOT / "configs" / "fcn_signed.yaml"
@@ -194,18 +194,34 @@ def test_conv2_on_real_cifar10(tmp_path):
     assert history["remaining_percent"][-1] < history["remaining_percent"][0]
 
 
+@pytest.mark.parametrize("backend, distribution, expected", [
+    ("tensorflow", "none", ("auto", 50)), ("jax", "none", (True, 50)), ("torch", "none", (False, 1)),
+    ("tensorflow", "mirrored", (False, 1))])
+def test_execution_settings_fit_what_each_backend_accepts(monkeypatch, backend, distribution, expected):
+    """Unset jit_compile (Conv2's config) per backend; Keras' torch trainer refuses steps_per_execution > 1
+    and mirrored fails with XLA or several steps."""
+    import keras
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    config = load_config(ROOT / "configs" / "conv2_signed.yaml", [f"training.distribution={distribution}"])
+    assert config.training.jit_compile is None and config.training.steps_per_execution == 50
+    assert execution_settings(config.training) == expected
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None and not os.environ.get("CI"),
-                    reason="jax not installed (CI installs it)")
-def test_jax_backend_trains_without_tensorflow(tmp_path):
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_jax_and_torch_backends_train_without_tensorflow(tmp_path, backend):
+    """CI installs jax; torch (a CPU wheel of about 200 MB) is optional, so its case runs where it is
+    installed (it once failed at the first step: Keras' torch trainer refuses steps_per_execution > 1)."""
+    if importlib.util.find_spec(backend) is None and not (backend == "jax" and os.environ.get("CI")):
+        pytest.skip(f"{backend} not installed")
     data_dir = real_data_dir("mnist.npz")
     result = train_cli(FCN_CONFIG, "--runs", 1, "--out", tmp_path, "--data-dir", data_dir, "--quiet", "--tensorboard",
                        *overrides_args(["experiment=fcn_signed", "data.train_limit=2000", "data.test_limit=500",
-                                        "training.epochs=2"]), env={"KERAS_BACKEND": "jax"})
+                                        "training.epochs=2"]), env={"KERAS_BACKEND": backend})
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((tmp_path / "fcn_signed" / "run_0" / "run.json").read_text())
-    assert info["versions"]["backend"] == "jax" and "jax" in info["versions"]
-    assert "tensorflow" not in info["versions"], "the JAX data path and TensorBoard scalars must not import TensorFlow"
+    assert info["versions"]["backend"] == backend and backend in info["versions"]
+    assert "tensorflow" not in info["versions"], "the data path and TensorBoard scalars must not import TensorFlow"
     assert len(list((tmp_path / "fcn_signed" / "run_0" / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert info["final"]["test_accuracy"] > 0.6  # chance is 0.1
 

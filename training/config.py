@@ -95,7 +95,7 @@ class TrainingConfig:
     shuffle: bool = option(False, doc="reshuffle the training set every epoch (authors: MNIST no, CIFAR yes)")
     schedule: ScheduleConfig = option(ScheduleConfig())
     jit_compile: Optional[bool] = option(None, doc="XLA compilation of the train step; null = always on JAX, Keras 'auto' on TensorFlow (XLA only with a GPU), off on torch", affects_results=False)
-    steps_per_execution: int = option(50, minimum=1, doc="train steps per compiled call (fewer host round trips)", affects_results=False)
+    steps_per_execution: int = option(50, minimum=1, doc="train steps per compiled call (fewer host round trips); always 1 on torch", affects_results=False)
     distribution: str = option("none", choices=("none", "mirrored", "data_parallel"), doc="mirrored: tf.distribute (TensorFlow); data_parallel: keras.distribution (JAX)", affects_results=False)
     tensorboard: bool = option(False, doc="per-epoch scalars in each run folder's tensorboard/ (tensorboard --logdir results/)", affects_results=False)
     precision: str = option("float32", choices=PRECISIONS, doc="mixed_bfloat16: layers compute in bfloat16 (Keras dtype policy); scores, thresholds, optimizer state, mask, softmax and loss stay float32 (docs/precision.md); the paper rows keep float32")

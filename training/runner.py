@@ -85,7 +85,8 @@ def execution_settings(training):
 
     Unset ``jit_compile`` means: JAX always jits; TensorFlow uses Keras' "auto" (XLA only with a
     GPU: on CPU, XLA halves the FCN step but slows Conv2/Conv4 1.3-2x, docs/speed.md); torch off.
-    Under ``mirrored`` Keras 3 fails with XLA or several steps per call, so both are turned off.
+    Under ``mirrored`` Keras 3 fails with XLA or several steps per call, so both are turned off;
+    Keras' torch trainer refuses several steps per call, so torch runs one.
     """
     if training.distribution == "mirrored":
         if training.jit_compile or training.steps_per_execution > 1:
@@ -94,7 +95,8 @@ def execution_settings(training):
     jit_compile = training.jit_compile
     if jit_compile is None:
         jit_compile = {"jax": True, "tensorflow": "auto"}.get(keras.backend.backend(), False)
-    return jit_compile, training.steps_per_execution
+    steps_per_execution = 1 if keras.backend.backend() == "torch" else training.steps_per_execution
+    return jit_compile, steps_per_execution
 
 
 @contextlib.contextmanager
