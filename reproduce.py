@@ -155,22 +155,25 @@ def measure_plan(plan, steps, data_dir):
 
 def estimate_plan(plan, out_root):
     """Fill in each experiment's estimate from FLOPs and earlier timings (training/estimates.py), no training:
-    this machine's calibration and the runs under ``out_root``, else the shipped runs."""
-    from training.estimates import estimate, read_calibration, recorded_timings
+    this machine's calibration and the runs under ``out_root``, and the shipped runs for model kinds
+    not timed here."""
+    from training.estimates import estimate_from, read_calibration, recorded_timings
 
-    timings = read_calibration() + (recorded_timings(out_root) if Path(out_root).is_dir() else [])
-    where = "timed here" if timings else f"recorded in {SHIPPED_RESULTS.name}/, on another machine"
-    timings = timings or recorded_timings(SHIPPED_RESULTS)
+    here = read_calibration() + (recorded_timings(out_root) if Path(out_root).is_dir() else [])
+    shipped = recorded_timings(SHIPPED_RESULTS)
     for experiment in plan:
         if experiment.config is None:   # a matched keep fraction not known yet
             continue
-        found = estimate(experiment.config, timings)
+        found = estimate_from(experiment.config, here, shipped)
         if found is None:
             experiment.note = "no estimate: no config was timed (reproduce.py --measure times them)"
             continue
-        experiment.epoch_seconds, experiment.compile_seconds, nearest = found
+        experiment.epoch_seconds, experiment.compile_seconds, nearest, is_shipped = found
+        where = f"recorded in {SHIPPED_RESULTS.name}/, on another machine" if is_shipped else "timed here"
         if nearest["experiment"] != experiment.config.experiment:
             experiment.note = f"estimate scaled by FLOPs from {nearest['experiment']} ({where})"
+        elif is_shipped:
+            experiment.note = f"estimate from {nearest['experiment']} ({where})"
 
 
 def plan_text(plan, out_root):

@@ -207,6 +207,26 @@ def test_this_machines_calibration_comes_first_and_is_scaled_by_flops(tmp_path, 
         assert "scaled by FLOPs from fcn_signed (timed here)" in experiment.note
 
 
+def test_a_model_kind_not_timed_here_borrows_the_shipped_timing_of_its_kind(tmp_path, monkeypatch):
+    """After the README's first command only the FCN was timed here, and FLOPs scaled from it put Conv4's
+    epoch at 674 s, 3.2 times the shipped run's 212 s: FLOPs do not carry across model kinds."""
+    from training.estimates import record_calibration, recorded_timings
+
+    monkeypatch.setenv("SUPERMASK_CACHE_DIR", str(tmp_path / "cache"))
+    record_calibration(planned("fcn_signed").config, 2.0, 1.5)
+    plan = [planned("fcn_baseline"), planned("conv4_signed")]
+    reproduce.estimate_plan(plan, tmp_path / "r")
+    assert "scaled by FLOPs from fcn_signed (timed here)" in plan[0].note
+    [shipped] = [timing for timing in recorded_timings(reproduce.SHIPPED_RESULTS)
+                 if timing["experiment"] == "conv4_signed"]
+    assert plan[1].epoch_seconds == shipped["epoch_seconds"] and 150 < shipped["epoch_seconds"] < 300
+    assert plan[1].note == "estimate from conv4_signed (recorded in measured/, on another machine)"
+    record_calibration(planned("conv2_signed").config, 50.0, 3.0)   # a Conv net timed here comes first
+    plan = [planned("conv4_signed")]
+    reproduce.estimate_plan(plan, tmp_path / "r")
+    assert "scaled by FLOPs from conv2_signed (timed here)" in plan[0].note
+
+
 def test_the_plan_counts_only_the_epochs_an_interrupted_run_has_left(tmp_path):
     from training.run_state import CHECKPOINT, checkpoint_bytes
 

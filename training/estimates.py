@@ -4,9 +4,10 @@ scaled by the seconds per FLOP of the nearest configs (by FLOPs per image) timed
 Timings come, in this order, from this machine's calibration (``reproduce.py --measure`` stores every
 config it times in ``<SUPERMASK_CACHE_DIR>/calibration.json``, keyed by host, CPU count and backend)
 and from the recorded epoch times (``history.json`` ``epoch_seconds``, or a running run's checkpoint) of
-runs under the results root and, when neither has any, of the shipped runs in ``measured/`` (another
-machine). Small models are bound by per-step latency rather than FLOPs, so the nearest timed config
-matters more than the count.
+runs under the results root, and of the shipped runs in ``measured/`` (another machine). FLOPs scale an
+epoch well only within a model kind (FCN, Conv, ResNet): small models are bound by per-step latency, and
+an FCN timing put Conv4's epoch at 3.2 times its measured 212 s. So a timing here of the config's kind comes
+first, then a shipped one of that kind, then the nearest of any kind.
 """
 import math
 import os
@@ -157,6 +158,19 @@ def estimate(config, timings):
                                                -timing.get("epochs_recorded", math.inf)))
     scale = epoch_flops(config) / nearest["epoch_flops"]
     return nearest["epoch_seconds"] * scale, nearest["compile_seconds"], nearest
+
+
+def estimate_from(config, here, shipped):
+    """(epoch seconds, compile seconds, the timing, True if it is shipped) from the timings ``here`` and the
+    ``shipped`` ones, preferring the config's model kind over the machine (module docstring); None without
+    timings."""
+    kind = MODEL_FAMILIES[config.model.name].kind
+    for of_kind in (True, False):
+        for timings, is_shipped in ((here, False), (shipped, True)):
+            found = estimate(config, [timing for timing in timings if timing.get("kind") == kind or not of_kind])
+            if found is not None:
+                return (*found, is_shipped)
+    return None
 
 
 def _is_timing(entry):
