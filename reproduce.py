@@ -13,8 +13,8 @@ a study (default ``paper_main``, whose rows are ``reporting/paper.py``'s), ``--o
 name. The plan lists every experiment with its runs and epochs and an estimated time on this machine,
 printed within seconds: each config's FLOPs (counted from the config, training/estimates.py) times the
 seconds per FLOP of the nearest config timed before: by ``--measure`` on this machine (cached in the
-calibration file), else the recorded epoch times of runs under ``--out``, else those of the shipped runs
-in ``measured/``. ``--measure`` times every config first, from tiny real runs (2 epochs of
+calibration file) or the recorded epoch times of runs under ``--out``; a model kind not timed here takes
+the shipped runs' timings of its kind in ``measured/`` (training/estimates.py). ``--measure`` times every config first, from tiny real runs (2 epochs of
 ``--measure-steps`` batches, then of 4 x, 16 x ... as many until the time per epoch at least doubles and
 reaches 3 s; thrown away): their second epochs give the step time and the per-epoch overhead, the first
 epoch's extra time the compilation (training/timing.py). Its scratch folders live in the cache folder and
