@@ -92,10 +92,11 @@ def execution_settings(training):
         if training.jit_compile or training.steps_per_execution > 1:
             print("distribution: mirrored runs without XLA and with steps_per_execution=1", flush=True)
         return False, 1
+    backend = keras.backend.backend()
     jit_compile = training.jit_compile
     if jit_compile is None:
-        jit_compile = {"jax": True, "tensorflow": "auto"}.get(keras.backend.backend(), False)
-    steps_per_execution = 1 if keras.backend.backend() == "torch" else training.steps_per_execution
+        jit_compile = {"jax": True, "tensorflow": "auto"}.get(backend, False)
+    steps_per_execution = 1 if backend == "torch" else training.steps_per_execution
     return jit_compile, steps_per_execution
 
 
