@@ -63,25 +63,20 @@ def test_every_scaling_is_tested():
 
 # --------------------------------------------------------------------------- constants (§2.2, §2.4)
 
+@pytest.mark.parametrize("distribution", ["constant", "signed_constant"])
 @pytest.mark.parametrize("scaling", SCALINGS)
 @pytest.mark.parametrize("shape", [DENSE, CONV])
-def test_constant_exact_magnitude(scaling, shape):
+def test_constants_exact_magnitude(distribution, scaling, shape):
+    """Both constants have |W| = sqrt(variance) everywhere; only signed_constant draws signs."""
     n_in, n_out = compute_fans(shape)
     c = np.float32(math.sqrt(EXPECTED_VARIANCE[scaling](n_in, n_out)))
-    values = ScaledInitializer("constant", scaling, seed=3).sample(shape)
-    assert values.shape == shape and values.dtype == np.float32
-    np.testing.assert_array_equal(values, np.full(shape, c, dtype=np.float32))
-
-
-@pytest.mark.parametrize("scaling", SCALINGS)
-@pytest.mark.parametrize("shape", [DENSE, CONV])
-def test_signed_constant_exact_magnitude(scaling, shape):
-    n_in, n_out = compute_fans(shape)
-    c = np.float32(math.sqrt(EXPECTED_VARIANCE[scaling](n_in, n_out)))
-    values = ScaledInitializer("signed_constant", scaling, seed=3).sample(shape)
+    values = ScaledInitializer(distribution, scaling, seed=3).sample(shape)
     assert values.shape == shape and values.dtype == np.float32
     np.testing.assert_array_equal(np.abs(values), np.full(shape, c, dtype=np.float32))
-    assert (values > 0).any() and (values < 0).any()
+    if distribution == "constant":
+        assert (values > 0).all()
+    else:
+        assert (values > 0).any() and (values < 0).any()
 
 
 @pytest.mark.parametrize("n_in, c", [(784, 0.0619), (300, 0.1), (100, 0.1732)])
