@@ -84,6 +84,7 @@ def atomic_path(path):
         with open(temporary, "rb+") as stream:
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+        _sync_folder(path.parent)
     except NotAFolderError:
         raise
     except OSError as error:
@@ -91,6 +92,38 @@ def atomic_path(path):
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _sync_folder(folder):
+    """Make a rename in ``folder`` durable (a power loss could otherwise undo it); a file system that
+    cannot sync folders is left as it is."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def is_atomic_temporary(name):
+    """Whether a file ``name`` is what a killed ``atomic_path`` write left: ``.<target>.<random><target's
+    suffixes>`` (earlier versions: ``.tmp-*``). Other hidden files (a cluster's ``.nfs*``) are not."""
+    if name.startswith(".tmp-"):
+        return True
+    stem = name[1:] if name.startswith(".") else ""
+    for index, character in enumerate(stem):
+        if character != "." or not index:
+            continue
+        target, rest = stem[:index], stem[index + 1:]
+        random_part = re.match(r"[a-z0-9_]+", rest)
+        suffix = "".join(Path(target).suffixes) or ".tmp"
+        if random_part and rest[random_part.end():] == suffix:
+            return True
+    return False
 
 
 def atomic_write_bytes(path, data):
@@ -224,12 +257,6 @@ class NpzReader:
         if dtype.hasobject:
             raise ValueError("an object array (pickled Python objects are not read)")
         return shape, dtype, fortran_order
-
-    def shape(self, name):
-        return self.headers[name][0]
-
-    def dtype(self, name):
-        return self.headers[name][1]
 
     def nbytes(self, name, rows=None):
         shape, dtype, _ = self.headers[name]

@@ -24,12 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # one-line errors, not Tenso
 from training.device import import_backend_quietly  # noqa: E402
 
 import_backend_quietly()  # the backend's C++ start-up lines escape its log level; the device does not matter here
-from data.datasets import NUM_CLASSES
 from fileio import atomic_write_bytes
 from masking.init_files import (InitFileError, encode_init_payload, init_file_path, init_payload, load_init_file,
                                 same_init_content)
 from masking.init_spec import BASELINE_WEIGHT_INIT, DEFAULT_SEED, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec
 from models import MODEL_NAMES, build_model
+from models.registry import NUM_CLASSES
 from models.registry import MODEL_FAMILIES
 from training.config import MAX_RUNS, MAX_WIDTH_MULTIPLIER
 

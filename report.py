@@ -14,25 +14,33 @@ reports/measured/ (measured/ holds only what the repository ships; results/ is o
 Exit codes: 0 written, 2 no such results root or an unwritable --out.
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from reporting.collect import find_experiments
 from reporting.report import write_report
 
-OWN_RESULTS, SHIPPED_RESULTS, SHIPPED_REPORT = Path("results"), Path("measured"), Path("reports") / "measured"
+OWN_RESULTS = Path("results")   # train.py's default --out, in the current folder
+REPOSITORY = Path(__file__).resolve().parent
+
+
+def in_repository(relative):
+    """A folder of the repository's own (measured/, reports/measured/), as seen from the current folder, so
+    that report.py finds the shipped runs wherever it is started."""
+    return Path(os.path.relpath(REPOSITORY / relative))
 
 
 def default_root():
     """results/ once it holds an experiment; before that (a fresh clone) the runs the repository ships."""
     if OWN_RESULTS.is_dir() and find_experiments(OWN_RESULTS):
         return OWN_RESULTS
-    return SHIPPED_RESULTS
+    return in_repository("measured")
 
 
 def default_out(root):
     """The results root itself, except for the shipped measured/: its report goes to reports/measured/."""
-    return SHIPPED_REPORT if root.resolve() == SHIPPED_RESULTS.resolve() else root
+    return in_repository("reports/measured") if root.resolve() == (REPOSITORY / "measured") else root
 
 
 def main(argv=None):
@@ -49,7 +57,8 @@ def main(argv=None):
         root = Path(args.root) if args.root else default_root()
         out = Path(args.out) if args.out else default_out(root)
         if not args.root:
-            shipped = "" if root == SHIPPED_RESULTS else f"; the shipped runs: python report.py {SHIPPED_RESULTS}"
+            measured = in_repository("measured")
+            shipped = "" if root == measured else f"; the shipped runs: python report.py {measured}"
             print(f"reading {root}/{shipped}")
         written = write_report(root, out, args.data_dir, draw=not args.no_figures)
     except ValueError as error:

@@ -5,6 +5,7 @@ files and ``init_example.py``; its one text form ``distribution/scaling[/factor]
 ``--weight-init`` takes and what an init file's folder is named after. The paper's defaults
 (docs/SPEC.md §2, §1.4, §2.7) are written here once.
 """
+import math
 from dataclasses import asdict, dataclass, field
 
 from masking.fans import DISTRIBUTIONS, SCALINGS
@@ -35,8 +36,9 @@ class InitSpec:
             raise ValueError(f"unknown distribution {self.distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
         if self.scaling not in SCALINGS:
             raise ValueError(f"unknown scaling {self.scaling!r}; choose one of {', '.join(SCALINGS)}")
-        if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)) or not self.factor > 0:
-            raise ValueError(f"initializer factor must be a number > 0, got {self.factor!r}")
+        if (isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)) or not self.factor > 0
+                or not math.isfinite(self.factor)):
+            raise ValueError(f"initializer factor must be a finite number > 0, got {self.factor!r}")
         object.__setattr__(self, "factor", float(self.factor))
 
     @classmethod

@@ -91,7 +91,7 @@ def recorded_layout(payload, model_name):
     """The same options as an init file records them (init_example.py writes only the ones it was given)."""
     defaults = {"width_multiplier": 1.0, "num_classes": model_family(model_name).num_classes,
                 "projection_every": None, "extra_head": False}
-    return {**defaults, **payload["options"]}
+    return {**defaults, **payload.get("options", {})}
 
 
 def _creating_command(config, run_index):
@@ -162,19 +162,19 @@ def load_initial_files(model, config, run_index, kinds=None):
             if (payload["seed"], payload["run"]) != (seed, run_index):
                 raise InitFileError(f"{path}: holds the initial values of seed {payload['seed']} (run "
                                     f"{payload['run']}), this is run {run_index} with seed {seed}")
-            recorded = recorded_layout(payload, config.model.name)
+            layout = recorded_layout(payload, config.model.name)
             for option, wanted in file_layout(config).items():
-                if recorded.get(option) != wanted:
-                    raise InitFileError(f"{path}: made for model.{option} {shown(recorded.get(option))}, "
+                if layout.get(option) != wanted:
+                    raise InitFileError(f"{path}: made for model.{option} {shown(layout.get(option))}, "
                                         f"the config asks for {shown(wanted)}")
-            apply_init_file(model, path, kind, payload)
             try:
-                recorded = InitSpec.of(payload["initializer"])
+                initializer = InitSpec.of(payload.get("initializer"))
             except (TypeError, ValueError):
-                raise InitFileError(f"{path}: unreadable initializer {shown(payload['initializer'])}") from None
-            if recorded != InitSpec.of(spec):
-                raise InitFileError(f"{path}: made with initializer {recorded}, "
+                raise InitFileError(f"{path}: unreadable initializer {shown(payload.get('initializer'))}") from None
+            if initializer != InitSpec.of(spec):
+                raise InitFileError(f"{path}: made with initializer {initializer}, "
                                     f"the config asks for {InitSpec.of(spec)}")
+            apply_init_file(model, path, kind, payload)
         except InitFileError as error:
             command = _creating_command(config, run_index).rsplit(" --out ", 1)[0]
             raise InitFileError(f"{error} (init.source {config.init.source}; set init.source=on_the_fly, or "

@@ -1,7 +1,7 @@
 """VGG-like Conv2/4/6/8 for CIFAR-10 (docs/SPEC.md §3.2), all from one builder (widths: models/registry.py).
 
 Each stage is two 3x3 convs with ELU and a 2x2 max-pool; the head is two dense
-layers of 256 with ELU and a softmax output.
+layers of 256 (ELU; ReLU in the authors' Conv8 baseline) and a softmax output.
 """
 import keras
 

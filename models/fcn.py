@@ -6,6 +6,8 @@ from models.registry import MODEL_FAMILIES
 
 def build_fcn(factory, width_multiplier=1.0, input_shape=(784,), num_classes=10,
               hidden_units=MODEL_FAMILIES["FCN"].widths):
+    """The paper's FCN (SPEC §3.1): ELU dense layers of ``hidden_units`` and a softmax output, from
+    ``factory``'s layers (signed or plain); images with more than one axis are flattened first."""
     inputs = keras.Input(shape=input_shape, name="pixels")
     hidden = keras.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
     for index, units in enumerate(hidden_units, start=1):

@@ -30,7 +30,7 @@ import numpy as np
 from fileio import parse_json, write_npz
 from masking import ScaledInitializer, masked_layers
 from models import build_experiment_model
-from reporting.npz import NpzReader
+from reporting.npz import CheckedNpzReader
 from reporting.runmodel import buildable_config
 from training.config import config_to_yaml, parse_yaml, saved_config
 from training.run_record import is_finite_number
@@ -127,7 +127,7 @@ def read_compact(path):
     A tampered or foreign file is a one-line ValueError naming the file (and the layer); every entry's
     header is checked against the model that meta describes before its data is read."""
     path = Path(path)
-    with NpzReader(path) as npz:
+    with CheckedNpzReader(path) as npz:
         meta = _read_meta(path, npz)
         try:
             raw = parse_yaml(meta["config"])

@@ -16,7 +16,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullF
 from fileio import atomic_path  # noqa: E402
 from masking.mask_rule import mask_counts  # noqa: E402
 from reporting.collect import config_value  # noqa: E402
-from reporting.npz import NpzReader  # noqa: E402
+from reporting.npz import CheckedNpzReader  # noqa: E402
 from reporting.paper import PAPER_ROWS, Interval, architecture_label  # noqa: E402
 from training.run_record import is_finite_number  # noqa: E402
 
@@ -39,9 +39,11 @@ def slug(name):
 def save_figure(figure, path, tight=True):
     """The one way figures are saved: PNG at 120 dpi, atomically, and the figure closed (``tight``:
     cropped to what is drawn)."""
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120, **({"bbox_inches": "tight"} if tight else {}))
-    plt.close(figure)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format="png", dpi=120, **({"bbox_inches": "tight"} if tight else {}))
+    finally:
+        plt.close(figure)
     return True
 
 
@@ -204,7 +206,7 @@ def plot_cifar_rows(tables, path):
 def layer_fractions(run):
     """[(layer, {kept, hidden, inverted})] of a finished run: masks.npz, else history's last mask_counts."""
     try:
-        with NpzReader(run.path / "masks.npz") as masks:
+        with CheckedNpzReader(run.path / "masks.npz") as masks:
             declared = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in masks.headers.values())
             if declared > MASK_FILE_BYTES:
                 raise ValueError(f"masks.npz declares {declared:,} bytes")
@@ -243,7 +245,7 @@ def plot_layer_fractions(experiment, path):
 def first_layer_mask(run):
     """The first masked layer's ternary mask (784 x hidden) of an FCN run, or None."""
     try:
-        with NpzReader(run.path / "masks.npz") as masks:
+        with CheckedNpzReader(run.path / "masks.npz") as masks:
             name = next(iter(masks.headers), None)
             shape = masks.headers[name][0] if name else ()
             if len(shape) != 2 or shape[0] != 784 or not 0 < shape[1] <= FIGURE1_MAX_UNITS:

@@ -19,8 +19,8 @@ MAX_ENTRY_BYTES = 256 << 20
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
-class NpzReader:
-    """``with NpzReader(path) as npz: npz.headers[name] -> (shape, dtype); npz.read(name, shape, dtype)``:
+class CheckedNpzReader:
+    """``with CheckedNpzReader(path) as npz: npz.headers[name] -> (shape, dtype); npz.read(name, shape, dtype)``:
     fileio.NpzReader with the checks and the one-line errors that name the file and the entry."""
 
     def __init__(self, path):
@@ -62,7 +62,7 @@ def _reason(error):
 
 def read_npz(path, shapes=None, dtype=None, max_bytes=MAX_ENTRY_BYTES):
     """{name: array} of every entry (``shapes``: {name: shape} the file must hold exactly, else any)."""
-    with NpzReader(path) as npz:
+    with CheckedNpzReader(path) as npz:
         if shapes is not None and sorted(npz.headers) != sorted(shapes):
             missing, extra = sorted(set(shapes) - set(npz.headers)), sorted(set(npz.headers) - set(shapes))
             raise ValueError(f"{path}: entries do not match the model"

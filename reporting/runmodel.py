@@ -177,11 +177,17 @@ def plain_model(config, seed, signed_model):
 
 
 def without_repository_initializers(model):
-    """Swap this repo's kernel initializers for Keras' own, so a saved model loads with Keras alone."""
-    for layer in iter_layers(model):
+    """A copy of ``model`` (same variables' values) whose plain layers name Keras' own kernel initializer
+    instead of this repository's, so that the saved model loads with Keras alone."""
+    def clone_layer(layer):
+        config = layer.get_config()
         if isinstance(layer, PLAIN_KERNEL_TYPES):
-            layer.kernel_initializer = keras.initializers.Zeros()
-    return model
+            config["kernel_initializer"] = keras.initializers.serialize(keras.initializers.Zeros())
+        return layer.__class__.from_config(config)
+
+    plain = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
+    plain.set_weights(model.get_weights())
+    return plain
 
 
 def _copy_variables(source, target):

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from fileio import atomic_write_text
 from reporting.collect import config_value, read_experiment
+from reporting.paper import DATASET_LABELS
 from reporting.tables import markdown_table, mean_range_text
+from training.run_record import is_finite_number
 
 MODE_COLOURS = {"signed": "#2166ac", "binary": "#e08214", "signed_top_k": "#1b7837", "top_k": "#c0392b",
                 "bernoulli": "#762a83"}
@@ -47,7 +49,7 @@ def mask_modes_table(study, out_root):
             continue
         experiment = read_experiment(folder, name)
         keep_fraction = config_value(experiment.config, "model", "keep_fraction")
-        k = "–" if keep_fraction is None else f"{100 * keep_fraction:.2f} %"
+        k = f"{100 * keep_fraction:.2f} %" if is_finite_number(keep_fraction) else "–"
         rows.append([name, experiment.mask_mode, f"`{entry.config}`", k, str(len(points)),
                      mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
     header = ["row", "mode", "config", "k", "runs", "test accuracy %", "remaining %"]
@@ -58,23 +60,25 @@ def mask_modes_figure(study, out_root, path):
     """Test accuracy vs remaining %, one point per run, colour per mode; False when nothing is finished."""
     from reporting.figures import label_log_axis, plt, save_figure
 
-    rows = []
+    rows, models = [], set()
     for name in study.experiments:
         points = finished_points(out_root, name)
         if points:
-            rows.append((name, read_experiment(Path(out_root) / name, name).mask_mode, points))
+            experiment = read_experiment(Path(out_root) / name, name)
+            rows.append((name, experiment.mask_mode, points))
+            models.add(f"{experiment.model} / {DATASET_LABELS.get(experiment.dataset, experiment.dataset)}")
     if not rows:
         return False
     fig, axis = plt.subplots(figsize=(6.4, 4.4))
     markers = "osD^v<>p"
     for index, (name, mode, points) in enumerate(rows):
-        axis.scatter([p[1] for p in points], [p[0] for p in points], color=MODE_COLOURS[mode],
+        axis.scatter([p[1] for p in points], [p[0] for p in points], color=MODE_COLOURS.get(mode, "grey"),
                      marker=markers[index % len(markers)], label=f"{name} ({len(points)})", alpha=0.8)
     axis.set_xscale("log")
     label_log_axis(axis.xaxis)
     axis.set_xlabel("remaining weights % (log)")
     axis.set_ylabel("test accuracy %")
-    axis.set_title("FCN / MNIST: mask modes")
+    axis.set_title(f"{', '.join(sorted(models))}: mask modes")
     axis.legend(fontsize=7, loc="lower right")
     return save_figure(fig, path)
 

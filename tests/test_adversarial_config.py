@@ -162,7 +162,7 @@ def test_read_only_out_is_one_line_error(capsys, tmp_path):
 def test_an_empty_config_file_is_refused_it_must_name_a_model(capsys, tmp_path, text):
     config = tmp_path / "empty.yaml"
     config.write_text(text)
-    line = refused(capsys, tmp_path, config, key="empty config")
+    line = refused(capsys, tmp_path, config, key="empty file")
     assert "names at least its model" in line
 
 

@@ -76,6 +76,22 @@ def test_defaults_are_the_faithful_fcn_values():
     assert (config.training.batch_size, config.training.schedule.kind) == (128, "exp_staircase")
 
 
+def test_a_baseline_without_init_weight_gets_the_baseline_kernels(tmp_path):
+    """As init_example.py's --baseline-init and the layer factory: uniform/elu, not the signed W."""
+    path = write(tmp_path, "model: {name: Conv2, signed: false}\ndata: {dataset: cifar10}\n")
+    assert str(load_config(path).init.weight) == "uniform/elu"
+    assert str(load_config(path, ["model.signed=true"]).init.weight) == "signed_constant/elus"
+    assert str(from_dict(ExperimentConfig, {"model": {"signed": False}}).init.weight) == "uniform/elu"
+
+
+def test_an_initializer_mapping_naming_some_fields_keeps_the_others(tmp_path):
+    path = write(tmp_path, "model: {name: FCN}\n")
+    config = load_config(path, ["init.weight.factor=2", "init.mask.scaling=he"])
+    assert (str(config.init.weight), str(config.init.mask)) == ("signed_constant/elus/2", "uniform/he")
+    baseline = load_config(path, ["model.signed=false", "init.weight.factor=0.75"])
+    assert str(baseline.init.weight) == "uniform/elu/0.75"
+
+
 def test_key_reference_lists_every_leaf_key():
     table = key_reference_markdown()
     for key in ("model.threshold_fraction", "optimizer.wd", "training.schedule.patience", "data.repeat"):

@@ -78,7 +78,7 @@ def test_init_spec_has_one_text_form():
     assert spec == InitSpec("uniform", "he", 0.75) and InitSpec.parse(str(spec)) == spec
     assert str(InitSpec("signed_constant", "elus")) == "signed_constant/elus"
     assert spec.folder_name() == "uniform_he_x0.75" and InitSpec.of(spec.to_dict()) == spec
-    for bad in ("uniform", "uniform/lecun", "nope/he", "uniform/he/0", "uniform/he/x"):
+    for bad in ("uniform", "uniform/lecun", "nope/he", "uniform/he/0", "uniform/he/x", "uniform/he/inf", "uniform/he/nan"):
         with pytest.raises(ValueError):
             InitSpec.parse(bad)
 

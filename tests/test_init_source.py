@@ -74,6 +74,19 @@ def test_auto_with_unedited_files_gives_the_on_the_fly_model(fcn_files):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_file_without_options_counts_at_the_default_layout(fcn_files, tmp_path):
+    """``options`` is optional in an init file (a user's own script may leave it out): the model's defaults."""
+    root = copy_of(fcn_files, tmp_path)
+    for kind in ("weights", "scores"):
+        config = load_config(FCN_CONFIG, [f"init.weights_dir={root}"])
+        spec = config.init.weight if kind == "weights" else config.init.mask
+        rewrite(init_file_path(root, "FCN", kind, spec, 0), lambda payload: payload.pop("options"))
+    from_files = build_experiment_model(config, config.seed)
+    drawn = build_experiment_model(load_config(FCN_CONFIG, ["init.source=on_the_fly"]), config.seed)
+    for a, b in zip(variables(from_files), variables(drawn)):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.slow
 def test_auto_uses_edited_files_and_records_them_in_run_json(fcn_files, tmp_path, capsys):
     root = copy_of(fcn_files, tmp_path)

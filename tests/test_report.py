@@ -243,6 +243,15 @@ def test_cli(tmp_path, capsys):
     assert "results root is not a directory" in capsys.readouterr().err
 
 
+def test_the_shipped_runs_are_found_from_any_folder(tmp_path, monkeypatch, capsys):
+    """Started outside the clone, with no results/ of its own, report.py reads the clone's measured/."""
+    repository = Path(report.__file__).resolve().parent
+    monkeypatch.chdir(tmp_path)
+    assert report.default_root().resolve() == repository / "measured"
+    assert report.default_out(report.default_root()).resolve() == repository / "reports" / "measured"
+    assert report.default_out(Path("results")) == Path("results")
+
+
 def test_main_table_says_which_interval_every_row_prints(written):
     markdown = written[1]["md"].read_text()
     lines = markdown.splitlines()

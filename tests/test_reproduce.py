@@ -359,10 +359,10 @@ def test_flops_counted_from_the_config_equal_those_of_the_built_model(config_nam
     sys.path.insert(0, str(reproduce.ROOT / "bench"))
     import flops
     from models import build_experiment_model
-    from training.estimates import forward_macs
+    from training.estimates import config_forward_macs
 
     config = load_config(reproduce.ROOT / "configs" / f"{config_name}.yaml", overrides)
-    assert forward_macs(config) == flops.forward_macs(build_experiment_model(config, config.seed))
+    assert config_forward_macs(config) == flops.forward_macs(build_experiment_model(config, config.seed))
 
 
 @pytest.mark.parametrize("study, shipped, outputs", [

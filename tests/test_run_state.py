@@ -3,6 +3,7 @@ leftovers of killed writes removed, result files readable under the umask."""
 import io
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import real_data_dir
 
+from fileio import atomic_path, is_atomic_temporary
 from training.callbacks import EpochCheckpoint
 from training.config import load_config
 from training.run_state import (CHECKPOINT, DamagedState, checkpoint_bytes, read_checkpoint,
@@ -87,7 +89,7 @@ def test_kill_during_the_checkpoint_write_resumes_from_the_previous_epoch(tmp_pa
 
     def die_half_way(path, data):
         if read_checkpoint_state(io.BytesIO(data))["epochs"] == 2:
-            (Path(path).parent / f".{Path(path).name}.x1y2.tmp").write_bytes(data[:len(data) // 2])
+            (Path(path).parent / f".{Path(path).name}.x1y2.npz").write_bytes(data[:len(data) // 2])
             raise Killed
         Path(path).write_bytes(data)
 
@@ -100,7 +102,7 @@ def test_kill_during_the_checkpoint_write_resumes_from_the_previous_epoch(tmp_pa
     train_run(tmp_path)
     output = capsys.readouterr().out
     assert "resuming after epoch 1" in output and "removed 1 leftover temporary file" in output
-    assert not list(run_folder(tmp_path).glob(".*tmp*")) and not (run_folder(tmp_path) / CHECKPOINT).exists()
+    assert not list(run_folder(tmp_path).glob(".*")) and not (run_folder(tmp_path) / CHECKPOINT).exists()
     assert_same_masks(tmp_path, reference)
 
 
@@ -265,12 +267,27 @@ def test_set_aside_keeps_the_file_under_a_new_name(tmp_path):
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
-    for name in (".tmp-abc.weights.h5", ".run.json.k3j.json", ".checkpoint.npz.q.npz", "run.json", "keep.tmp",
-                 "model.weights.h5"):
+    """Only atomic_path's temporaries go: hidden files of others (NFS's .nfs*, a user's) stay."""
+    kept = [".nfs000000000123456700000001", ".keep", ".run.json.notes", "keep.tmp", "model.weights.h5", "run.json"]
+    for name in (".tmp-abc.weights.h5", ".run.json.k3j.json", ".checkpoint.npz.q.npz", *kept):
         (tmp_path / name).write_text("x")
     (tmp_path / "tensorboard").mkdir()
     assert remove_stale_temporaries(tmp_path) == [".checkpoint.npz.q.npz", ".run.json.k3j.json", ".tmp-abc.weights.h5"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tmp", "model.weights.h5", "run.json", "tensorboard"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "tensorboard"])
+
+
+def test_a_killed_atomic_write_leaves_a_recognised_temporary(tmp_path):
+    class Killed(BaseException):
+        pass
+
+    for name in ("history.json", "masks.npz", "model.weights.h5", "README"):
+        with pytest.raises(Killed):
+            with atomic_path(tmp_path / name) as temporary:
+                temporary.write_text("half")
+                shutil.copy(temporary, tmp_path / f"{temporary.name}.copy")
+                raise Killed
+    leftovers = [path.name[:-len(".copy")] for path in tmp_path.glob("*.copy")]
+    assert len(leftovers) == 4 and all(is_atomic_temporary(name) for name in leftovers)
 
 
 @pytest.mark.slow

@@ -18,8 +18,8 @@ from typing import Optional
 import yaml
 
 from fileio import open_regular
-from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT_WEIGHTS_DIR, SIGNED_SCORE_INIT,
-                               SIGNED_WEIGHT_INIT, InitSpec)
+from masking.init_spec import (BASELINE_WEIGHT_INIT, DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT_WEIGHTS_DIR,
+                               SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec)
 from masking.mask_rule import MASK_MODES, TOP_K_MODES
 from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
 from training.schema import (ConfigError, describe, from_dict, option, set_dotted, shown, to_dict,
@@ -59,6 +59,7 @@ class InitSection:
     # files give bit-identical values, so folders written with on_the_fly accept auto runs.
     source: str = option("auto", choices=("auto", "on_the_fly", "files"), doc="auto: each of the run's init_example.py pickles under weights_dir that exists, the others drawn on the fly (run.json says which); on_the_fly: draw from the seed; files: load the pickles (missing = error)", affects_results=False)
     weights_dir: str = option(DEFAULT_WEIGHTS_DIR, doc="root folder of the init_example.py pickles; left at weights, $SUPERMASK_WEIGHTS_DIR replaces it when set (the tests point it at an empty folder)")
+    # Defaults that depend on model.signed, and partial mappings: ExperimentConfig.dependent_defaults.
     weight: InitSpec = option(SIGNED_WEIGHT_INIT, doc="frozen weights W (baseline: its kernels)")
     mask: InitSpec = option(SIGNED_SCORE_INIT, doc="scores S")
 
@@ -122,6 +123,24 @@ class ExperimentConfig:
     optimizer: OptimizerConfig = option(OptimizerConfig())
     training: TrainingConfig = option(TrainingConfig())
     data: DataConfig = option(DataConfig())
+
+    @staticmethod
+    def dependent_defaults(data):
+        """``data`` with init.weight and init.mask filled in from their defaults: a baseline's kernels default
+        to BASELINE_WEIGHT_INIT (uniform/elu, as init_example.py's --baseline-init), not the signed W, and a
+        mapping that names some fields (``--set init.weight.factor=2``) keeps the default's others."""
+        model, init = data.get("model"), data.get("init", {})
+        if not isinstance(init, dict) or (model is not None and not isinstance(model, dict)):
+            return data   # from_dict names the section that is not a mapping
+        baseline = (model or {}).get("signed") is False
+        defaults = {"weight": BASELINE_WEIGHT_INIT if baseline else SIGNED_WEIGHT_INIT, "mask": SIGNED_SCORE_INIT}
+        filled = dict(init)
+        for key, default in defaults.items():
+            if key not in init:
+                filled[key] = default.to_dict()
+            elif isinstance(init[key], dict):
+                filled[key] = {**default.to_dict(), **init[key]}
+        return {**data, "init": filled}
 
     def validate(self, prefix=""):
         """The family's own options, datasets and narrowest layer, from the model registry (models/registry.py);
@@ -221,13 +240,14 @@ def deep_merge(base, override):
     return result
 
 
-def read_config_chain(path):
-    """[(file, its own keys)] from ``path`` down its ``base:`` chain; a missing base or a cycle is refused."""
+def read_config_chain(path, least="a config names at least its model (model: {name: FCN})"):
+    """[(file, its own keys)] from ``path`` down its ``base:`` chain; a missing base or a cycle is refused,
+    an empty file is an error that says what the file names ``least``."""
     chain = []
     while True:
         raw = read_yaml_mapping(path)
         if not raw:
-            raise ConfigError(f"{path}: empty config; a config names at least its model (model: {{name: FCN}})")
+            raise ConfigError(f"{path}: empty file; {least}")
         chain.append((path, raw))
         base = raw.pop("base", None)
         if base is None:
@@ -375,6 +395,9 @@ def key_reference_markdown():
              "file then names only the keys it changes, section by section (`model: {threshold_fraction: 0.6}`",
              "keeps the base's other `model` keys). Bases may have bases; a cycle or a missing base is an error.",
              "`experiment` still defaults to the name of the file given to `train.py`, not to the base's.", "",
+             "`init.weight` defaults to `signed_constant/elus` for a signed model and to `uniform/elu` (the",
+             "baseline's kernels) when `model.signed` is false; an `init.weight` or `init.mask` that names only",
+             "some of its fields (`--set init.weight.factor=2`) keeps the default's others.", "",
              "Keys marked *no* under \"changes results\" only change speed or bookkeeping: a results folder",
              "made under other values of them counts as made by the same config (train.py resumes there).",
              "Runs whose `--set` values change results go to a folder of their own, named after them",

@@ -28,9 +28,9 @@ TRAINING_FORWARDS = 3   # a training step costs about 3 forwards (forward + back
 CALIBRATION_FILE = "calibration.json"
 
 
-def forward_macs(config):
+def config_forward_macs(config):
     """Multiply-adds of one image's forward pass through every conv and dense layer of the config's
-    model (as bench/flops.py counts them on the built Keras model; a test keeps the two equal)."""
+    model (as models.flops.forward_macs counts them on the built Keras model; a test keeps the two equal)."""
     family, model = MODEL_FAMILIES[config.model.name], config.model
     classes = NUM_CLASSES[config.data.dataset]
 
@@ -70,7 +70,7 @@ def epoch_flops(config):
     dataset = config.data.dataset
     train = min(config.data.train_limit or TRAIN_EXAMPLES[dataset], TRAIN_EXAMPLES[dataset])
     test = min(config.data.test_limit or TEST_EXAMPLES[dataset], TEST_EXAMPLES[dataset])
-    return 2 * forward_macs(config) * (TRAINING_FORWARDS * train * config.data.repeat + test)
+    return 2 * config_forward_macs(config) * (TRAINING_FORWARDS * train * config.data.repeat + test)
 
 
 def machine_key():
@@ -140,8 +140,9 @@ def recorded_timings(root):
 def timing_entry(config, epoch_seconds, compile_seconds, **extra):
     """What a timing records of its config: enough to pick the nearest one and to scale it."""
     return {"experiment": config.experiment, "kind": MODEL_FAMILIES[config.model.name].kind,
-            "signed": config.model.signed, "forward_macs": forward_macs(config), "epoch_flops": epoch_flops(config),
-            "epoch_seconds": float(epoch_seconds), "compile_seconds": float(compile_seconds), **extra}
+            "signed": config.model.signed, "forward_macs": config_forward_macs(config),
+            "epoch_flops": epoch_flops(config), "epoch_seconds": float(epoch_seconds),
+            "compile_seconds": float(compile_seconds), **extra}
 
 
 def estimate(config, timings):
@@ -151,7 +152,7 @@ def estimate(config, timings):
     FLOPs; None without timings."""
     if not timings:
         return None
-    macs, kind = forward_macs(config), MODEL_FAMILIES[config.model.name].kind
+    macs, kind = config_forward_macs(config), MODEL_FAMILIES[config.model.name].kind
     nearest = min(timings, key=lambda timing: (timing["experiment"] != config.experiment, timing.get("kind") != kind,
                                                abs(math.log(timing["forward_macs"] / macs)),
                                                timing.get("signed") != config.model.signed,

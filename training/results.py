@@ -5,8 +5,11 @@
     results/<experiment>/run_<i>/run.json     status, seed, final metrics, versions, wall time
     results/<experiment>/run_<i>/history.json per-epoch metrics (remaining_percent has epochs + 1 entries)
     results/<experiment>/run_<i>/masks.npz    final ternary masks, int8, one array per masked layer
+    results/<experiment>/run_<i>/extra_state.npz   variables outside the masked layers (the ResNets' BN)
+    results/<experiment>/run_<i>/tensorboard/ per-epoch scalars (--tensorboard)
     results/<experiment>/run_<i>/model.weights.h5   final model variables (for export)
     results/<experiment>/run_<i>/checkpoint.npz     end-of-epoch state while the run is unfinished
+    results/<experiment>/.lock, .run_<i>.claim     the folder lock and run claims of concurrent jobs (fileio.py)
 """
 from pathlib import Path
 

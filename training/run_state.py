@@ -20,15 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fileio import MAX_JSON_BYTES, NpzReader, parse_json
+from fileio import MAX_JSON_BYTES, NpzReader, is_atomic_temporary, parse_json
 
 CHECKPOINT = "checkpoint.npz"
 FORMAT = "supermask-checkpoint/2"
 STATE_KEY = "__state__"
-# A run folder holds no hidden files but the temporaries of atomic writes (fileio.atomic_path:
-# ``.<target>.<random><suffix>``; earlier versions ``.tmp-*``), so a hidden file at run start is
-# what a killed write left.
-STALE_PATTERN = ".*"
 
 
 class DamagedState(ValueError):
@@ -56,8 +52,8 @@ def set_aside(path, reason, log=print):
 def remove_stale_temporaries(folder):
     """Delete what killed atomic writes left in ``folder``; returns the names removed."""
     removed = []
-    for path in Path(folder).glob(STALE_PATTERN):
-        if path.is_file():
+    for path in Path(folder).glob(".*"):
+        if path.is_file() and is_atomic_temporary(path.name):
             path.unlink(missing_ok=True)
             removed.append(path.name)
     return sorted(removed)

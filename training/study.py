@@ -111,7 +111,8 @@ def load_study(path):
     """Read (with its ``base:`` chain) and validate a study file; ConfigError names the file and key."""
     path = study_path(path)
     raw = {}
-    for _, own_keys in reversed(read_config_chain(path)):
+    least = "a study names at least one experiment (experiments: {name: {config: fcn_signed.yaml}})"
+    for _, own_keys in reversed(read_config_chain(path, least)):
         raw = deep_merge(raw, own_keys)
     try:
         study = from_dict(Study, raw)
@@ -121,7 +122,11 @@ def load_study(path):
         for position, (name, entry) in enumerate(study.experiments.items()):
             if not entry.config:
                 raise ConfigError(f"experiments.{name}.config: missing", f"experiments.{name}.config")
-            if not (CONFIGS / entry.config).is_file():
+            config_path = (CONFIGS / entry.config).resolve()
+            if CONFIGS.resolve() not in config_path.parents:
+                raise ConfigError(f"experiments.{name}.config: {entry.config}: not a path under configs/",
+                                  f"experiments.{name}.config")
+            if not config_path.is_file():
                 raise ConfigError(f"experiments.{name}.config: {entry.config}: no such file under configs/",
                                   f"experiments.{name}.config")
             source = entry.match_keep_fraction_of

@@ -130,8 +130,7 @@ class StudyRun:
                        **(ONE_THREAD if jobs > 1 else {})}
         while pending or running:
             busy = {job[1].name for job in running + pending}
-            startable = [job for job in pending if job[1].entry.match_keep_fraction_of not in busy
-                         or job[1].name == job[1].entry.match_keep_fraction_of]
+            startable = [job for job in pending if job[1].entry.match_keep_fraction_of not in busy]
             while startable and len(running) < jobs:
                 job = startable.pop(0)
                 pending.remove(job)
