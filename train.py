@@ -118,12 +118,22 @@ def train_runs(config, args, experiment_dir, run_indices):
         return 2
     for reason in summary["skipped"]:
         print(f"warning: {experiment_dir}: skipped {reason}", file=sys.stderr)
-    accuracy, remaining = summary["test_accuracy"], summary["remaining_percent"]
-    if accuracy:
-        print(f"{config.experiment}: {len(summary['finished_runs'])} finished runs, test accuracy "
-              f"{100 * accuracy['mean']:.2f} % [{100 * accuracy['min']:.2f}, {100 * accuracy['max']:.2f}], "
-              f"remaining {remaining['mean']:.2f} % [{remaining['min']:.2f}, {remaining['max']:.2f}]")
+    if summary["test_accuracy"]:
+        print(summary_line(config.experiment, summary))
     return 0
+
+
+def summary_line(experiment, summary):
+    """The last line of a command: the finished runs' mean test accuracy and remaining %, with [min, max]
+    once there are several runs."""
+    runs = len(summary["finished_runs"])
+
+    def value(stats, scale=1):
+        spread = f" [{scale * stats['min']:.2f}, {scale * stats['max']:.2f}]" if runs > 1 else ""
+        return f"{scale * stats['mean']:.2f} %{spread}"
+
+    return (f"{experiment}: {runs} finished run{'s' if runs != 1 else ''}, test accuracy "
+            f"{value(summary['test_accuracy'], 100)}, remaining {value(summary['remaining_percent'])}")
 
 
 if __name__ == "__main__":

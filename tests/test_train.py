@@ -226,6 +226,21 @@ def test_jax_and_torch_backends_train_without_tensorflow(tmp_path, backend):
     assert info["final"]["test_accuracy"] > 0.6  # chance is 0.1
 
 
+def test_the_summary_line_gives_a_spread_only_over_several_runs():
+    """The README quotes the main command's last line; one run has no [min, max] to show."""
+    import train
+    from training.results import statistics
+
+    def summary(accuracies, remaining):
+        return {"finished_runs": list(range(len(accuracies))), "test_accuracy": statistics(accuracies),
+                "remaining_percent": statistics(remaining)}
+
+    assert train.summary_line("fcn_signed", summary([0.9558], [2.11])) == \
+        "fcn_signed: 1 finished run, test accuracy 95.58 %, remaining 2.11 %"
+    assert train.summary_line("fcn_signed", summary([0.95, 0.96], [2.0, 2.2])) == \
+        "fcn_signed: 2 finished runs, test accuracy 95.50 % [95.00, 96.00], remaining 2.10 % [2.00, 2.20]"
+
+
 def test_cli_run_index_trains_that_run_alone_and_a_training_error_exits_1(tmp_path, monkeypatch, capsys):
     import train
     trained = []
