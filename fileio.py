@@ -186,8 +186,11 @@ def open_regular(path):
 
 
 def read_bounded(path, limit):
-    """The bytes of regular file ``path``; a ValueError when it holds more than ``limit`` bytes (read no further)."""
+    """The bytes of regular file ``path``; a ValueError when it holds more than ``limit`` bytes (refused from
+    its size before any byte is read; a file that grows while it is read is read no further than the limit)."""
     with open_regular(path) as stream:
+        if os.fstat(stream.fileno()).st_size > limit:
+            raise ValueError(f"larger than {limit >> 20} MiB")
         data = stream.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"larger than {limit >> 20} MiB")

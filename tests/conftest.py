@@ -50,13 +50,39 @@ JAX_TWO_CPU_DEVICES = ("--xla_force_host_platform_device_count=2 --xla_cpu_multi
 def real_data_dir(*file_names):
     """The folder with the real datasets: $SUPERMASK_DATA_DIR or ../shared/datasets.
 
-    Skips when the files are absent, except under CI, where a missing dataset fails.
+    A missing file fails the test wherever a data folder is there to hold it ($SUPERMASK_DATA_DIR set, or
+    ../shared/datasets present, as in CI) and under $CI; it skips only on a machine with no data folder
+    at all, so a wrong folder never turns the real-data tests into silent skips.
     """
     from pathlib import Path
-    folder = Path(os.environ.get("SUPERMASK_DATA_DIR") or Path(REPO_ROOT).parent / "shared" / "datasets")
+    configured = os.environ.get("SUPERMASK_DATA_DIR")
+    folder = Path(configured or Path(REPO_ROOT).parent / "shared" / "datasets")
     missing = [name for name in file_names if not (folder / name).exists()]
     if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"real data {missing} not found in {folder} (required in CI)")
-        pytest.skip(f"real data {missing} not found in {folder}")
+        if os.environ.get("CI") or configured or folder.is_dir():
+            pytest.fail(f"real data {missing} not found in {folder} (the real-data tests need it)")
+        pytest.skip(f"real data {missing} not found in {folder}: no data folder on this machine")
     return folder
+
+
+def deny_writes_as_root(monkeypatch, folder):
+    """Root may write into a 0o555 folder, so where the tests run as root (containers, CI) the folder
+    answers as for anyone else: ``os.access`` denies writing, ``os.mkdir`` in it raises EACCES."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return
+    import errno
+    folder = os.path.abspath(folder)
+    real_access, real_mkdir = os.access, os.mkdir
+
+    def access(path, mode, **kwargs):
+        if os.path.abspath(path) == folder and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+        if os.path.dirname(os.path.abspath(path)) == folder:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(os, "mkdir", mkdir)

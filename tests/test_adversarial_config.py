@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import deny_writes_as_root
 
 import train
 from training.config import load_config
@@ -147,12 +148,12 @@ def test_bad_out_is_one_line_error_and_nothing_written(capsys, tmp_path):
     assert a_file.read_text() == "keep me"
 
 
-@pytest.mark.skipif(hasattr(train.os, "geteuid") and train.os.geteuid() == 0, reason="root writes anywhere")
-def test_read_only_out_is_one_line_error(capsys, tmp_path):
+def test_read_only_out_is_one_line_error(capsys, tmp_path, monkeypatch):
     config = tmp_path / "ok.yaml"
     config.write_text("training: {epochs: 1}\n")
     read_only = tmp_path / "read_only"
     read_only.mkdir(mode=0o555)
+    deny_writes_as_root(monkeypatch, read_only)
     assert train.main([str(config), "--out", str(read_only)]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and "--out" in lines[0] and not any(read_only.iterdir())

@@ -380,3 +380,23 @@ def test_real_cifar10_through_jpeg_cache(tmp_path, monkeypatch):
         np.testing.assert_array_equal(cached["x_train"][49999], decode_jpeg_directly(jpeg_path, "train", 49999))
         with np.load(jpeg_path) as container:
             np.testing.assert_array_equal(cached["y_test"], container["y_test"])
+
+
+def test_a_missing_dataset_fails_wherever_a_data_folder_is_there(tmp_path, monkeypatch):
+    """The real-data tests never turn into silent skips on a machine that has (or names) a data folder."""
+    import conftest
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("SUPERMASK_DATA_DIR", str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match=r"\['nothing.npz'\] not found"):
+        conftest.real_data_dir("nothing.npz")
+    monkeypatch.delenv("SUPERMASK_DATA_DIR")
+    (tmp_path / "shared" / "datasets").mkdir(parents=True)
+    monkeypatch.setattr(conftest, "REPO_ROOT", str(tmp_path / "clone"))
+    with pytest.raises(pytest.fail.Exception):
+        conftest.real_data_dir("nothing.npz")
+    monkeypatch.setattr(conftest, "REPO_ROOT", str(tmp_path / "elsewhere" / "clone"))
+    with pytest.raises(pytest.skip.Exception, match="no data folder"):
+        conftest.real_data_dir("nothing.npz")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        conftest.real_data_dir("nothing.npz")

@@ -27,5 +27,7 @@ def test_first_steps_reports_finite_losses_and_names_a_divergence(monkeypatch, c
     diverging = load_config(CONFIG, ["data.train_limit=1024", "optimizer.lr=1e6"])
     losses = first_steps.first_losses(diverging, 7531, 6, "trainer")
     assert not np.isfinite(losses[-1]) and len(losses) <= 6
+    first_steps.main([str(CONFIG), "--steps", "6", "--set", "data.train_limit=1024", "--set", "optimizer.lr=1e6"])
+    assert f"seed 7531 loss trainer: non-finite at step {len(losses)}" in capsys.readouterr().out
     clipped = first_steps.first_losses(load_config(CONFIG, ["data.train_limit=1024"]), 7531, 3, "clipped_probabilities")
     assert len(clipped) == 3 and all(np.isfinite(clipped)) and 0 < clipped[0] < 16.2   # -log(1e-7) bounds it

@@ -92,13 +92,17 @@ def test_damaged_compressed_compact_file_is_one_line(tmp_path, capsys, compact_a
 
 # Cause 3: figures trust what history.json and masks.npz hold.
 
-def test_a_null_in_a_baselines_training_accuracy_draws_the_remaining_panel(tmp_path):
+def test_a_null_in_a_baselines_training_accuracy_draws_the_remaining_panel(tmp_path, monkeypatch):
     experiment = tmp_path / "fcn_baseline"
     write_config(experiment, "FCN", "mnist", signed=False, runs=1)
     write_finished_run(experiment, 0, 0.97, 100.0, 266_200, signed=False)
     history = json.loads((experiment / "run_0" / "history.json").read_text())
     (experiment / "run_0" / "history.json").write_text(json.dumps({**history, "train_accuracy": [0.5, None, 0.9]}))
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda figure, path: drawn.append(figure) or True)
     assert figures.plot_training_curves(find_experiments(tmp_path)[0], tmp_path / "curves.png")
+    left, right = drawn[0].axes
+    assert left.get_ylabel() == "test accuracy %" and right.get_ylabel() == "remaining weights %"
 
 
 def test_an_extra_text_key_in_mask_counts_is_left_out(tmp_path):

@@ -1,4 +1,6 @@
 """Keras SGD with weight_decay = wd0/lr0 equals the authors' tfa SGDW; schedules; plateau rule."""
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -86,3 +88,22 @@ def test_plateau_callback_scales_only_the_learning_rate_and_stops():
     restored = TrainingLossPlateau(patience=2, factor=0.2, reductions=1)
     restored.set_state(plateau.get_state())
     assert restored.get_state() == plateau.get_state()
+
+
+def test_a_plateau_restored_mid_run_decides_as_the_one_that_ran_on():
+    """A resumed run's plateau rule (state from the checkpoint) makes the decisions of an uninterrupted one."""
+    losses = [5.0, 4.0, 3.0, 2.0, 2.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.6]
+
+    def fresh():
+        return TrainingLossPlateau(patience=4, factor=0.5, reductions=2, cooldown=2, start_epoch=3, min_delta=1e-4)
+
+    through = fresh()
+    expected = [through.step(epoch, loss) for epoch, loss in enumerate(losses)]
+    for kill_after in (4, 9, 10):
+        first = fresh()
+        decisions = [first.step(epoch, loss) for epoch, loss in enumerate(losses[:kill_after])]
+        resumed = fresh()
+        resumed.set_state(json.loads(json.dumps(first.get_state())))   # as the checkpoint's JSON stores it
+        decisions += [resumed.step(epoch, loss) for epoch, loss in enumerate(losses) if epoch >= kill_after]
+        assert decisions == expected, kill_after
+        assert resumed.get_state() == through.get_state()

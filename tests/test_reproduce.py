@@ -339,13 +339,14 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_timing(tmp_path, ca
     assert blocker.read_text() == "keep me"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_a_read_only_out_is_refused_before_any_timing(tmp_path, capsys, monkeypatch):
+    from conftest import deny_writes_as_root
     from training.runner import RunTrainer
 
     monkeypatch.setattr(RunTrainer, "run", lambda self: pytest.fail("timed before checking --out"))
     read_only = tmp_path / "read_only"
     read_only.mkdir(mode=0o555)
+    deny_writes_as_root(monkeypatch, read_only)
     assert reproduce.main(["--rows", "FCN", "--out", str(read_only)]) == 2
     assert "read-only" in capsys.readouterr().err
 

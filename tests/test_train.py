@@ -192,6 +192,9 @@ def test_conv2_on_real_cifar10(tmp_path):
     history = json.loads((tmp_path / "conv2_signed" / "run_0" / "history.json").read_text())
     assert info["status"] == "finished" and np.isfinite(history["train_loss"][0])
     assert history["remaining_percent"][-1] < history["remaining_percent"][0]
+    # It learns: chance is 0.10 (sd 0.019 on 256 images); this run gives 0.2109 on TensorFlow, JAX and torch,
+    # and scrambled labels or a misaligned image decode would stay near chance.
+    assert info["final"]["test_accuracy"] > 0.15
 
 
 @pytest.mark.parametrize("backend, distribution, expected", [
