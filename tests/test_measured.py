@@ -118,6 +118,7 @@ def test_report_without_arguments_renders_the_shipped_results_on_a_fresh_clone(t
     write_finished_run(tmp_path / "measured" / "fcn_signed", 0, 0.9749, 3.70, 9000)
     before = sorted(p.name for p in (tmp_path / "measured").rglob("*"))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(report, "REPOSITORY", tmp_path)   # a fresh clone at tmp_path
     assert report.main(["--no-figures"]) == 0
     assert "reading measured/" in capsys.readouterr().out
     text = (tmp_path / "reports" / "measured" / "report.md").read_text()
@@ -138,6 +139,7 @@ def test_the_shipped_report_never_overwrites_ones_own(tmp_path, monkeypatch):
     write_config(tmp_path / "results" / "fcn_signed", "FCN", "mnist", runs=1)
     write_finished_run(tmp_path / "results" / "fcn_signed", 0, 0.9612, 3.90, 9500)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(report, "REPOSITORY", tmp_path)
     assert report.main(["--no-figures"]) == 0
     own = (tmp_path / "results" / "report.md").read_text()
     assert report.main(["measured", "--no-figures"]) == 0
