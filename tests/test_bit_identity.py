@@ -84,6 +84,7 @@ def test_tiny_fcn_run_masks_are_unchanged(tmp_path):
     RunTrainer(config, 0, tmp_path, data_dir=str(data_dir), verbose=False).run()
     with np.load(tmp_path / "fcn_signed" / "run_0" / "masks.npz") as masks:
         assert masks.files == ["dense_1", "dense_2", "output"]
+        assert [masks[name].shape for name in masks.files] == [(784, 300), (300, 100), (100, 10)]
         if _digest([masks[name] for name in masks.files]) == TINY_FCN_MASKS_DIGEST:
             return
         # Another CPU may pick other oneDNN kernels and round differently: then only a handful of
