@@ -103,6 +103,18 @@ def evaluate_path(path, data_dir=None, test_limit=None, dataset=None):
             "remaining_percent": model_remaining_percent(model), "recorded": recorded}
 
 
+# How the compact file holds each masked layer's W (reporting/compact.py's weight records).
+WEIGHT_KINDS = {"initializer": "regenerated from its initializer and seed", "signed_constant":
+                "stored as signs and one magnitude", "float32": "stored as float32"}
+
+
+def weights_text(kinds):
+    """'W of 3 layers regenerated from its initializer and seed' for the record kinds of the masked layers."""
+    counts = {kind: kinds.count(kind) for kind in dict.fromkeys(kinds)}
+    return "; ".join(f"W of {count} layer{'s' if count != 1 else ''} {WEIGHT_KINDS.get(kind, kind)}"
+                     for kind, count in counts.items())
+
+
 def _print_export(result):
     print(f"wrote {result['keras']} (plain Keras; max |prediction difference| after reload "
           f"{result['max_difference']:.3g})")
@@ -110,7 +122,7 @@ def _print_export(result):
     if not sizes:
         print("baseline run: no compact file (it stores masks of a signed model)")
     else:
-        print(f"wrote {result['compact']} (weights: {', '.join(sizes['kinds'])}; identical kernels on read-back: "
+        print(f"wrote {result['compact']} ({weights_text(sizes['kinds'])}; identical kernels on read-back: "
               f"{result['compact_kernels_equal']}, max |prediction difference| {result['compact_difference']:.3g})")
         print(f"size: dense float32 {sizes['dense_bytes']:,} B, compact {sizes['compact_bytes']:,} B, "
               f"ratio {sizes['ratio']:.1f}x")

@@ -161,6 +161,10 @@ def test_cli(run_dir, tmp_path, capsys):
     assert export.main([str(run_dir), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "dense float32 1,064,800 B" in printed and "ratio" in printed
+    assert "(W of 3 layers regenerated from its initializer and seed; identical kernels on read-back: True" in printed
+    assert export.weights_text(["signed_constant", "float32", "initializer", "float32"]) == (
+        "W of 1 layer stored as signs and one magnitude; W of 2 layers stored as float32; "
+        "W of 1 layer regenerated from its initializer and seed")
     assert export.main(["evaluate", str(tmp_path / "fcn_tiny_run0.compact.npz"), "--data-dir", str(real_data_dir("mnist.npz"))]) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert export.main(["evaluate", str(tmp_path / "notes.txt")]) == 2
