@@ -10,7 +10,8 @@ Per run r (seed = base seed + r, docs/SPEC.md §2.7) three files are written und
 ``baseline`` (the kernels of the ordinary model). ``train.py`` loads them; the
 layout of a file is documented in ``masking/init_files.py``. A model layout other than the
 default (--width-multiplier, --num-classes, --projection-every, --extra-head) is recorded in the
-file but not in its path: give it its own --out folder and the config's init.weights_dir.
+file and named in its folder: ``weights/ResNet20_width2/...`` (``--model ResNet20 --width-multiplier 2``),
+which is where a config with that layout (``configs/resnet20x2_signed.yaml``) looks for it.
 The same arguments always write the same bytes. A file that already holds the same values is left
 as it is; one that holds other values (edited, or written with other options) is kept and the
 command stops with an error, unless --overwrite is given.
@@ -29,7 +30,7 @@ from masking.init_files import (InitFileError, encode_init_payload, init_file_pa
                                 same_init_content)
 from masking.init_spec import BASELINE_WEIGHT_INIT, DEFAULT_SEED, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec
 from models import MODEL_NAMES, build_model
-from models.registry import NUM_CLASSES
+from models.registry import NUM_CLASSES, layout_folder
 from models.registry import MODEL_FAMILIES
 from training.config import MAX_RUNS, MAX_WIDTH_MULTIPLIER
 
@@ -70,7 +71,7 @@ def write_run_files(model_name, run, seed, out, weight_init, score_init, baselin
     done = []
     for model, kind, spec in ((signed, "weights", weight_init), (signed, "scores", score_init),
                               (baseline, "baseline", baseline_init)):
-        path = init_file_path(out, model_name, kind, spec, run)
+        path = init_file_path(out, layout_folder(model_name, options), kind, spec, run)
         payload = init_payload(model, kind, spec, seed, run, options)
         outcome = "written"
         if path.exists():

@@ -95,12 +95,13 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         return reconstruct(np.ndarray, shape, dtype)
 
 
-def init_file_path(root, model_name, kind, initializer, run):
+def init_file_path(root, model_folder, kind, initializer, run):
     """weights/<model>/<kind>/<distribution>_<scaling>[_x<factor>]/<model>_<kind>_<run>.pkl
 
-    ``initializer`` is an InitSpec or its dict."""
+    ``model_folder``: the model's name, with its layout options where they differ from the default
+    (models.registry.layout_folder, e.g. ResNet20_width2); ``initializer``: an InitSpec or its dict."""
     folder = InitSpec.of(initializer).folder_name()
-    return Path(root) / model_name / kind / folder / f"{model_name}_{kind}_{run}.pkl"
+    return Path(root) / model_folder / kind / folder / f"{model_folder}_{kind}_{run}.pkl"
 
 
 def target_layers(model, kind):

@@ -15,7 +15,7 @@ from masking.messages import shown
 from models.conv import build_conv
 from models.fcn import build_fcn
 from models.layer_factory import LayerFactory
-from models.registry import NUM_CLASSES, model_family
+from models.registry import NUM_CLASSES, default_layout, layout_folder, model_family
 from models.resnet import build_resnet
 
 
@@ -75,8 +75,8 @@ def initial_value_files(config, run_index):
     """[(kind, InitSpec, path)] of the init_example.py files of this run (signed: weights and scores)."""
     kinds = ((("weights", config.init.weight), ("scores", config.init.mask)) if config.model.signed
              else (("baseline", config.init.weight),))
-    return [(kind, spec, init_file_path(weights_root(config), config.model.name, kind, spec, run_index))
-            for kind, spec in kinds]
+    folder = layout_folder(config.model.name, file_layout(config))
+    return [(kind, spec, init_file_path(weights_root(config), folder, kind, spec, run_index)) for kind, spec in kinds]
 
 
 def file_layout(config):
@@ -89,9 +89,7 @@ def file_layout(config):
 
 def recorded_layout(payload, model_name):
     """The same options as an init file records them (init_example.py writes only the ones it was given)."""
-    defaults = {"width_multiplier": 1.0, "num_classes": model_family(model_name).num_classes,
-                "projection_every": None, "extra_head": False}
-    return {**defaults, **payload.get("options", {})}
+    return {**default_layout(model_name), **payload.get("options", {})}
 
 
 def _creating_command(config, run_index):

@@ -85,3 +85,24 @@ def model_family(name):
     if name not in MODEL_FAMILIES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     return MODEL_FAMILIES[name]
+
+
+# The options that decide which layers (and shapes) an init file covers, and their names in its folder.
+LAYOUT_TAGS = {"width_multiplier": "width", "num_classes": "classes", "projection_every": "projection",
+               "extra_head": "extrahead"}
+
+
+def default_layout(name):
+    """The layout options of family ``name`` at their defaults."""
+    return {"width_multiplier": 1.0, "num_classes": model_family(name).num_classes, "projection_every": None,
+            "extra_head": False}
+
+
+def layout_folder(name, layout):
+    """The init files' folder of model ``name`` with ``layout``: the name for the default layout, else the
+    name and every other option (``ResNet20_width2``, ``ResNet56_classes10``, ``ResNet110_projection9``), so
+    files of two layouts never share a path."""
+    defaults = default_layout(name)
+    tags = [LAYOUT_TAGS[option] + ("" if value is True else f"{value:g}")
+            for option, value in layout.items() if value != defaults[option]]
+    return "_".join([name, *tags])

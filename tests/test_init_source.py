@@ -226,22 +226,36 @@ def test_cli_wrong_file_is_one_line_exit_2_and_files_missing_names_the_command(f
         assert len(error_lines) == 1 and expected in error_lines[0], result.stderr[-2000:]
 
 
-def test_a_resnet_layout_option_is_named_and_the_command_it_gives_writes_files_that_fit(tmp_path):
-    default_layout = tmp_path / "default"
-    assert init_example.main(["--model", "ResNet20", "--runs", "1", "--out", str(default_layout)]) == 0
-    overrides = ["model.projection_every=1", "model.extra_head=true"]
-    config = load_config(ROOT / "configs" / "resnet20_signed.yaml", overrides + [f"init.weights_dir={default_layout}"])
-    with pytest.raises(InitFileError, match="made for model.projection_every None, the config asks for 1") as error:
-        build_experiment_model(config, config.seed)
-    command = str(error.value).rsplit("written by: python init_example.py ", 1)[1].rsplit(" --out FOLDER)", 1)[0]
-    assert "--projection-every 1 --extra-head" in command
-    assert init_example.main(command.split() + ["--out", str(tmp_path / "layout")]) == 0
-    fitting = load_config(ROOT / "configs" / "resnet20_signed.yaml", overrides + [f"init.weights_dir={tmp_path / 'layout'}"])
-    assert resolve_initial_values(fitting, 0).source == "files"
+def test_each_layout_has_its_own_folder_and_the_command_a_missing_file_names_writes_it(tmp_path):
+    """Files of the default layout never stand in for another layout's (``init_example.py --model all`` then
+    ``resnet20x2_signed.yaml`` or ``resnet56_cifar10_*``): each layout looks in its own folder."""
+    root = tmp_path / "weights"
+    assert init_example.main(["--model", "ResNet20", "--runs", "1", "--out", str(root)]) == 0
+    overrides = ["model.projection_every=1", "model.extra_head=true", f"init.weights_dir={root}"]
+    config = load_config(ROOT / "configs" / "resnet20_signed.yaml", overrides)
+    assert resolve_initial_values(config, 0).source == "on_the_fly"      # the default layout's files: not its own
+    files = load_config(ROOT / "configs" / "resnet20_signed.yaml", overrides + ["init.source=files"])
+    with pytest.raises(InitFileError, match="missing init file; create it with: ") as error:
+        build_experiment_model(files, files.seed)
+    path, command = str(error.value).split(": missing init file; create it with: python init_example.py ")
+    assert "/ResNet20_projection1_extrahead/weights/" in path and "--projection-every 1 --extra-head" in command
+    assert init_example.main(command.split()) == 0 and Path(path).is_file()
+    assert resolve_initial_values(config, 0).source == "files"
     on_the_fly = load_config(ROOT / "configs" / "resnet20_signed.yaml", overrides + ["init.source=on_the_fly"])
-    for a, b in zip(variables(build_experiment_model(fitting, fitting.seed)),
+    for a, b in zip(variables(build_experiment_model(config, config.seed)),
                     variables(build_experiment_model(on_the_fly, on_the_fly.seed))):
         np.testing.assert_array_equal(a, b)
+    assert sorted(folder.name for folder in root.iterdir()) == ["ResNet20", "ResNet20_projection1_extrahead"]
+
+
+def test_layout_folders_name_every_option_that_differs_from_the_default():
+    from models.registry import layout_folder
+    assert layout_folder("ResNet20", {"width_multiplier": 1.0, "num_classes": 10}) == "ResNet20"
+    assert layout_folder("ResNet20", {"width_multiplier": 2.0, "num_classes": 10}) == "ResNet20_width2"
+    assert layout_folder("ResNet56", {"width_multiplier": 1.0, "num_classes": 10}) == "ResNet56_classes10"
+    assert layout_folder("ResNet110", {"num_classes": 100, "projection_every": 9, "extra_head": False}) == \
+        "ResNet110_projection9"
+    assert layout_folder("Conv2", {"width_multiplier": 1.5, "num_classes": 10}) == "Conv2_width1.5"
 
 
 def test_init_example_refuses_resnet_options_for_other_models(tmp_path, capsys):
