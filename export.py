@@ -18,6 +18,7 @@ Exit codes: 0 done, 1 a read-back check failed, 2 invalid input (one line naming
 import argparse
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -110,9 +111,8 @@ WEIGHT_KINDS = {"initializer": "regenerated from its initializer and seed", "sig
 
 def weights_text(kinds):
     """'W of 3 layers regenerated from its initializer and seed' for the record kinds of the masked layers."""
-    counts = {kind: kinds.count(kind) for kind in dict.fromkeys(kinds)}
     return "; ".join(f"W of {count} layer{'s' if count != 1 else ''} {WEIGHT_KINDS.get(kind, kind)}"
-                     for kind, count in counts.items())
+                     for kind, count in Counter(kinds).items())
 
 
 def _print_export(result):

@@ -76,3 +76,9 @@ class InitSpec:
 SIGNED_WEIGHT_INIT = InitSpec("signed_constant", "elus")   # ELUS +-sqrt(3/fan_in), SPEC B1
 SIGNED_SCORE_INIT = InitSpec("uniform", "xavier")          # Glorot-uniform scores
 BASELINE_WEIGHT_INIT = InitSpec("uniform", "elu")          # U(+-sqrt(4.5/fan_in)), SPEC §2.6
+
+
+def default_weight_init(signed):
+    """The default W of a signed model, or the default kernels of its baseline: the one rule that the layer
+    factory and the config schema both follow."""
+    return SIGNED_WEIGHT_INIT if signed else BASELINE_WEIGHT_INIT

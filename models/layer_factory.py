@@ -6,9 +6,9 @@ seeds, derived from the run seed and the layer's position (``masking.layer_seed`
 """
 import keras
 
-from masking import (BASELINE_WEIGHT_INIT, DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SAMPLED_MODES,
-                     SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec, ScaledInitializer, SignedSupermaskConv2D,
-                     SignedSupermaskDense, layer_seed)
+from masking import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, SAMPLED_MODES, SIGNED_SCORE_INIT, InitSpec,
+                     ScaledInitializer, SignedSupermaskConv2D, SignedSupermaskDense, layer_seed)
+from masking.init_spec import default_weight_init
 
 WEIGHT_STREAM, SCORE_STREAM, SAMPLE_STREAM = 0, 1, 2
 
@@ -26,8 +26,7 @@ class LayerFactory:
         self.mask_options = {"mask_mode": mask_mode, "keep_fraction": keep_fraction}
         self.seed = int(seed)
         self.threshold_fraction = threshold_fraction
-        default_weight_init = SIGNED_WEIGHT_INIT if signed else BASELINE_WEIGHT_INIT
-        self.weight_init = InitSpec.of(weight_init or default_weight_init, "weight_init")
+        self.weight_init = InitSpec.of(weight_init or default_weight_init(signed), "weight_init")
         self.score_init = InitSpec.of(score_init or SIGNED_SCORE_INIT, "score_init")
         self._layer_count = 0
 

@@ -18,8 +18,8 @@ from typing import Optional
 import yaml
 
 from fileio import open_regular
-from masking.init_spec import (BASELINE_WEIGHT_INIT, DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT_WEIGHTS_DIR,
-                               SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec)
+from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT_WEIGHTS_DIR, SIGNED_SCORE_INIT,
+                               SIGNED_WEIGHT_INIT, InitSpec, default_weight_init)
 from masking.mask_rule import MASK_MODES, TOP_K_MODES
 from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
 from training.schema import (ConfigError, describe, from_dict, option, set_dotted, shown, to_dict,
@@ -132,8 +132,8 @@ class ExperimentConfig:
         model, init = data.get("model"), data.get("init", {})
         if not isinstance(init, dict) or (model is not None and not isinstance(model, dict)):
             return data   # from_dict names the section that is not a mapping
-        baseline = (model or {}).get("signed") is False
-        defaults = {"weight": BASELINE_WEIGHT_INIT if baseline else SIGNED_WEIGHT_INIT, "mask": SIGNED_SCORE_INIT}
+        signed = (model or {}).get("signed") is not False
+        defaults = {"weight": default_weight_init(signed), "mask": SIGNED_SCORE_INIT}
         filled = dict(init)
         for key, default in defaults.items():
             if key not in init:
