@@ -62,16 +62,17 @@ class ExistingFileError(Exception):
     """An init file that already exists with other content, and --overwrite was not given."""
 
 
-def write_run_files(model_name, run, seed, out, weight_init, score_init, baseline_init, options, overwrite=False):
-    """Build the signed and baseline models for one run and pickle their initial values:
-    [(path, what happened: written, unchanged or replaced)]."""
+def write_run_files(model_name, run, base_seed, out, weight_init, score_init, baseline_init, options, overwrite=False):
+    """Build the signed and baseline models for run ``run`` (seed ``base_seed + run``) and pickle their
+    initial values: [(path, what happened: written, unchanged or replaced)]."""
+    seed = base_seed + run
     signed = build_model(model_name, signed=True, seed=seed, weight_init=weight_init, score_init=score_init,
                          **options)
     baseline = build_model(model_name, signed=False, seed=seed, weight_init=baseline_init, **options)
     done = []
     for model, kind, spec in ((signed, "weights", weight_init), (signed, "scores", score_init),
                               (baseline, "baseline", baseline_init)):
-        path = init_file_path(out, layout_folder(model_name, options), kind, spec, run)
+        path = init_file_path(out, layout_folder(model_name, options, base_seed), kind, spec, run)
         payload = init_payload(model, kind, spec, seed, run, options)
         outcome = "written"
         if path.exists():
@@ -144,10 +145,9 @@ def main(argv=None):
         for flag, value in (("--projection-every", args.projection_every), ("--extra-head", args.extra_head)):
             if value and MODEL_FAMILIES[name].kind != "resnet":
                 parser.error(f"argument {flag}: applies to ResNets only, not {name}")
-        narrowest = MODEL_FAMILIES[name].narrowest_layer
-        if int(narrowest * args.width_multiplier) < 1:
-            parser.error(f"argument --width-multiplier: {args.width_multiplier:g} leaves no unit in the narrowest "
-                         f"{name} layer ({narrowest} units); use >= {1 / narrowest:g}")
+        problem = MODEL_FAMILIES[name].width_multiplier_problem(args.width_multiplier)
+        if problem:
+            parser.error(f"argument --width-multiplier: {problem}")
     try:
         write_all(names, args)
     except ExistingFileError as error:
@@ -174,7 +174,7 @@ def write_all(names, args):
     for name in names:
         options = layout_options(name, args)
         for run in range(args.runs):
-            done = write_run_files(name, run, args.seed + run, args.out, args.weight_init, args.score_init,
+            done = write_run_files(name, run, args.seed, args.out, args.weight_init, args.score_init,
                                    args.baseline_init, options, args.overwrite)
             print(f"{name} run {run} (seed {args.seed + run}): "
                   + ", ".join(f"{path}" + ("" if outcome == "written" else f" ({outcome})") for path, outcome in done))

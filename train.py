@@ -33,8 +33,8 @@ def parse_args(argv):
     from training.config import MAX_RUNS
     if args.runs is not None and not 1 <= args.runs <= MAX_RUNS:
         parser.error(f"--runs must be between 1 and {MAX_RUNS}")
-    if args.run_index is not None and args.run_index < 0:
-        parser.error("--run-index must be >= 0")
+    if args.run_index is not None and not 0 <= args.run_index < MAX_RUNS:
+        parser.error(f"--run-index must be between 0 and {MAX_RUNS - 1}")
     return args
 
 

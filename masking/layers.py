@@ -7,8 +7,11 @@ Backward (SPEC §1.3): straight-through, dL/dS = dL/dW_eff * W, also inside the 
 tau = p * max|S| of the layer's initial scores (SPEC §1.4), fixed afterwards and stored as
 a non-trainable weight so that it is saved and restored with the model.
 
-Only ``keras`` and ``keras.ops`` are used, so the layers run on every Keras backend.
+The traced path (``call``, ``kernel``) uses only ``keras.ops``, so the layers run on every Keras backend;
+NumPy only checks and assigns initial values.
 """
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
@@ -120,7 +123,9 @@ class SignedSupermaskDense(_SignedSupermaskBase):
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
-        self._build_masked_kernel((int(input_shape[-1]), self.units))
+        in_units = _known_size(input_shape[-1], self.name, "the input's last dimension")
+        self._build_masked_kernel((in_units, self.units))
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: in_units})
 
     def call(self, inputs, training=None):
         return self.activation(ops.matmul(inputs, self.training_kernel(training)))
@@ -141,13 +146,15 @@ class SignedSupermaskConv2D(_SignedSupermaskBase):
         if padding not in ("same", "valid"):
             raise ValueError(f"{self.name}: padding must be 'same' or 'valid', got {padding!r}")
         self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
+        self.kernel_size = _pair(kernel_size, "kernel_size", self.name)
+        self.strides = _pair(strides, "strides", self.name)
         self.padding = padding
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
-        self._build_masked_kernel(self.kernel_size + (int(input_shape[-1]), self.filters))
+        channels = _known_size(input_shape[-1], self.name, "the input's channels")
+        self._build_masked_kernel(self.kernel_size + (channels, self.filters))
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
 
     def call(self, inputs, training=None):
         outputs = ops.conv(inputs, self.training_kernel(training), strides=self.strides, padding=self.padding,
@@ -170,11 +177,19 @@ class SignedSupermaskConv2D(_SignedSupermaskBase):
                 "strides": self.strides, "padding": self.padding}
 
 
-def _pair(value, name):
-    values = (value, value) if isinstance(value, int) else tuple(value)
-    if len(values) != 2 or any(int(v) < 1 for v in values):
-        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
+def _pair(value, name, layer_name):
+    values = (value, value) if isinstance(value, numbers.Integral) else tuple(value) \
+        if isinstance(value, (tuple, list)) else ()
+    if len(values) != 2 or not all(isinstance(v, numbers.Integral) and v >= 1 for v in values):
+        raise ValueError(f"{layer_name}: {name} must be a positive int or a pair of them, got {value!r}")
     return tuple(int(v) for v in values)
+
+
+def _known_size(size, layer_name, what):
+    """The built kernel needs the input's size: a one-line error naming the layer when it is unknown."""
+    if size is None:
+        raise ValueError(f"{layer_name}: {what} must be known to build the kernel, got None")
+    return int(size)
 
 
 MASKED_LAYER_TYPES = (SignedSupermaskDense, SignedSupermaskConv2D)

@@ -171,7 +171,7 @@ def mode_mask(scores, threshold, mask_mode="signed", keep_fraction=None):
         return ops.cast(ops.greater(scores, ops.convert_to_tensor(threshold, dtype=scores.dtype)), scores.dtype)
     if mask_mode == "bernoulli":
         return ops.cast(ops.greater(scores, 0), scores.dtype)
-    count = kept_count(keep_fraction, int(np.prod(scores.shape)))
+    count = kept_count(keep_fraction, math.prod(scores.shape))
     if mask_mode == "top_k":
         return top_k_indicator(scores, count)
     if mask_mode == "signed_top_k":

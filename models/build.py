@@ -75,7 +75,7 @@ def initial_value_files(config, run_index):
     """[(kind, InitSpec, path)] of the init_example.py files of this run (signed: weights and scores)."""
     kinds = ((("weights", config.init.weight), ("scores", config.init.mask)) if config.model.signed
              else (("baseline", config.init.weight),))
-    folder = layout_folder(config.model.name, file_layout(config))
+    folder = layout_folder(config.model.name, file_layout(config), config.seed)
     return [(kind, spec, init_file_path(weights_root(config), folder, kind, spec, run_index)) for kind, spec in kinds]
 
 
@@ -100,8 +100,13 @@ def _creating_command(config, run_index):
     # init_example.py's flag of each layout option: an option's value, a bare flag for true, nothing when unset.
     layout_flags = [f"--{option.replace('_', '-')}" + ("" if value is True else f" {value:g}")
                     for option, value in file_layout(config).items() if value is not None and value is not False]
-    return (f"python init_example.py --model {config.model.name} --runs {run_index + 1} {init_flags} "
+    seed_flag = "" if config.seed == DEFAULT_SEED else f" --seed {config.seed}"
+    return (f"python init_example.py --model {config.model.name} --runs {run_index + 1}{seed_flag} {init_flags} "
             f"{' '.join(layout_flags)} --out {weights_root(config)}")
+
+
+def _missing_file(path, config, run_index):
+    return InitFileError(f"{path}: missing init file; create it with: {_creating_command(config, run_index)}")
 
 
 def resolve_initial_values(config, run_index):
@@ -114,7 +119,7 @@ def resolve_initial_values(config, run_index):
         return InitialValues(requested, "on_the_fly", drawn=tuple(kind for kind, _, _ in files))
     missing = [path for _, _, path in files if not Path(path).is_file()]
     if missing and requested == "files":
-        raise InitFileError(f"{missing[0]}: missing init file; create it with: {_creating_command(config, run_index)}")
+        raise _missing_file(missing[0], config, run_index)
     entries = []
     for kind, _, path in files:
         if path in missing:
@@ -154,7 +159,7 @@ def load_initial_files(model, config, run_index, kinds=None):
         if kinds is not None and kind not in kinds:
             continue
         if not Path(path).is_file():
-            raise InitFileError(f"{path}: missing init file; create it with: {_creating_command(config, run_index)}")
+            raise _missing_file(path, config, run_index)
         try:
             payload = load_init_file(path)
             if (payload["seed"], payload["run"]) != (seed, run_index):

@@ -7,6 +7,8 @@ widths and depth, and which ``model.*`` options apply to the family.
 from dataclasses import dataclass
 from typing import Optional
 
+from masking.init_spec import DEFAULT_SEED
+
 NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100}
 BN_MODES = ("none", "frozen", "stem_only", "full")
 # Family-specific config options (model.<key>) and the builder kind they belong to.
@@ -47,6 +49,14 @@ class ModelFamily:
         """Units of the family's narrowest layer at width_multiplier 1 (config validation needs it)."""
         head = CONV_HEAD_UNITS if self.kind == "conv" and self.scale_head else ()
         return min(self.widths + head)
+
+    def width_multiplier_problem(self, multiplier):
+        """Why ``multiplier`` cannot build this family (it leaves the narrowest layer no unit), or None."""
+        narrowest = self.narrowest_layer
+        if int(narrowest * multiplier) >= 1:
+            return None
+        return (f"{multiplier:g} leaves no unit in the narrowest {self.name} layer ({narrowest} units); "
+                f"use >= {1 / narrowest:g}")
 
     def default_bn_mode(self, signed):
         """ResNets: what the authors' submitted code ran (baselines real BN; signed ResNet20 a real
@@ -98,11 +108,14 @@ def default_layout(name):
             "extra_head": False}
 
 
-def layout_folder(name, layout):
-    """The init files' folder of model ``name`` with ``layout``: the name for the default layout, else the
-    name and every other option (``ResNet20_width2``, ``ResNet56_classes10``, ``ResNet110_projection9``), so
-    files of two layouts never share a path."""
+def layout_folder(name, layout, base_seed=DEFAULT_SEED):
+    """The init files' folder of model ``name`` with ``layout`` and base seed: the name for the default
+    layout and seed, else the name and every option that differs (``ResNet20_width2``, ``ResNet56_classes10``,
+    ``ResNet110_projection9``, ``FCN_seed100``), so files of two layouts or seeds never share a path (and
+    ``--set seed=100`` under init.source auto draws its values instead of stopping on seed 7531's files)."""
     defaults = default_layout(name)
     tags = [LAYOUT_TAGS[option] + ("" if value is True else f"{value:g}")
             for option, value in layout.items() if value != defaults[option]]
+    if base_seed != DEFAULT_SEED:
+        tags.append(f"seed{base_seed}")
     return "_".join([name, *tags])

@@ -48,6 +48,13 @@ def test_yaml_string_numbers_are_coerced(tmp_path):
     ("init:\n  weight: {distribution: laplace, scaling: he}\n", "init.weight.distribution"),
     ("bogus: 1\n", "bogus"),
     ("model:\n  name: Conv2\n", "data.dataset"),
+    ("data:\n  augment: true\n", "data.augment"),
+    ("model:\n  width_multiplier: 0.001\n", "model.width_multiplier"),
+    ("training:\n  schedule:\n    patience: 2\n    kind: plateau\n", "training.schedule.patience"),
+    ("training:\n  schedule:\n    decay_rate: 0\n", "training.schedule.decay_rate"),
+    ("training:\n  schedule:\n    patience: 10\n", "training.schedule.patience"),
+    ("training:\n  schedule:\n    kind: plateau\n    decay_epochs: 5\n", "training.schedule.decay_epochs"),
+    ("init:\n  weight: signed_constant\n", "init.weight"),
 ])
 def test_invalid_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as error:
@@ -90,6 +97,20 @@ def test_an_initializer_mapping_naming_some_fields_keeps_the_others(tmp_path):
     assert (str(config.init.weight), str(config.init.mask)) == ("signed_constant/elus/2", "uniform/he")
     baseline = load_config(path, ["model.signed=false", "init.weight.factor=0.75"])
     assert str(baseline.init.weight) == "uniform/elu/0.75"
+
+
+def test_an_initializer_in_init_example_text_form_is_read(tmp_path):
+    path = write(tmp_path, "model: {name: FCN}\ninit: {mask: uniform/he/0.5}\n")
+    config = load_config(path, ["init.weight=signed_constant/elus_sqrt6"])
+    assert (str(config.init.weight), str(config.init.mask)) == ("signed_constant/elus_sqrt6", "uniform/he/0.5")
+
+
+def test_a_schedule_key_of_another_kind_is_refused_only_when_changed(tmp_path):
+    path = write(tmp_path, "training:\n  schedule: {kind: exp_staircase, patience: 15, decay_epochs: 5}\n")
+    assert load_config(path).training.schedule.decay_epochs == 5
+    with pytest.raises(ConfigError, match=r"training.schedule.patience: only for schedule kind plateau "
+                                          r"\(kind is exp_staircase\)"):
+        load_config(path, ["training.schedule.patience=3"])
 
 
 def test_key_reference_lists_every_leaf_key():

@@ -256,6 +256,33 @@ def test_layout_folders_name_every_option_that_differs_from_the_default():
     assert layout_folder("ResNet110", {"num_classes": 100, "projection_every": 9, "extra_head": False}) == \
         "ResNet110_projection9"
     assert layout_folder("Conv2", {"width_multiplier": 1.5, "num_classes": 10}) == "Conv2_width1.5"
+    assert layout_folder("Conv2", {"width_multiplier": 1.5, "num_classes": 10}, 100) == "Conv2_width1.5_seed100"
+
+
+def test_another_base_seed_draws_under_auto_and_its_command_writes_its_own_files(fcn_files, tmp_path):
+    """seed 7531's files do not stop a --set seed=100 run; under init.source files the printed command
+    (with --seed) writes the files that run then loads."""
+    root = copy_of(fcn_files, tmp_path)
+    auto = load_config(FCN_CONFIG, [f"init.weights_dir={root}", "seed=100"])
+    assert resolve_initial_values(auto, 0).source == "on_the_fly"
+    drawn = variables(build_experiment_model(auto, auto.seed))
+    files = load_config(FCN_CONFIG, [f"init.weights_dir={root}", "seed=100", "init.source=files"])
+    with pytest.raises(InitFileError) as error:
+        resolve_initial_values(files, 0)
+    path, command = str(error.value).split(": missing init file; create it with: python init_example.py ")
+    assert "/FCN_seed100/weights/" in path and "--seed 100 " in command
+    assert init_example.main(command.split()) == 0 and Path(path).is_file()
+    for a, b in zip(variables(build_experiment_model(files, files.seed)), drawn):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(folder.name for folder in root.iterdir()) == ["FCN", "FCN_seed100"]
+
+
+def test_init_example_refuses_a_width_that_leaves_a_layer_empty(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        init_example.main(["--model", "FCN", "--width-multiplier", "0.001", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and ("--width-multiplier: 0.001 leaves no unit in the narrowest FCN layer "
+                                          "(100 units); use >= 0.01") in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_init_example_refuses_resnet_options_for_other_models(tmp_path, capsys):

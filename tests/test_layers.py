@@ -104,6 +104,20 @@ def test_conv_defaults_and_variables():
     assert tuple(layer.threshold.shape) == ()
 
 
+def test_bad_sizes_are_one_line_errors_naming_the_layer():
+    dense = SignedSupermaskDense(5, name="dense_a")
+    dense(np.zeros((2, 7), "float32"))
+    with pytest.raises(ValueError, match="dense_a.*expected axis -1 of input shape to have value 7"):
+        dense(np.zeros((2, 8), "float32"))
+    with pytest.raises(ValueError, match=r"^dense_b: the input's last dimension must be known"):
+        SignedSupermaskDense(5, name="dense_b").build((None, None))
+    assert SignedSupermaskConv2D(4, kernel_size=np.int64(5)).kernel_size == (5, 5)
+    with pytest.raises(ValueError, match=r"^conv_a: kernel_size must be a positive int or a pair of them, got '3'"):
+        SignedSupermaskConv2D(4, kernel_size="3", name="conv_a")
+    with pytest.raises(ValueError, match=r"^conv_b: strides must be"):
+        SignedSupermaskConv2D(4, strides=(1, 0), name="conv_b")
+
+
 def test_mask_consistent_under_mixed_precision():
     """The forward mask uses float32 S and tau (no autocast), like ternary_mask()."""
     policy = keras.mixed_precision.global_policy()

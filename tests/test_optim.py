@@ -77,7 +77,7 @@ def test_plateau_follows_the_authors_rule_on_a_hand_computed_sequence():
 def test_plateau_callback_scales_only_the_learning_rate_and_stops():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
     model.compile(optimizer=keras.optimizers.SGD(0.3, weight_decay=0.001), loss="mse")
-    plateau = TrainingLossPlateau(patience=2, factor=0.2, reductions=1, cooldown=0, start_epoch=0)
+    plateau = TrainingLossPlateau(patience=3, factor=0.2, reductions=1, cooldown=0, start_epoch=0)
     x, y = np.ones((4, 2), "float32"), np.zeros((4, 1), "float32")
     model.fit(x, y, epochs=1, verbose=0)
     plateau.set_model(model)
@@ -85,7 +85,7 @@ def test_plateau_callback_scales_only_the_learning_rate_and_stops():
         plateau.on_epoch_end(epoch, {"loss": 1.0})
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.06)
     assert model.optimizer.weight_decay == pytest.approx(0.001) and model.stop_training
-    restored = TrainingLossPlateau(patience=2, factor=0.2, reductions=1)
+    restored = TrainingLossPlateau(patience=3, factor=0.2, reductions=1)
     restored.set_state(plateau.get_state())
     assert restored.get_state() == plateau.get_state()
 

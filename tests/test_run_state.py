@@ -117,22 +117,24 @@ def test_plateau_stop_survives_a_kill_during_the_final_save(tmp_path, monkeypatc
         (Path(path).parent / ".tmp-k1ll.weights.h5").write_bytes(b"half")
         raise Killed
 
-    plateau = ["training.schedule.kind=plateau", "training.schedule.patience=2", "training.schedule.start_epoch=0",
-               "training.schedule.reductions=1", "training.schedule.cooldown=0", "training.epochs=5"]
+    # min_delta 10: no epoch counts as an improvement, so the one reduction (the stop) comes after epoch 4
+    plateau = ["training.schedule.kind=plateau", "training.schedule.patience=3", "training.schedule.start_epoch=0",
+               "training.schedule.reductions=1", "training.schedule.cooldown=0", "training.schedule.min_delta=10",
+               "training.epochs=6"]
     config = load_config(ROOT / "configs" / "fcn_signed.yaml", TINY + plateau)
     trainer = RunTrainer(config, 0, tmp_path, data_dir=real_data_dir("mnist.npz"), verbose=False)
     monkeypatch.setattr("training.runner.save_weights_atomically", die_while_saving)
     with pytest.raises(Killed):
         trainer.run()
     state = read_checkpoint_state(run_folder(tmp_path) / CHECKPOINT)
-    assert state["epochs"] == 3 and state["stop_training"] is True
+    assert state["epochs"] == 4 and state["stop_training"] is True
     assert state["callbacks"]["plateau"]["reductions_done"] == 1
     monkeypatch.undo()
     capsys.readouterr()
     info = trainer.run()
     output = capsys.readouterr().out
-    assert "resuming after epoch 3" in output and "removed 1 leftover temporary file(s)" in output
-    assert "epoch 4/5" not in output and info["epochs_trained"] == 3
+    assert "resuming after epoch 4" in output and "removed 1 leftover temporary file(s)" in output
+    assert "epoch 5/6" not in output and info["epochs_trained"] == 4
     assert sorted(p.name for p in run_folder(tmp_path).iterdir()) == [
         "config.yaml", "history.json", "masks.npz", "model.weights.h5", "run.json"]
 

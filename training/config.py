@@ -26,6 +26,10 @@ from training.schema import (ConfigError, describe, from_dict, option, set_dotte
                              without_keys_that_keep_results)
 
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant", "cosine")
+_EXPONENTIAL, _PLATEAU = ("exp_staircase", "exp_continuous"), ("plateau",)
+SCHEDULE_KEY_KINDS = {"decay_epochs": _EXPONENTIAL, "decay_rate": _EXPONENTIAL, "steps_per_epoch": _EXPONENTIAL,
+                      "patience": _PLATEAU, "factor": _PLATEAU, "reductions": _PLATEAU, "cooldown": _PLATEAU,
+                      "start_epoch": _PLATEAU, "min_delta": _PLATEAU}   # training.schedule.<key>: the kinds it acts in
 PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policy names
 MAX_WIDTH_MULTIPLIER = 64
 # Integer bounds (docs/reliability.md, Bounds): runs and repeat size loops and arrays; lr and wd keep
@@ -78,14 +82,23 @@ class OptimizerConfig:
 class ScheduleConfig:
     kind: str = option("exp_staircase", choices=SCHEDULES, doc="exp_staircase = SPEC §5.4 A; exp_continuous = B; plateau = C (ResNets); constant = lr0 throughout; cosine = lr0 * (1 + cos(pi * epoch / epochs)) / 2, set once per epoch (edge-popup)")
     decay_epochs: int = option(10, minimum=1, doc="A/B: epochs per decay period (authors: decay_steps)")
-    decay_rate: Optional[float] = option(None, minimum=0.0, maximum=1.0, doc="A/B: factor per period; null = 0.96 for A, 0.9 for B")
+    decay_rate: Optional[float] = option(None, minimum=0.0, maximum=1.0, exclusive_minimum=True, doc="A/B: factor per period; null = 0.96 for A, 0.9 for B")
     steps_per_epoch: Optional[int] = option(None, minimum=1, doc="A/B: steps counted per epoch; null = 390 for A (hard-coded by the authors), real batches for B")
-    patience: int = option(15, minimum=2, doc="plateau: epochs without improvement")
+    patience: int = option(15, minimum=3, doc="plateau: epochs without improvement (its window of earlier losses holds patience - 2 epochs)")
     factor: float = option(0.2, minimum=0.0, maximum=1.0, exclusive_minimum=True, doc="plateau: lr multiplier per reduction")
     reductions: int = option(5, minimum=1, doc="plateau: stop training after this many reductions")
     cooldown: int = option(10, minimum=0, doc="plateau: epochs without checks after a reduction")
     start_epoch: int = option(10, minimum=0, doc="plateau: first epoch index that is checked")
     min_delta: float = option(1e-4, minimum=0.0, doc="plateau: improvement needed on the training loss")
+
+    def validate(self, prefix=""):
+        """A key of another schedule kind, changed from its default, would change nothing but the
+        results folder's name: refused, as model options of another family are."""
+        defaults = ScheduleConfig(kind=self.kind)
+        for key, kinds in SCHEDULE_KEY_KINDS.items():
+            if self.kind not in kinds and getattr(self, key) != getattr(defaults, key):
+                raise ConfigError(f"{prefix}{key}: only for schedule kind {' or '.join(kinds)} (kind is {self.kind})",
+                                  f"{prefix}{key}")
 
 
 @dataclass
@@ -125,10 +138,11 @@ class ExperimentConfig:
     data: DataConfig = option(DataConfig())
 
     @staticmethod
-    def dependent_defaults(data):
+    def dependent_defaults(data, prefix=""):
         """``data`` with init.weight and init.mask filled in from their defaults: a baseline's kernels default
         to BASELINE_WEIGHT_INIT (uniform/elu, as init_example.py's --baseline-init), not the signed W, and a
-        mapping that names some fields (``--set init.weight.factor=2``) keeps the default's others."""
+        mapping that names some fields (``--set init.weight.factor=2``) keeps the default's others. The
+        text form of init_example.py's flags (``--set init.weight=signed_constant/elus``) is read too."""
         model, init = data.get("model"), data.get("init", {})
         if not isinstance(init, dict) or (model is not None and not isinstance(model, dict)):
             return data   # from_dict names the section that is not a mapping
@@ -140,6 +154,11 @@ class ExperimentConfig:
                 filled[key] = default.to_dict()
             elif isinstance(init[key], dict):
                 filled[key] = {**default.to_dict(), **init[key]}
+            elif isinstance(init[key], str):
+                try:
+                    filled[key] = InitSpec.parse(init[key]).to_dict()
+                except ValueError as error:
+                    raise ConfigError(f"{prefix}init.{key}: {error}", f"{prefix}init.{key}") from None
         return {**data, "init": filled}
 
     def validate(self, prefix=""):
@@ -151,11 +170,12 @@ class ExperimentConfig:
             if kind != family.kind and getattr(self.model, key) != getattr(defaults, key):
                 raise ConfigError(f"{prefix}model.{key}: only for {KIND_LABELS[kind]} (model.name is {family.name})",
                                   f"{prefix}model.{key}")
-        narrowest = family.narrowest_layer
-        if int(narrowest * self.model.width_multiplier) < 1:
-            raise ConfigError(f"{prefix}model.width_multiplier: {self.model.width_multiplier:g} leaves no unit in the "
-                              f"narrowest {family.name} layer ({narrowest} units); use >= {1 / narrowest:g}",
-                              f"{prefix}model.width_multiplier")
+        problem = family.width_multiplier_problem(self.model.width_multiplier)
+        if problem:
+            raise ConfigError(f"{prefix}model.width_multiplier: {problem}", f"{prefix}model.width_multiplier")
+        if self.data.augment and self.data.dataset == "mnist":
+            raise ConfigError(f"{prefix}data.augment: pad/flip/crop needs image data (cifar10, cifar100), "
+                              f"got mnist", f"{prefix}data.augment")
         if self.data.dataset not in family.datasets:
             raise ConfigError(f"{prefix}data.dataset: {family.name} takes {' or '.join(family.datasets)}, "
                               f"got {self.data.dataset}", f"{prefix}data.dataset")

@@ -126,7 +126,7 @@ def from_dict(cls, data, prefix=""):
         raise ConfigError(f"{where}: expected a mapping, got {shown(data)}", prefix.rstrip(".") or None)
     dependent_defaults = getattr(cls, "dependent_defaults", None)
     if dependent_defaults:
-        data = dependent_defaults(data)
+        data = dependent_defaults(data, prefix)
     fields = {field.name: field for field in dataclasses.fields(cls)}
     unknown = sorted((key for key in data if key not in fields), key=str)
     if unknown:
