@@ -56,7 +56,10 @@ def export_run(run_directory, out_dir=None):
     """Write and verify the exports of one run; returns {'keras', 'compact', 'sizes', 'max_difference', ...}."""
     run = load_run(run_directory)
     out_dir = Path(out_dir) if out_dir else default_out_dir(run.directory)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(error.errno, f"--out {out_dir}: cannot create the folder ({error.strerror})") from None
     inputs = np.random.default_rng(0).standard_normal((CHECK_SAMPLES,) + tuple(run.model.input_shape[1:]))
     inputs = inputs.astype(np.float32)
     reference = eager_predict(run.model, inputs)

@@ -207,13 +207,17 @@ def parse_json(data):
 
 def read_json(path):
     """The parsed JSON of ``path``, or None when there is no such file; UnreadableFileError otherwise
-    (also for files over MAX_JSON_BYTES, nested too deeply, or not regular files)."""
+    (also for files over MAX_JSON_BYTES, nested too deeply, not regular files, or holding a bare ``null``,
+    which no file of this project is and which would otherwise read as a missing file)."""
     try:
-        return parse_json(read_bounded(path, MAX_JSON_BYTES))
+        value = parse_json(read_bounded(path, MAX_JSON_BYTES))
     except (FileNotFoundError, NotADirectoryError):   # NotADirectoryError: a file where a folder of the path is
         return None
     except (OSError, ValueError) as error:   # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise UnreadableFileError(path, error) from None
+    if value is None:
+        raise UnreadableFileError(path, ValueError("holds JSON null, not a document"))
+    return value
 
 
 def file_sha256(path):
@@ -377,12 +381,16 @@ def folder_lock(directory):
         os.close(handle)  # releases the lock
 
 
+def claim_path(experiment_dir, run_index):
+    return Path(experiment_dir) / f".{run_folder_name(run_index)}.claim"
+
+
 @contextlib.contextmanager
 def run_claim(experiment_dir, run_index):
     """Exclusive claim on one run while a job trains it: a second job on the same run stops at once with a
     LockError naming the holder, instead of training the run twice side by side. The claim is a hidden
     file beside the run folders (``.run_<i>.claim``), which readers of run folders never look at."""
-    path = Path(experiment_dir) / f".{run_folder_name(run_index)}.claim"
+    path = claim_path(experiment_dir, run_index)
     handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:

@@ -60,6 +60,7 @@ def main(argv=None):
     args = parse_args(argv)
     # Validate and claim the results folder before importing Keras: bad input fails fast, with nothing
     # written, and a job with another config cannot slip into the folder while this one starts up.
+    from data import DatasetError, offline_file, resolve_data_dir
     from fileio import LockError
     from training.config import experiment_with_overrides, load_config
     from training.experiment_folder import claim_results_folder
@@ -67,6 +68,9 @@ def main(argv=None):
 
     try:
         config = load_config(args.config, args.overrides)
+        data_dir = resolve_data_dir(args.data_dir or config.data.dir)
+        if data_dir is not None:
+            offline_file(config.data.dataset, data_dir)
         experiment = experiment_with_overrides(args.config, args.overrides, config)
         if experiment != config.experiment:
             print(f"results: {Path(args.out) / experiment} (--set changes results: a folder of its own, "
@@ -77,7 +81,7 @@ def main(argv=None):
         if args.tensorboard:
             config.training.tensorboard = True
         experiment_dir = claim_results_folder(config, args.out)
-    except (ConfigError, LockError) as error:
+    except (ConfigError, DatasetError, LockError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -145,18 +145,28 @@ def _offline_files(name):
     return f"{name}.npz or cifar10_jpeg.npz" if name == "cifar10" else f"{name}.npz"
 
 
-def _load_from_dir(name, data_dir, limits):
-    """The Keras-layout arrays (images only up to ``limits[split]``) and the path they came from."""
+def offline_file(name, data_dir):
+    """The file of ``name`` in the (resolved) ``data_dir``: ``<name>.npz``, for CIFAR-10 else
+    ``cifar10_jpeg.npz``; a DatasetError naming the expected path when neither is there (cheap: train.py
+    checks it before it writes anything)."""
     path = os.path.join(data_dir, f"{name}.npz")
-    if name == "cifar10" and not os.path.exists(path):
-        jpeg_path = os.path.join(data_dir, "cifar10_jpeg.npz")
-        if os.path.exists(jpeg_path):
-            path, decoded = _cached_cifar10_from_jpeg(jpeg_path)
-            if decoded is not None:   # the cache could not be written: use the decode in memory
-                return decoded, jpeg_path
+    jpeg_path = os.path.join(data_dir, "cifar10_jpeg.npz")
+    if name == "cifar10" and not os.path.exists(path) and os.path.exists(jpeg_path):
+        return jpeg_path
     if not os.path.exists(path):
         raise DatasetError(f"{name}.npz not found: expected {path} in Keras layout "
                            f"(set {DATA_DIR_ENV} or --data-dir to the folder that holds it)")
+    return path
+
+
+def _load_from_dir(name, data_dir, limits):
+    """The Keras-layout arrays (images only up to ``limits[split]``) and the path they came from."""
+    path = offline_file(name, data_dir)
+    if path.endswith("cifar10_jpeg.npz"):
+        jpeg_path = path
+        path, decoded = _cached_cifar10_from_jpeg(jpeg_path)
+        if decoded is not None:   # the cache could not be written: use the decode in memory
+            return decoded, jpeg_path
 
     def read(archive):
         _check_layout(name, {key: archive.headers[key][:2] for key in KERAS_KEYS}, path)

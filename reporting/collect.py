@@ -2,21 +2,25 @@
 
 The run files are the truth: ``summary.json`` may be stale while runs still train, so the
 report reads each ``run.json`` itself. A run is *finished* (run.json status finished with
-final metrics), *running* (a checkpoint but no finished run.json), *unfinished* (only the history of a run
-that stopped training, as shipped in measured/), *failed*, *corrupt*
+final metrics), *running* (a checkpoint but no finished run.json, and no sign that its job ended), *unfinished*
+(a checkpoint whose job on this host is gone, or only the history of a run that stopped training, as shipped in
+measured/), *failed*, *corrupt*
 (unreadable JSON or missing fields) or *empty* (a folder with neither). Nothing here raises
 on bad files; problems end up in ``RunStatus.detail`` / ``Experiment.problems``.
 """
 import math
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from fileio import UnreadableFileError, read_json, run_folder_index
+from fileio import UnreadableFileError, claim_path, read_json, run_folder_index
 from reporting.paper import architecture_label, match_paper_row
-from training.config import ExperimentConfig, read_yaml_mapping
+from training.config import ExperimentConfig
+from training.yaml_files import read_yaml_mapping
 from training.results import run_folders
-from training.run_state import CHECKPOINT, DamagedState, read_checkpoint_state
+from training.run_state import CHECKPOINT, DamagedState, checkpoint_history, read_checkpoint_state
 from training.run_record import RunRecord, is_finite_number
 from training.schema import ConfigError, shown
 
@@ -129,9 +133,15 @@ def read_run(path, index, planned_epochs=None):
     if record is None:
         try:
             epochs = read_checkpoint_state(path / CHECKPOINT)["epochs"]
-            return RunStatus(index, path, "running", f"after epoch {epochs}/{planned_epochs or '?'}")
         except (DamagedState, KeyError):   # none, or damaged
             return _stopped_run(path, index, planned_epochs)
+        ended = ended_job(path.parent, index)
+        if ended is None:
+            return RunStatus(index, path, "running", f"after epoch {epochs}/{planned_epochs or '?'}")
+        history = checkpoint_history(path)
+        return RunStatus(index, path, "unfinished", f"stopped after epoch {epochs}/{planned_epochs or '?'} "
+                         f"(its job, {ended}, ended; the same command resumes it)",
+                         history=history if _plottable(history) else None)
     if not record.finished:
         return RunStatus(index, path, "failed" if record.status == "failed" else "corrupt",
                          str(record.reason)[:160] if record.reason else f"status {shown(record.status)}")
@@ -142,6 +152,24 @@ def read_run(path, index, planned_epochs=None):
     return RunStatus(index, path, "finished", problem, accuracy=100.0 * final["test_accuracy"],
                      remaining_percent=float(final["remaining_percent"]),
                      remaining_count=int(final["remaining_count"]), history=history)
+
+
+def ended_job(experiment_dir, index):
+    """"pid N" when the run's claim names a job on this host that no longer exists (killed or interrupted),
+    else None: still running, on another host, or never claimed (then it counts as running)."""
+    try:
+        holder = claim_path(experiment_dir, index).read_text(encoding="utf-8", errors="replace").split()
+    except OSError:
+        return None
+    if len(holder) != 4 or holder[0] != "pid" or not holder[1].isdigit() or holder[3] != socket.gethostname():
+        return None
+    try:
+        os.kill(int(holder[1]), 0)
+    except ProcessLookupError:
+        return f"pid {holder[1]}"
+    except (PermissionError, OverflowError):   # alive under another user; a pid beyond the platform's range
+        return None
+    return None
 
 
 def _stopped_run(path, index, planned_epochs):

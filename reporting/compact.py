@@ -32,7 +32,8 @@ from masking import ScaledInitializer, masked_layers
 from models import build_experiment_model
 from reporting.npz import CheckedNpzReader
 from reporting.runmodel import buildable_config
-from training.config import config_to_yaml, parse_yaml, saved_config
+from training.config import config_to_yaml, saved_config
+from training.yaml_files import parse_yaml
 from training.run_record import is_finite_number
 from training.schema import brief, shown
 from training.signed_state import other_variables, set_mask

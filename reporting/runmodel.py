@@ -58,6 +58,9 @@ def load_run(run_directory):
         record = RunRecord.read(directory)
     except RunRecordError as error:
         raise ValueError(f"{directory / 'run.json'}: {error}") from None
+    if record is None and sorted(directory.glob("run_*/")):
+        raise ValueError(f"{directory}: an experiment folder; name one of its runs, e.g. "
+                         f"{sorted(directory.glob('run_*/'))[0]}")
     if record is None or not record.finished:
         raise ValueError(f"{directory}: not a finished run ({shown(record.status) if record else 'no run.json'})")
     for key in ("seed", "run_index"):

@@ -55,6 +55,7 @@ def test_yaml_string_numbers_are_coerced(tmp_path):
     ("training:\n  schedule:\n    patience: 10\n", "training.schedule.patience"),
     ("training:\n  schedule:\n    kind: plateau\n    decay_epochs: 5\n", "training.schedule.decay_epochs"),
     ("init:\n  weight: signed_constant\n", "init.weight"),
+    ("optimizer:\n  lr: 0.05\n  lr: 0.5\n", "key 'lr' given twice at line 3"),
 ])
 def test_invalid_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as error:
@@ -127,6 +128,18 @@ def test_train_cli_rejects_bad_config_with_exit_2_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [lines[-1]] and "training.epochs" in lines[-1] and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_train_cli_rejects_a_data_folder_without_the_dataset_before_writing(tmp_path):
+    (tmp_path / "data").mkdir()
+    out = tmp_path / "results"
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), str(ROOT / "configs" / "fcn_signed.yaml"),
+                             "--out", str(out), "--data-dir", str(tmp_path / "data")],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"error: mnist.npz not found: expected {tmp_path / 'data' / 'mnist.npz'} in "
+                                     f"Keras layout (set SUPERMASK_DATA_DIR or --data-dir to the folder that holds it)")
     assert not out.exists()
 
 

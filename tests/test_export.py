@@ -171,6 +171,11 @@ def test_cli(run_dir, tmp_path, capsys):
     (tmp_path / "unfinished").mkdir()
     assert export.main([str(tmp_path / "unfinished")]) == 2
     assert "not a finished run" in capsys.readouterr().err
+    assert export.main([str(run_dir.parent)]) == 2
+    assert f"{run_dir.parent}: an experiment folder; name one of its runs, e.g. {run_dir}" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("")
+    assert export.main([str(run_dir), "--out", str(tmp_path / "a_file" / "sub")]) == 2
+    assert f"--out {tmp_path / 'a_file' / 'sub'}: cannot create the folder" in capsys.readouterr().err
 
 
 def without_weights_file(run, tmp_path):

@@ -71,6 +71,9 @@ def test_run_record_round_trip_and_validation(tmp_path):
         RunRecord.from_json({"status": "finished", "final": {"test_accuracy": 0.9, "remaining_percent": None}})
     with pytest.raises(RunRecordError, match="not a run record"):
         RunRecord.from_json([1, 2])
+    (tmp_path / "run.json").write_text("null")   # a JSON null is a damaged file, not a missing one
+    with pytest.raises(ValueError, match="run.json: unreadable .*holds JSON null"):
+        RunRecord.read(tmp_path)
 
 
 def test_init_spec_has_one_text_form():

@@ -355,3 +355,28 @@ def test_cifar_rows_figure_is_skipped_with_a_note_without_cifar_rows(tmp_path):
     paths = report.write_report(tmp_path, digit_source=lambda: np.zeros(784))
     assert "fig_cifar_rows.png" not in [path.name for path in paths["figures"]]
     assert "CIFAR paper rows: no finished CIFAR run of a paper row's protocol" in paths["notes"]
+
+
+def test_a_checkpointed_run_whose_job_ended_is_unfinished_not_running(tmp_path):
+    """The run's claim names its job: gone from this host means interrupted or killed; alive, or no
+    claim at all, means it may still be training."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from reporting.collect import read_run
+
+    experiment = tmp_path / "fcn_signed"
+    experiment.mkdir()
+    write_checkpoint(experiment / "run_0", epochs=6)
+    assert read_run(experiment / "run_0", 0, 40).status == "running"   # never claimed
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (experiment / ".run_0.claim").write_text(f"pid {gone.stdout.strip()} on {socket.gethostname()}\n")
+    status = read_run(experiment / "run_0", 0, 40)
+    assert (status.status, status.detail) == ("unfinished", f"stopped after epoch 6/40 (its job, pid "
+                                              f"{gone.stdout.strip()}, ended; the same command resumes it)")
+    (experiment / ".run_0.claim").write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    assert read_run(experiment / "run_0", 0, 40).status == "running"
+    (experiment / ".run_0.claim").write_text(f"pid {gone.stdout.strip()} on another-host\n")
+    assert read_run(experiment / "run_0", 0, 40).status == "running"

@@ -5,6 +5,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,31 @@ def test_checkpoint_is_one_file_keyed_by_variable_path(reference):
     assert {"model/dense_1/scores", "model/dense_1/frozen_kernel", "optimizer/iteration",
             "optimizer/dense_1_scores_momentum"} <= set(arrays)
     assert arrays["model/dense_1/scores"].shape == (784, 300)
+
+
+@pytest.mark.slow
+def test_a_tensorflow_checkpoint_resumes_on_jax(tmp_path, reference):
+    """TensorFlow counts the optimizer's steps in int64, JAX in int32: another integer width is no damage."""
+    folder = run_folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / CHECKPOINT).write_bytes(reference["checkpoints"][0])
+    assert read_checkpoint(io.BytesIO(reference["checkpoints"][0]))[0]["optimizer/iteration"].dtype == np.int64
+    overrides = ["experiment=fcn_signed", *TINY, "training.epochs=2"]
+    result = subprocess.run([sys.executable, "train.py", "configs/fcn_signed.yaml", "--runs", "1", "--quiet",
+                             "--out", str(tmp_path), "--data-dir", real_data_dir("mnist.npz"),
+                             *[arg for override in overrides for arg in ("--set", override)]],
+                            cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming after epoch 1" in result.stdout and not list(folder.glob("*.damaged-*"))
+    assert json.loads((folder / "run.json").read_text())["epochs_trained"] == 2
+
+
+def test_only_an_integer_of_another_width_passes_the_variable_check():
+    from training.run_state import check_variables
+    check_variables({"optimizer/iteration": ((), np.dtype("int64"))}, {"optimizer/iteration": ((), "int32")})
+    with pytest.raises(DamagedState, match="'w' is float64\\[3\\], the model has float32\\[3\\]"):
+        check_variables({"w": ((3,), np.dtype("float64"))}, {"w": ((3,), "float32")})
 
 
 @pytest.mark.slow
@@ -211,7 +238,7 @@ def test_checkpoint_claiming_more_epochs_than_configured_is_set_aside(tmp_path, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("content", ["{garbage", "", "[1, 2]", '{"status": "finished", "final": {}}', "\xff\xfe"])
+@pytest.mark.parametrize("content", ["{garbage", "", "null", "[1, 2]", '{"status": "finished", "final": {}}', "\xff\xfe"])
 def test_corrupt_run_record_is_set_aside(tmp_path, capsys, content):
     folder = run_folder(tmp_path)
     folder.mkdir(parents=True)

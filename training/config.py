@@ -17,13 +17,13 @@ from typing import Optional
 
 import yaml
 
-from fileio import open_regular
 from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT_WEIGHTS_DIR, SIGNED_SCORE_INIT,
                                SIGNED_WEIGHT_INIT, InitSpec, default_weight_init)
 from masking.mask_rule import MASK_MODES, TOP_K_MODES
 from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
 from training.schema import (ConfigError, describe, from_dict, option, set_dotted, shown, to_dict,
                              without_keys_that_keep_results)
+from training.yaml_files import parse_yaml, read_yaml_mapping
 
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant", "cosine")
 _EXPONENTIAL, _PLATEAU = ("exp_staircase", "exp_continuous"), ("plateau",)
@@ -38,9 +38,6 @@ MAX_RUNS = 10_000
 MAX_REPEAT = 32
 MIN_LR = 1e-12
 MAX_WD = 1.0
-# A config is a few hundred bytes; the caps keep a hostile file from costing time or memory.
-MAX_CONFIG_BYTES = 1 << 20
-MAX_YAML_DEPTH = 16
 
 
 @dataclass
@@ -191,64 +188,6 @@ class ExperimentConfig:
         if mode != "signed" and not self.model.signed:
             raise ConfigError(f"{prefix}model.mask_mode: {mode} needs model.signed true (a baseline has no mask)",
                               f"{prefix}model.mask_mode")
-
-
-class _StrictYamlLoader(yaml.SafeLoader):
-    """Safe YAML without aliases (``*name``: a 0.5 KB file of nested aliases expands to gigabytes)
-    and without deep nesting (the composer recurses once per level)."""
-
-    depth = 0
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor[:40]}) are not allowed",
-                                              event.start_mark)
-        if self.depth >= MAX_YAML_DEPTH:
-            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
-                                              event.start_mark)
-        self.depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-def parse_yaml(text):
-    """The value of one YAML document; a ValueError with one short line if it is not acceptable."""
-    try:
-        return yaml.load(text, Loader=_StrictYamlLoader)
-    except yaml.MarkedYAMLError as error:
-        where = f" at line {error.problem_mark.line + 1}" if error.problem_mark else ""
-        raise ValueError(f"not valid YAML ({str(error.problem)[:100]}{where})") from None
-    except (yaml.YAMLError, ValueError) as error:  # ValueError: an integer of more than 4300 digits
-        raise ValueError(f"not valid YAML ({str(error).splitlines()[0][:100]})") from None
-
-
-def read_yaml_mapping(path):
-    """The top-level mapping of one config file; anything else is a one-line ConfigError naming the file."""
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a config file")
-    try:
-        with open_regular(path) as handle:   # a FIFO would block the reader forever
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
-    try:
-        raw = parse_yaml(data.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    except ValueError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got a {type(raw).__name__}")
-    return raw
 
 
 def deep_merge(base, override):

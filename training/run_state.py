@@ -111,7 +111,8 @@ def _readable_checkpoint_state(run_folder):
 
 def check_variables(stored, variables):
     """DamagedState unless ``stored`` (name -> (shape, dtype)) holds exactly ``variables``' names,
-    each with its shape and dtype."""
+    each with its shape and dtype; an integer of another width passes (the optimizer's step counter is
+    int64 on TensorFlow, int32 on JAX and torch), so a run resumes on another Keras backend."""
     missing = sorted(set(variables) - set(stored))
     unknown = sorted(set(stored) - set(variables))
     if missing or unknown:
@@ -119,7 +120,8 @@ def check_variables(stored, variables):
         raise DamagedState(f"checkpoint {culprit}")
     for path, (shape, dtype) in variables.items():
         stored_shape, stored_dtype = stored[path]
-        if tuple(stored_shape) != tuple(shape) or stored_dtype != np.dtype(dtype):
+        both_integer = np.issubdtype(stored_dtype, np.integer) and np.issubdtype(np.dtype(dtype), np.integer)
+        if tuple(stored_shape) != tuple(shape) or (stored_dtype != np.dtype(dtype) and not both_integer):
             raise DamagedState(f"checkpoint variable {path!r} is {stored_dtype}{list(stored_shape)[:8]}, "
                                f"the model has {np.dtype(dtype)}{list(shape)}")
 

@@ -229,7 +229,7 @@ class RunTrainer:
             set_aside(path, reason + "; the run starts again from epoch 0", self._warn)
             return self._fresh_history(model), plateau_callback(self.config.training.schedule)
         for key, variable in variables.items():
-            variable.assign(arrays[key])
+            variable.assign(arrays[key].astype(variable.dtype, copy=False))   # int64 step counter on int32
         model.stop_training = stop_training
         self._log(f"resuming after epoch {state['epochs']}")
         return state["history"], plateau
