@@ -10,8 +10,9 @@
 
 ``--rows`` and ``--columns`` pick the experiments of the paper's rows and columns (signed, baseline) of
 a study (default ``paper_main``, whose rows are ``reporting/paper.py``'s), ``--only`` experiments by
-name. The plan lists every experiment with its runs and epochs and an estimated time on this machine,
-printed within seconds: each config's FLOPs (counted from the config, training/estimates.py) times the
+name. The plan lists every experiment with its results folder, runs and epochs and an estimated time on
+this machine (under ``--backend``'s backend; with ``--jobs`` the wall time of that many runs side by
+side), printed within seconds: each config's FLOPs (counted from the config, training/estimates.py) times the
 seconds per FLOP of the nearest config timed before: by ``--measure`` on this machine (cached in the
 calibration file) or the recorded epoch times of runs under ``--out``; a model kind not timed here takes
 the shipped runs' timings of its kind in ``measured/`` (training/estimates.py). ``--measure`` times every config first, from tiny real runs (2 epochs of
@@ -24,11 +25,14 @@ Then every run trains in plan order (training/study_run.py: in this process, or 
 also those shipped to ``measured/`` from another machine, same config) and interrupted ones
 resume; a failed run is reported and the rest continue. Progress lines give run k of N, the time
 elapsed and an estimate of the time remaining (the plan's estimate, rescaled by how the runs trained so
-far compared with it). The end writes the study's report (reporting/studies.py).
+far compared with it). The end writes the study's report (reporting/studies.py) and names its files.
+A ``--set`` that changes results trains into folders of their own, named as train.py names them
+(``fcn_signed+training.epochs=1``; training/study.py, results_folder).
 
 Exit codes: 0 every run finished, 1 some run failed (or the report failed), 2 bad input (unknown study,
 row or experiment, bad --set, a results folder of another config, an --out that cannot be written), with
-one line naming the culprit and nothing written.
+one line naming the culprit and nothing written; 130 interrupted (Ctrl-C; children stopped too), with
+one line saying where the runs stand and that the same command resumes.
 """
 import argparse
 import os
@@ -38,7 +42,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from training.study_run import clock  # noqa: E402  (Keras-free: the plan comes without the backend)
+# Keras-free: the plan comes without the backend
+from training.study_run import StudyInterrupted, clock, wall_seconds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 SHIPPED_RESULTS = ROOT / "measured"
@@ -62,7 +67,8 @@ def parse_args(argv):
     parser.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each a train.py process "
                                                             "on one thread (default 1: in this process)")
     parser.add_argument("--backend", choices=("jax", "tensorflow", "torch"),
-                        help="KERAS_BACKEND of train.py child processes (one per run)")
+                        help="KERAS_BACKEND of this command: of its train.py child processes (one per run), "
+                             "of --measure and of the calibration the estimate reads")
     parser.add_argument("--measure", action="store_true",
                         help="time every config on this machine first (minutes; cached for later plans)")
     parser.add_argument("--measure-steps", type=int, default=2,
@@ -176,21 +182,23 @@ def estimate_plan(plan, out_root):
             experiment.note = f"estimate from {nearest['experiment']} ({where})"
 
 
-def plan_text(plan, out_root):
-    """The plan as Markdown: one line per experiment, then the total."""
+def plan_text(plan, out_root, jobs=1):
+    """The plan as Markdown: one line per experiment (its results folder), then the total: the wall time
+    of the runs still to train, ``jobs`` at a time."""
     from reporting.tables import markdown_table
 
-    rows, total, unknown = [], 0.0, 0
+    rows, run_seconds, unknown = [], [], 0
     for experiment in plan:
         per_run, left = experiment.run_estimate(), experiment.estimate_to_train()
         to_train = len(experiment.to_train)
         if per_run is None and to_train:
             unknown += 1
-        total += left or 0.0
+        if left is not None:
+            run_seconds += [experiment.run_estimate(index) for index in experiment.to_train]
         bound = "≤ " if experiment.epochs_are_bound else ""
         resumed = "".join(f", run {index} resumes after epoch {done}" for index, done in experiment.resumes_after.items())
         resumed += "".join(f", run {index} shipped in {SHIPPED_RESULTS.name}/" for index in experiment.shipped)
-        rows.append([experiment.name, experiment.config_path.relative_to(ROOT).as_posix(),
+        rows.append([experiment.folder, experiment.config_path.relative_to(ROOT).as_posix(),
                      f"{experiment.runs} ({to_train}{resumed})", f"{bound}{experiment.epochs or '?'}",
                      f"{experiment.epoch_seconds:.1f}" if experiment.epoch_seconds is not None else "?",
                      f"{bound}{clock(per_run)}" if per_run is not None else "?",
@@ -201,19 +209,60 @@ def plan_text(plan, out_root):
     to_train = sum(len(experiment.to_train) for experiment in plan)
     lines += ["", f"plan: {len(plan)} configs, {runs} runs, {to_train} to train ({runs - to_train} finished "
                   f"already, skipped), results in {out_root}"]
+    if any(experiment.folder != experiment.name for experiment in plan):
+        lines.append("--set changes results: each experiment trains into a folder of its own, named as train.py "
+                     "names it (experiment+key=value)")
     machine = f"{os.cpu_count()} CPUs, KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}"
     if unknown == sum(1 for experiment in plan if experiment.to_train) and unknown:
         lines.append(f"estimated time to train: unknown (no config timed; --measure-steps 0?) ({machine})")
     else:
-        lines.append(f"estimated time to train: {clock(total)}" + (f" plus {unknown} configs not timed" if unknown else "")
+        side_by_side = "" if jobs == 1 else (
+            f" with {jobs} runs side by side ({clock(sum(run_seconds))} one after another; assumes a run beside "
+            "others takes as long as one timed alone)")
+        lines.append(f"estimated time to train: {clock(wall_seconds(run_seconds, jobs))}{side_by_side}"
+                     + (f" plus {unknown} configs not timed" if unknown else "")
                      + f" on this machine ({machine}); an estimate from FLOPs and earlier timings "
                        "(--measure times this machine)")
     lines += [f"note: {experiment.name}: {experiment.note}" for experiment in plan if experiment.note]
     return "\n".join(lines)
 
 
+def report_line(written):
+    """'report: results/agreement.md', or the first file written and the others beside it (figures counted
+    when there are several)."""
+    if not written:
+        return ""
+    figures = [path.name for path in written[1:] if path.suffix == ".png"]
+    others = [path.name for path in written[1:] if path.suffix != ".png"]
+    others += figures if len(figures) == 1 else [f"{len(figures)} figures"] if figures else []
+    return f"report: {written[0]}" + (f" (+ {', '.join(others)})" if others else "")
+
+
+def interrupted_where(in_flight):
+    """Where the runs stand after Ctrl-C, in train.py's words for each run that was training."""
+    from training.experiment_folder import where_runs_stand
+
+    if not in_flight:
+        return "no run was training; the same command goes on with the next run"
+    return "; ".join(where_runs_stand(folder, [index]) for folder, index in in_flight)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.backend:   # before anything imports Keras: --measure, the calibration and the children agree
+        os.environ["KERAS_BACKEND"] = args.backend
+    try:
+        return run(args)
+    except StudyInterrupted as stop:
+        print(f"interrupted: {interrupted_where(stop.in_flight)}", file=sys.stderr)
+    except KeyboardInterrupt:   # while planning, timing or reporting: every write is atomic
+        print("interrupted: no run was training; the same command goes on where the runs stand", file=sys.stderr)
+    return 130
+
+
+def run(args):
+    """Check the input, time or estimate, print the plan, train (unless --dry-run or --report-only), report;
+    the exit code."""
     from training.schema import ConfigError
 
     try:
@@ -234,7 +283,7 @@ def main(argv=None):
             measure_plan(plan, args.measure_steps, args.data_dir)
         elif args.measure_steps:
             estimate_plan(plan, out)
-        print(plan_text(plan, out), flush=True)
+        print(plan_text(plan, out, args.jobs), flush=True)
         if args.dry_run:
             return 0
         from training.study_run import run_study
@@ -242,12 +291,14 @@ def main(argv=None):
                              log=lambda line: print(line, flush=True))
     from reporting.studies import write_study_report
     try:
-        text, written = write_study_report(study, out, draw=not args.no_figures, data_dir=args.data_dir)
+        text, written = write_study_report(study, out, draw=not args.no_figures, data_dir=args.data_dir,
+                                           overrides=args.overrides)
     except Exception as error:  # the runs are done; a report that fails is one more failure to report
         print(f"error: report of {out} not written: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    if text:
-        print(text, end="" if text.endswith("\n") else "\n", flush=True)
+    for part in (text, report_line(written)):
+        if part:
+            print(part, end="" if part.endswith("\n") else "\n", flush=True)
     return 1 if failures else 0
 
 

@@ -38,24 +38,6 @@ def parse_args(argv):
     return args
 
 
-def where_runs_stand(experiment_dir, run_indices):
-    """One phrase for a stop in the middle: the first unfinished run and the epoch its checkpoint
-    resumes from (nothing on disk is changed by a stop: every write is atomic)."""
-    from fileio import run_folder_name
-    from training.run_record import RunRecord
-    from training.run_state import epochs_done
-
-    for index in run_indices:
-        folder = Path(experiment_dir) / run_folder_name(index)
-        if RunRecord.read_finished(folder) is not None:
-            continue
-        epochs = epochs_done(folder)
-        if epochs == 0:
-            return f"{folder} has no saved epoch yet; the same command starts it again"
-        return f"{folder} keeps its checkpoint of epoch {epochs}; the same command resumes from there"
-    return "every run is finished and kept"
-
-
 def main(argv=None):
     args = parse_args(argv)
     # Validate and claim the results folder before importing Keras: bad input fails fast, with nothing
@@ -63,7 +45,7 @@ def main(argv=None):
     from data import DatasetError, offline_file, resolve_data_dir
     from fileio import LockError
     from training.config import experiment_with_overrides, load_config
-    from training.experiment_folder import claim_results_folder
+    from training.experiment_folder import claim_results_folder, where_runs_stand
     from training.schema import ConfigError
 
     try:
@@ -97,7 +79,7 @@ def train_runs(config, args, experiment_dir, run_indices):
     """Train ``run_indices`` of ``config`` in the claimed ``experiment_dir``; the exit code."""
     from fileio import LockError, run_claim
     from training.device import import_backend_quietly
-    from training.experiment_folder import update_summary
+    from training.experiment_folder import update_summary, where_runs_stand
     from training.schema import ConfigError
     print(import_backend_quietly(), flush=True)
     from data import DatasetError

@@ -54,21 +54,22 @@ def case_table(name, histories):
     return "\n".join(lines) + "\n" + markdown_table(header, rows), flagged
 
 
-def agreement_text(names, out_root):
+def agreement_text(folders):
+    """The report of ``folders`` (experiment name -> its results folder), one table per experiment."""
     sections, flagged = ["## Agreement with the authors' code, epoch by epoch", ""], []
-    for name in names:
-        table, marks = case_table(name, read_histories(Path(out_root) / name))
+    for name, folder in folders.items():
+        table, marks = case_table(name, read_histories(folder))
         sections += [table, ""]
         flagged += marks
     sections.append("More than 1 point outside our seed range: " + ("; ".join(flagged) if flagged else "none."))
     return "\n".join(sections) + "\n"
 
 
-def write_agreement(study, out_root):
+def write_agreement(study, out_root, folders):
     unknown = [name for name in study.experiments if name not in AUTHORS_RUNS]
     if unknown:
         raise ValueError(f"{study.path}: experiments.{unknown[0]}: no run of the authors' of that name "
                          f"(reporting/paper.AUTHORS_RUNS: {', '.join(AUTHORS_RUNS)})")
-    text = agreement_text(list(study.experiments), out_root)
+    text = agreement_text(folders)
     atomic_write_text(Path(out_root) / "agreement.md", text)
     return text, [Path(out_root) / "agreement.md"]

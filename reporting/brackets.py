@@ -1,14 +1,18 @@
 """The FCN seed study's report (``report: fcn_seeds``): per experiment and metric the seed statistics
 beside the paper's numbers, which interval the paper's brackets can be (reporting/intervals.py), and a
 strip plot, as ``<out>/fcn_seeds.md`` and ``fcn_seeds.png``. The first experiment of each side (signed,
-baseline) judges that side's brackets."""
+baseline) judges that side's brackets. An experiment shorter than its paper row's protocol (e.g. with
+``--set training.epochs=1``; reporting/protocol.py, as report.py marks it) is marked and compared with
+nothing of the paper's."""
 import math
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from fileio import atomic_write_text
+from reporting.collect import read_experiment
 from reporting.intervals import INTERVALS, bracket_consistency, interval_statistics
 from reporting.paper import PAPER_ROWS, Interval
+from reporting.protocol import ProtocolCheck, check_protocol
 from reporting.studies import finished_points
 from reporting.tables import markdown_table
 
@@ -37,27 +41,46 @@ def _pair(interval, digits=2):
     return "–" if interval is None else f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
 
+class SeedResult(NamedTuple):
+    """An experiment's side, its statistics per metric (None without finished runs), and its protocol
+    check against the paper row's config (None without a readable config or a row)."""
+    side: str
+    stats_by_metric: dict
+    protocol: Optional[ProtocolCheck]
+
+    @property
+    def shorter(self):
+        return bool(self.protocol and self.protocol.shorter)
+
+    def label(self, name):
+        """The experiment's name, with its shorter protocol ('1/100 ep') as report.py marks it."""
+        return f"{name} ({self.protocol.marker})" if self.shorter else name
+
+
 def statistics_table(results):
     rows = []
-    for name, (side, stats_by_metric) in results.items():
+    for name, result in results.items():
+        side, stats_by_metric = result.side, result.stats_by_metric
         for metric, label in METRICS:
             stats, paper = stats_by_metric[metric], paper_interval(side, metric)
             if stats is None or (metric == "remaining_percent" and side == "baseline"):
                 continue
             paper_text = "–" if paper is None else f"{paper.mean:.2f} [{paper.low}, {paper.high}]"
-            rows.append([name, label, str(stats["n"]), f"{stats['mean']:.3f}", f"{stats['std']:.3f}",
+            if result.shorter:   # no measurement of the paper's row: not put beside its numbers
+                paper_text = "– (shorter than the protocol)"
+            rows.append([result.label(name), label, str(stats["n"]), f"{stats['mean']:.3f}", f"{stats['std']:.3f}",
                          _pair(stats["min_max"]), _pair(stats["quantiles"]), _pair(stats["ci"]), paper_text])
     header = ["config", "metric", "n", "mean", "sd", "[min, max]", "[5 %, 95 %]", "95 % CI of mean", "paper"]
     return markdown_table(header, rows).split("\n")
 
 
 def bracket_verdicts(results, judged_names):
-    """A JudgedBracket for every bracket the ``judged_names`` experiments can judge."""
+    """A JudgedBracket for every bracket the ``judged_names`` experiments can judge (none of a shorter one)."""
     judged = []
     for name in judged_names:
-        if name not in results:
+        if name not in results or results[name].shorter:
             continue
-        side, stats_by_metric = results[name]
+        side, stats_by_metric = results[name].side, results[name].stats_by_metric
         for metric, label in METRICS:
             paper, stats = paper_interval(side, metric), stats_by_metric[metric]
             if paper is None or paper.low is None or stats is None:
@@ -71,7 +94,8 @@ def bracket_verdicts(results, judged_names):
 def conclusion(judged, judged_names=()):
     """One paragraph: the definitions consistent with every judged bracket, and how sure that is."""
     if not judged:
-        return "No bracket could be judged (no finished runs of " + ", ".join(judged_names) + ")."
+        return ("No bracket could be judged (no finished runs of " + ", ".join(judged_names)
+                + " at the paper's protocol).")
     fitting = fitting_every_bracket(judged, "consistent")
     # Closeness in width, whatever the rounding says: mean |log(printed width / predicted width)|.
     misfit = {name: sum(abs(math.log(b.verdicts[name]["width_ratio"])) for b in judged) / len(judged)
@@ -117,11 +141,16 @@ def width_reading(judged):
 def markdown(results, judged_names):
     lines = ["# FCN at the paper's protocol: seeds, spread and the paper's brackets", "",
              "Statistics over finished runs (final epoch). CI: t-distribution, n − 1 degrees of freedom.", ""]
-    lines += statistics_table(results) + ["", "## What the paper's brackets can be", "",
-                                          "Each definition's interval of our runs, moved to the paper's mean; "
-                                          f"✓ = both ends within {END_TOLERANCE} of the printed ends; ratio = "
-                                          f"printed width / predicted width; width ✓ = predicted width within "
-                                          f"{WIDTH_TOLERANCE} of the printed width.", ""]
+    lines += statistics_table(results)
+    for name, result in results.items():
+        if result.shorter:
+            lines += ["", f"{result.label(name)}: shorter than the paper's protocol ({result.protocol.reference}), "
+                          "so neither put beside the paper's numbers nor judging its brackets."]
+    lines += ["", "## What the paper's brackets can be", "",
+              "Each definition's interval of our runs, moved to the paper's mean; "
+              f"✓ = both ends within {END_TOLERANCE} of the printed ends; ratio = "
+              f"printed width / predicted width; width ✓ = predicted width within "
+              f"{WIDTH_TOLERANCE} of the printed width.", ""]
     judged = bracket_verdicts(results, judged_names)
     rows = []
     for label, paper, verdicts, _ in judged:
@@ -141,10 +170,11 @@ def draw_seeds(results, path):
 
     figure, axes = plt.subplots(len(results), 2, figsize=(10, 2.6 * len(results)), squeeze=False)
     jitter = np.random.default_rng(0)
-    for row, (name, (side, stats_by_metric)) in enumerate(results.items()):
+    for row, (name, result) in enumerate(results.items()):
+        side, stats_by_metric = result.side, result.stats_by_metric
         for column, (metric, label) in enumerate(METRICS):
             axis, stats = axes[row][column], stats_by_metric[metric]
-            axis.set_title(f"{name}: {label}", fontsize=9)
+            axis.set_title(f"{result.label(name)}: {label}", fontsize=9)
             axis.set_yticks([])
             if stats is None or (metric == "remaining_percent" and side == "baseline"):
                 axis.text(0.5, 0.5, "no runs" if stats is None else "baseline: no mask", ha="center",
@@ -158,7 +188,7 @@ def draw_seeds(results, path):
                 if stats[key] is not None:
                     axis.plot(stats[key], [-0.5 - 0.25 * level] * 2, color=color, lw=2, label=INTERVALS[key])
             axis.axvline(stats["mean"], color="tab:blue", lw=1)
-            paper = paper_interval(side, metric)
+            paper = None if result.shorter else paper_interval(side, metric)
             if paper is not None:
                 axis.axvline(paper.mean, color="black", ls="--", lw=1, label="paper mean")
                 if paper.low is not None:
@@ -177,23 +207,25 @@ def judged_experiments(study):
     return tuple(name for side, name in first.items() if side is not None)
 
 
-def seed_results(study, out_root):
-    """{experiment: (side, {metric: interval_statistics + values, or None})}, in study order."""
+def seed_results(study, folders):
+    """{experiment: SeedResult}, in study order, from each experiment's folder (``folders``)."""
     results = {}
     for name, entry in study.experiments.items():
-        points = finished_points(out_root, name)
+        points = finished_points(folders[name])
         values = {"accuracy": [p[0] for p in points], "remaining_percent": [p[1] for p in points]}
         stats_by_metric = {}
         for metric, _ in METRICS:
             stats = interval_statistics(values[metric])
             stats_by_metric[metric] = None if stats is None else {**stats, "values": values[metric]}
-        results[name] = (entry.side, stats_by_metric)
+        config = read_experiment(folders[name], name).config if points else None
+        protocol = check_protocol(config, entry.row, entry.side) if config is not None and entry.row else None
+        results[name] = SeedResult(entry.side, stats_by_metric, protocol)
     return results
 
 
-def write_seed_report(study, out_root, draw=True):
+def write_seed_report(study, out_root, folders, draw=True):
     out_root = Path(out_root)
-    results = seed_results(study, out_root)
+    results = seed_results(study, folders)
     text = markdown(results, judged_experiments(study))
     atomic_write_text(out_root / "fcn_seeds.md", text)
     written = [out_root / "fcn_seeds.md"]

@@ -1,5 +1,6 @@
 """The report of a study (training/study.py), by the hook its ``report:`` key names. Every hook reads
-the runs through reporting.collect, writes through fileio and reporting.figures.save_figure, and
+the runs through reporting.collect from each experiment's folder (``folders``: name -> path, as
+training.study.results_folder names them), writes through fileio and reporting.figures.save_figure, and
 returns (the report's text, the files written).
 
     paper       report.md/.csv/.tex and figures of the results root (the paper's main table)
@@ -15,39 +16,40 @@ from reporting.collect import config_value, read_experiment
 from reporting.paper import DATASET_LABELS
 from reporting.tables import markdown_table, mean_range_text
 from training.run_record import is_finite_number
+from training.study import results_folders
 
 MODE_COLOURS = {"signed": "#2166ac", "binary": "#e08214", "signed_top_k": "#1b7837", "top_k": "#c0392b",
                 "bernoulli": "#762a83"}
 
 
-def finished_points(out_root, name):
-    """[(test accuracy %, remaining %)] of an experiment's finished runs (none without its folder)."""
-    folder = Path(out_root) / name
-    if not folder.is_dir():
+def finished_points(experiment_dir):
+    """[(test accuracy %, remaining %)] of an experiment folder's finished runs (none without the folder)."""
+    experiment_dir = Path(experiment_dir)
+    if not experiment_dir.is_dir():
         return []
-    return [(run.accuracy, run.remaining_percent) for run in read_experiment(folder, name).finished]
+    experiment = read_experiment(experiment_dir, experiment_dir.name)
+    return [(run.accuracy, run.remaining_percent) for run in experiment.finished]
 
 
-def runs_table(study, out_root):
+def runs_table(study, folders):
     """One line per experiment with a finished run: its config and overrides, runs, mean [min, max]."""
     rows = []
     for name, entry in study.experiments.items():
-        points = finished_points(out_root, name)
+        points = finished_points(folders[name])
         if points:
             rows.append([name, f"`{entry.config}` {' '.join(entry.set)}".rstrip(), str(len(points)),
                          mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
     return markdown_table(["experiment", "config and overrides", "runs", "test accuracy %", "remaining %"], rows) + "\n"
 
 
-def mask_modes_table(study, out_root):
+def mask_modes_table(study, folders):
     """Every experiment with a finished run: its mask mode and keep fraction (from its saved config)."""
     rows = []
     for name, entry in study.experiments.items():
-        folder = Path(out_root) / name
-        points = finished_points(out_root, name)
+        points = finished_points(folders[name])
         if not points:
             continue
-        experiment = read_experiment(folder, name)
+        experiment = read_experiment(folders[name], name)
         keep_fraction = config_value(experiment.config, "model", "keep_fraction")
         k = f"{100 * keep_fraction:.2f} %" if is_finite_number(keep_fraction) else "–"
         rows.append([name, experiment.mask_mode, f"`{entry.config}`", k, str(len(points)),
@@ -56,15 +58,15 @@ def mask_modes_table(study, out_root):
     return markdown_table(header, rows) + "\n"
 
 
-def mask_modes_figure(study, out_root, path):
+def mask_modes_figure(study, folders, path):
     """Test accuracy vs remaining %, one point per run, colour per mode; False when nothing is finished."""
     from reporting.figures import label_log_axis, plt, save_figure
 
     rows, models = [], set()
     for name in study.experiments:
-        points = finished_points(out_root, name)
+        points = finished_points(folders[name])
         if points:
-            experiment = read_experiment(Path(out_root) / name, name)
+            experiment = read_experiment(folders[name], name)
             rows.append((name, experiment.mask_mode, points))
             models.add(f"{experiment.model} / {DATASET_LABELS.get(experiment.dataset, experiment.dataset)}")
     if not rows:
@@ -83,51 +85,53 @@ def mask_modes_figure(study, out_root, path):
     return save_figure(fig, path)
 
 
-def report_mask_modes(study, out_root, draw=True, data_dir=None):
+def report_mask_modes(study, out_root, folders, draw=True, data_dir=None):
     out_root = Path(out_root)
-    text = mask_modes_table(study, out_root)
+    text = mask_modes_table(study, folders)
     atomic_write_text(out_root / "mask_modes.md", text)
     written = [out_root / "mask_modes.md"]
-    if draw and mask_modes_figure(study, out_root, out_root / "mask_modes.png"):
+    if draw and mask_modes_figure(study, folders, out_root / "mask_modes.png"):
         written.append(out_root / "mask_modes.png")
     return text, written
 
 
-def report_runs_table(study, out_root, draw=True, data_dir=None):
+def report_runs_table(study, out_root, folders, draw=True, data_dir=None):
     path = Path(out_root) / f"{study.path.stem}.md"
-    text = runs_table(study, out_root)
+    text = runs_table(study, folders)
     atomic_write_text(path, text)
     return text, [path]
 
 
-def report_paper(study, out_root, draw=True, data_dir=None):
+def report_paper(study, out_root, folders, draw=True, data_dir=None):
+    """report.py's report of every experiment under ``out_root``; its tables are in the files, not printed."""
     from reporting.report import write_report
 
     written = write_report(out_root, data_dir=data_dir, draw=draw)
-    return (f"report: {written['md']} (+ .csv, .tex, {len(written['figures'])} figures)",
-            [written["md"], written["csv"], written["tex"], *written["figures"]])
+    return "", [written["md"], written["csv"], written["tex"], *written["figures"]]
 
 
-def report_fcn_seeds(study, out_root, draw=True, data_dir=None):
+def report_fcn_seeds(study, out_root, folders, draw=True, data_dir=None):
     from reporting.brackets import write_seed_report
 
-    return write_seed_report(study, out_root, draw)
+    return write_seed_report(study, out_root, folders, draw)
 
 
-def report_agreement(study, out_root, draw=True, data_dir=None):
+def report_agreement(study, out_root, folders, draw=True, data_dir=None):
     from reporting.agreement import write_agreement
 
-    return write_agreement(study, out_root)
+    return write_agreement(study, out_root, folders)
 
 
 HOOKS = {"none": None, "paper": report_paper, "mask_modes": report_mask_modes, "fcn_seeds": report_fcn_seeds,
          "agreement": report_agreement, "runs_table": report_runs_table}
 
 
-def write_study_report(study, out_root, draw=True, data_dir=None):
-    """(text, written paths) of the study's report hook; ("", []) for a study without one."""
+def write_study_report(study, out_root, draw=True, data_dir=None, overrides=()):
+    """(text, written paths) of the study's report hook over the experiments' folders under ``out_root``
+    (those of the command line's ``overrides``: training.study.results_folder); ("", []) without a hook."""
     hook = HOOKS[study.report]
     if hook is None:
         return "", []
     Path(out_root).mkdir(parents=True, exist_ok=True)
-    return hook(study, out_root, draw=draw, data_dir=data_dir)
+    folders = {name: Path(out_root) / folder for name, folder in results_folders(study, overrides).items()}
+    return hook(study, out_root, folders, draw=draw, data_dir=data_dir)

@@ -40,7 +40,7 @@ def test_table_puts_authors_beside_mean_min_max_and_flags_more_than_one_point_ou
 def test_an_experiment_without_an_authors_run_is_one_line_and_nothing_is_written(tmp_path):
     (tmp_path / "bad.yaml").write_text("report: agreement\nexperiments: {conv3: {config: conv2_signed.yaml}}\n")
     with pytest.raises(ValueError, match=r"bad.yaml: experiments.conv3: no run of the authors'"):
-        write_agreement(load_study(tmp_path / "bad.yaml"), tmp_path / "a")
+        write_agreement(load_study(tmp_path / "bad.yaml"), tmp_path / "a", {})
     assert not (tmp_path / "a").exists()
 
 
@@ -50,11 +50,11 @@ def test_smoke_run_trains_the_seeds_and_writes_the_table(tmp_path, monkeypatch):
     out, study = tmp_path / "agreement", load_study("agreement")
     plan = plan_study(study, out, runs=2, overrides=SMOKE, only=["agreement_conv2"])
     assert run_study(plan, study, out) == []
-    experiment = out / "agreement_conv2"
+    experiment = out / plan[0].folder   # SMOKE's --set: a folder of its own
     for index in (0, 1):
         info = json.loads((experiment / f"run_{index}" / "run.json").read_text())
         assert info["status"] == "finished" and info["epochs_trained"] == 3 and info["seed"] == 7531 + index
-    printed, _ = write_study_report(study, out)
+    printed, _ = write_study_report(study, out, overrides=SMOKE)
     text = (out / "agreement.md").read_text()
     assert printed == text
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]

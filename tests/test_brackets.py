@@ -71,13 +71,14 @@ def test_the_seed_study_trains_two_seeds_and_writes_table_verdict_and_figure(tmp
     monkeypatch.setenv("SUPERMASK_DATA_DIR", str(real_data_dir("mnist.npz")))
     configs = ["fcn_signed_closest_to_paper", "fcn_baseline"]
     study = load_study("fcn_seeds")
-    assert run_study(plan_study(study, tmp_path, runs=2, overrides=SMOKE, only=configs), study, tmp_path) == []
-    for name in configs:
-        assert sorted(path.name for path in (tmp_path / name).glob("run_*/run.json")) == ["run.json"] * 2
-    write_study_report(study, tmp_path)
+    plan = plan_study(study, tmp_path, runs=2, overrides=SMOKE, only=configs)
+    assert run_study(plan, study, tmp_path) == []
+    for planned in plan:   # SMOKE's --set: folders of their own
+        assert sorted(path.name for path in (tmp_path / planned.folder).glob("run_*/run.json")) == ["run.json"] * 2
+    write_study_report(study, tmp_path, overrides=SMOKE)
     text = (tmp_path / "fcn_seeds.md").read_text()
-    assert "| fcn_signed_closest_to_paper | test accuracy % | 2 |" in text
-    assert "| fcn_baseline | test accuracy % | 2 |" in text and "97.43 [97.4, 97.5]" in text
-    assert "signed remaining % (spread of fcn_signed_closest_to_paper, n=2)" in text
-    assert "The smallest sample has only 2 runs" in text
+    shorter = "1/100 ep, 2000 train images, 500 test images"   # than the protocol: compared with nothing
+    assert f"| fcn_signed_closest_to_paper ({shorter}) | test accuracy % | 2 |" in text
+    assert "| fcn_baseline (1/50 ep, " in text and "97.43 [97.4, 97.5]" not in text
+    assert "No bracket could be judged" in text
     assert (tmp_path / "fcn_seeds.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import real_data_dir
@@ -13,7 +14,7 @@ from conftest import real_data_dir
 import reproduce
 from reporting.paper import PAPER_ROWS, match_paper_row
 from training import timing
-from training.study import CONFIGS, load_study, plan_study
+from training.study import CONFIGS, load_study, plan_study, results_folder
 from training.config import load_config
 
 TINY = ["--set", "data.train_limit=128", "--set", "data.test_limit=128", "--set", "training.epochs=1"]
@@ -124,7 +125,7 @@ def test_real_run_of_two_rows_reports_a_failed_run_continues_and_exits_1(tmp_pat
     original_run = RunTrainer.run
 
     def failing_for_fcn(self):
-        if self.config.experiment == "fcn_signed":
+        if self.config.experiment.startswith("fcn_signed+"):
             raise TrainingError("patched to fail")
         return original_run(self)
 
@@ -142,9 +143,10 @@ def test_real_run_of_two_rows_reports_a_failed_run_continues_and_exits_1(tmp_pat
     assert [(k, name) for k, name, _ in progress] == [("1", "fcn_signed"), ("2", "conv2_signed")]
     assert "[reproduce] run 1 of 2 failed: fcn_signed run 0: TrainingError: patched to fail" in output
     assert "[reproduce] 1 of 2 runs finished, 1 failed" in output
-    info = json.loads((out / "conv2_signed" / "run_0" / "run.json").read_text())
+    conv2 = out / results_folder(load_study("paper_main"), "conv2_signed", TINY[1::2])   # --set: a folder of its own
+    info = json.loads((conv2 / "run_0" / "run.json").read_text())
     assert info["status"] == "finished" and info["epochs_trained"] == 1
-    assert json.loads((out / "conv2_signed" / "summary.json").read_text())["finished_runs"] == ["run_0"]
+    assert json.loads((conv2 / "summary.json").read_text())["finished_runs"] == ["run_0"]
     assert "Conv2" in (out / "report.md").read_text() and (out / "report.csv").exists()
 
 
@@ -348,7 +350,8 @@ def test_a_read_only_out_is_refused_before_any_timing(tmp_path, capsys, monkeypa
     read_only.mkdir(mode=0o555)
     deny_writes_as_root(monkeypatch, read_only)
     assert reproduce.main(["--rows", "FCN", "--out", str(read_only)]) == 2
-    assert "read-only" in capsys.readouterr().err
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"--out {read_only}: cannot write results there (" in error
 
 
 @pytest.mark.parametrize("config_name, overrides", [
@@ -368,10 +371,12 @@ def test_flops_counted_from_the_config_equal_those_of_the_built_model(config_nam
 
 @pytest.mark.parametrize("study, shipped, outputs", [
     ("agreement", ["agreement_conv2", "agreement_resnet20"], ["agreement.md"]),
-    ("mask_modes", ["mask_modes"], ["mask_modes/mask_modes.md"]),
+    ("mask_modes", ["mask_modes"], ["mask_modes/mask_modes.md", "mask_modes/mask_modes.png"]),
     ("fcn_seeds", ["fcn_seeds"], ["fcn_seeds/fcn_seeds.md", "fcn_seeds/fcn_seeds.png"]),
 ])
 def test_a_studys_report_of_the_shipped_runs_regenerates_byte_identically(tmp_path, capsys, study, shipped, outputs):
+    """--report-only over measured/ writes exactly the shipped files (no file that is not shipped) and
+    names them."""
     import shutil
     measured = reproduce.ROOT / "measured"
     for name in shipped:
@@ -380,4 +385,8 @@ def test_a_studys_report_of_the_shipped_runs_regenerates_byte_identically(tmp_pa
     assert reproduce.main([study, "--report-only", "--out", str(out)]) == 0
     for name in outputs:
         assert (tmp_path / name).read_bytes() == (measured / name).read_bytes(), name
-    assert capsys.readouterr().out == (tmp_path / outputs[0]).read_text()
+    written = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*.*")
+                     if path.suffix in (".md", ".png"))
+    assert written == sorted(outputs)
+    also = f" (+ {Path(outputs[1]).name})" if len(outputs) > 1 else ""
+    assert capsys.readouterr().out == (tmp_path / outputs[0]).read_text() + f"report: {tmp_path / outputs[0]}{also}\n"

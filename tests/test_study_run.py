@@ -104,6 +104,7 @@ def test_jobs_train_seeds_side_by_side_in_child_processes_and_skip_finished_ones
     assert run_study(plan(), study, tmp_path, jobs=2, backend="tensorflow", log=lines.append) == []
     assert alive_at_spawn == [0, 1]                # the second seed started while the first trained
     assert f"[reproduce] 2 runs to train, 2 at a time -> {tmp_path}" in lines
-    assert all(RunRecord.read_finished(tmp_path / "fcn_baseline" / f"run_{index}") for index in (0, 1))
+    folder = tmp_path / plan()[0].folder   # SMOKE's --set: a folder of its own
+    assert all(RunRecord.read_finished(folder / f"run_{index}") for index in (0, 1))
     assert run_study(plan(), study, tmp_path, jobs=2, log=lines.append) == []
     assert f"[reproduce] 0 runs to train, 2 at a time -> {tmp_path}" in lines and len(children) == 2

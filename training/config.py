@@ -293,15 +293,16 @@ def _file_naming(key, chain, overrides):
 MAX_EXPERIMENT_NAME = 100
 
 
-def experiment_with_overrides(path, overrides, config):
-    """The results folder name of ``config`` (read from ``path`` with ``overrides``): the config's own
+def experiment_with_overrides(path, overrides, config, plain=None):
+    """The results folder name of ``config`` (read from ``path`` with ``overrides``; ``plain``: the config
+    without them, default read from ``path``): the config's own
     experiment when the overrides change no result-changing key (or name the experiment themselves),
     else that name followed by the changed keys, e.g. ``fcn_baseline+training.epochs=2``: a run with
     such overrides never takes the plain config's folder. A name with other characters than letters,
     digits and ``._=,@-``, or longer than MAX_EXPERIMENT_NAME, is shortened and ends in a hash."""
     if not overrides or any(parse_override(text)[0] == "experiment" for text in overrides):
         return config.experiment
-    changed = _changed_keys(load_config(path), config)
+    changed = _changed_keys(load_config(path) if plain is None else plain, config)
     if not changed:
         return config.experiment
     parts = [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in changed]

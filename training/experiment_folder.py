@@ -2,25 +2,32 @@
 checked and written under the folder lock) and summarized after each run. Keras-free, so a command
 line can check its input and claim its folders before the backend loads."""
 import os
+import tempfile
 from pathlib import Path
 
-from fileio import atomic_write_text, folder_lock
+from fileio import atomic_write_text, folder_lock, run_folder_name
 from training.config import ExperimentConfig, config_to_yaml, read_yaml_mapping, saved_config
 from training.results import summarize_experiment
+from training.run_record import RunRecord
+from training.run_state import epochs_done
 from training.schema import ConfigError, to_dict, without_keys_that_keep_results
 
 
 def check_results_folder(config, out_root):
-    """Check, writing nothing, that ``<out>/<experiment>/`` can take this config's runs
-    (e.g. for a plan printed before training); ConfigError names the culprit."""
+    """Check, leaving nothing behind, that ``<out>/<experiment>/`` can take this config's runs (e.g. for a
+    plan printed before training); ConfigError names the culprit. Writability is probed by making and
+    removing a folder where the runs would go, since ``os.access`` says yes to root everywhere."""
     out_root = Path(out_root)
-    existing = next(folder for folder in (out_root, *out_root.absolute().parents) if folder.exists())
+    experiment_dir = out_root / config.experiment
+    existing = next(folder for folder in (experiment_dir, *experiment_dir.absolute().parents) if folder.exists())
     if not existing.is_dir():
-        blocker = f" ({existing} is a file)" if existing != out_root else ""
-        raise ConfigError(f"--out {out_root}: not a directory{blocker}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out_root}: cannot write there ({existing} is read-only)")
-    saved = out_root / config.experiment / "config.yaml"
+        raise ConfigError(f"--out {out_root}: cannot write results there ({existing} is a file)")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=existing))
+    except OSError as error:
+        reason = f"{error.strerror or error}: {existing}"
+        raise ConfigError(f"--out {out_root}: cannot write results there ({reason})") from None
+    saved = experiment_dir / "config.yaml"
     if saved.exists():
         check_same_config(saved, config)
 
@@ -72,3 +79,17 @@ def update_summary(experiment_dir):
     """Recompute summary.json from the run folders, under the lock: a concurrent job cannot drop a run."""
     with folder_lock(experiment_dir):
         return summarize_experiment(experiment_dir)
+
+
+def where_runs_stand(experiment_dir, run_indices):
+    """One phrase for a stop in the middle (Ctrl-C, a failed write): the first unfinished run and the epoch
+    its checkpoint resumes from (nothing on disk is changed by a stop: every write is atomic)."""
+    for index in run_indices:
+        folder = Path(experiment_dir) / run_folder_name(index)
+        if RunRecord.read_finished(folder) is not None:
+            continue
+        epochs = epochs_done(folder)
+        if epochs == 0:
+            return f"{folder} has no saved epoch yet; the same command starts it again"
+        return f"{folder} keeps its checkpoint of epoch {epochs}; the same command resumes from there"
+    return "every run is finished and kept"

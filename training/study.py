@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Optional
 
 from fileio import run_folder_name
-from training.config import MAX_RUNS, deep_merge, load_config, read_config_chain
+from training.config import (MAX_RUNS, deep_merge, experiment_with_overrides, load_config, parse_override,
+                             read_config_chain)
 from training.experiment_folder import check_same_config
 from training.results import run_folders, statistics
 from training.run_record import RunRecord
@@ -62,6 +63,7 @@ class PlannedExperiment:
     estimated) what they cost. ``config`` is None while a matched keep fraction waits for its source."""
 
     name: str
+    folder: str                                          # under the results root (results_folder)
     entry: StudyExperiment
     config_path: Path
     config: Optional[object]
@@ -73,7 +75,7 @@ class PlannedExperiment:
     compile_seconds: Optional[float] = None
     note: str = ""
     command_overrides: list = field(default_factory=list)   # the command line's --set, for every experiment
-    overrides: list = field(default_factory=list)            # all of this experiment's, its name last
+    overrides: list = field(default_factory=list)            # all of this experiment's, its folder last
 
     @property
     def epochs(self):
@@ -140,8 +142,38 @@ def load_study(path):
     return study
 
 
+def results_folder(study, name, overrides=()):
+    """The folder of experiment ``name`` under the results root: ``name``, or, where the command line's
+    ``overrides`` change its results, the name train.py gives such a run (training.config.
+    experiment_with_overrides: ``name+training.epochs=1``). So a shortened run never lands in the plain
+    experiment's folder, and an experiment that is a plain config (paper_main's) trains where ``train.py
+    <its config> --set ...`` does: either command resumes the other's runs. The study's own ``set:``
+    entries define the experiment and name no folder (the plain config here is the study's experiment);
+    a matched keep fraction counts as a placeholder, so the folder is known before k is."""
+    if not overrides:
+        return name
+    if any(parse_override(text)[0] == "experiment" for text in overrides):
+        raise ConfigError("--set experiment=...: a study names each experiment's folder itself; use --out",
+                          "experiment")
+    entry = study.experiments[name]
+    matched = ["model.keep_fraction=1"] if entry.match_keep_fraction_of is not None else []
+    config_path = CONFIGS / entry.config
+    try:
+        plain = load_config(config_path, [*study.set, *entry.set, *matched, f"experiment={name}"])
+        changed = load_config(config_path, [*study.set, *entry.set, *overrides, *matched, f"experiment={name}"])
+    except ConfigError as error:
+        raise ConfigError(f"{study.path}: experiments.{name}: {error}", error.key) from None
+    return experiment_with_overrides(config_path, overrides, changed, plain=plain)
+
+
+def results_folders(study, overrides=()):
+    """{experiment name: its folder under the results root} (results_folder), in study order."""
+    return {name: results_folder(study, name, overrides) for name in study.experiments}
+
+
 def matched_keep_fraction(out_root, source):
-    """The mean remaining % of ``source``'s finished runs as a fraction (4 decimals), or None before one finished."""
+    """The mean remaining % of the finished runs in folder ``source`` as a fraction (4 decimals), or None
+    before one finished."""
     remaining = [record.final["remaining_percent"] for _, record in finished_records(Path(out_root) / source)]
     stats = statistics(remaining)
     return None if stats is None else round(stats["mean"] / 100, 4)
@@ -161,22 +193,23 @@ def finished_records(experiment_dir):
 
 
 def experiment_overrides(study, name, out_root, overrides=()):
-    """The --set overrides of one experiment (the study's, its own, the command line's, its name), or
+    """The --set overrides of one experiment (the study's, its own, the command line's, its folder), or
     None while its matched keep fraction waits for a finished run of its source."""
     entry = study.experiments[name]
     sets = [*study.set, *entry.set, *overrides]
     if entry.match_keep_fraction_of is not None:
-        keep_fraction = matched_keep_fraction(out_root, entry.match_keep_fraction_of)
+        source = results_folder(study, entry.match_keep_fraction_of, overrides)
+        keep_fraction = matched_keep_fraction(out_root, source)
         if keep_fraction is None:
             return None
         sets.append(f"model.keep_fraction={keep_fraction}")
-    return [*sets, f"experiment={name}"]
+    return [*sets, f"experiment={results_folder(study, name, overrides)}"]
 
 
-def shipped_run_finished(shipped_root, name, index, config):
-    """Whether ``<shipped_root>/<name>/run_<index>`` holds a finished run of this same config: a run
+def shipped_run_finished(shipped_root, folder, index, config):
+    """Whether ``<shipped_root>/<folder>/run_<index>`` holds a finished run of this same config: a run
     trained on another machine and shipped (bench/ship_results.py), whose checkpoint is gone with it."""
-    experiment_dir = Path(shipped_root) / name
+    experiment_dir = Path(shipped_root) / folder
     if config is None or not (experiment_dir / "config.yaml").is_file():
         return False
     try:
@@ -194,11 +227,12 @@ def plan_experiment(study, name, out_root, runs=None, overrides=(), shipped_root
     With ``shipped_root`` (e.g. measured/), runs finished there with the same config are skipped too."""
     entry = study.experiments[name]
     config_path = CONFIGS / entry.config
+    folder = results_folder(study, name, overrides)
     sets = experiment_overrides(study, name, out_root, overrides)
     config, note = None, ""
     if sets is None:
         note = f"keep_fraction waits for a finished run of {entry.match_keep_fraction_of}"
-        sets = [*study.set, *entry.set, *overrides, "model.keep_fraction=1", f"experiment={name}"]
+        sets = [*study.set, *entry.set, *overrides, "model.keep_fraction=1", f"experiment={folder}"]
     try:
         checked = load_config(config_path, sets)
     except ConfigError as error:
@@ -207,14 +241,14 @@ def plan_experiment(study, name, out_root, runs=None, overrides=(), shipped_root
     checked.runs = count
     if not note:
         config = checked
-    folders = {index: Path(out_root) / name / run_folder_name(index) for index in range(count)}
+    folders = {index: Path(out_root) / folder / run_folder_name(index) for index in range(count)}
     to_train = [index for index in range(count) if RunRecord.read_finished(folders[index]) is None]
     shipped = [index for index in to_train
-               if shipped_root is not None and shipped_run_finished(shipped_root, name, index, config)]
+               if shipped_root is not None and shipped_run_finished(shipped_root, folder, index, config)]
     to_train = [index for index in to_train if index not in shipped]
     resumes_after = {index: done for index in to_train if (done := epochs_done(folders[index]))}
-    return PlannedExperiment(name, entry, config_path, config, to_train, count, resumes_after, shipped, note=note,
-                             command_overrides=list(overrides), overrides=sets)
+    return PlannedExperiment(name, folder, entry, config_path, config, to_train, count, resumes_after, shipped,
+                             note=note, command_overrides=list(overrides), overrides=sets)
 
 
 def plan_study(study, out_root, runs=None, overrides=(), only=None, shipped_root=None):
