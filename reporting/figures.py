@@ -3,6 +3,7 @@
 Each function writes one PNG and returns False instead of drawing an empty plot when the
 results hold nothing to show, so that the report can say why a figure is missing.
 """
+import math
 import re
 
 import matplotlib
@@ -166,6 +167,7 @@ def plot_cifar_rows(tables, path):
     keys = [key for key in PAPER_ROWS if any(cell[0] == key for cell in cells)]
     colours = {key: plt.get_cmap("tab10")(i % 10) for i, key in enumerate(keys)}
     figure, axis = plt.subplots(figsize=(8, 5))
+    labelled = []
     for key, side, summary in cells:
         row, colour, signed = PAPER_ROWS[key], colours[key], side == "signed"
         paper_accuracy = row.signed_accuracy if signed else row.baseline_accuracy
@@ -184,8 +186,12 @@ def plot_cifar_rows(tables, path):
                       xerr=[[remaining["mean"] - remaining["min"]], [remaining["max"] - remaining["mean"]]])
         axis.plot(paper_remaining.mean, paper_accuracy.mean, marker="*" if signed else "D", linestyle="",
                   markersize=13 if signed else 8, color=colour, markerfacecolor="none", markeredgewidth=1.3)
-        axis.annotate(f"{key} n={accuracy['n']}", (remaining["mean"], accuracy["mean"]), textcoords="offset points",
-                      xytext=(6, -10), fontsize=7, color=colour)
+        # a label whose point sits next to one labelled before goes one line lower (Conv4 and Conv6 signed)
+        point = (remaining["mean"], accuracy["mean"])
+        crowded = sum(1 for x, y in labelled if abs(math.log10(x / point[0])) < 0.12 and abs(y - point[1]) < 1.0)
+        labelled.append(point)
+        axis.annotate(f"{key} n={accuracy['n']}", point, textcoords="offset points",
+                      xytext=(6, -10 - 9 * crowded), fontsize=7, color=colour)
     handles = [plt.Line2D([], [], color=colours[key], marker="o", linestyle="", label=key) for key in keys]
     handles += [plt.Line2D([], [], color="grey", marker=marker, linestyle="", markerfacecolor=face, label=text)
                 for marker, face, text in (("o", "grey", "ours, signed (bar: min–max over runs)"),
