@@ -115,6 +115,7 @@ def selected_names(study, args):
 
 def load_selected_study(args):
     """(study, results root, plan) of the command line; ConfigError / ValueError name the culprit."""
+    from models.initial_values import check_init_files
     from training.experiment_folder import check_results_folder
     from training.study import load_study, plan_study
 
@@ -130,6 +131,7 @@ def load_selected_study(args):
     for planned in plan if not args.report_only else ():   # a report only reads
         if planned.config is not None:
             check_results_folder(planned.config, out)
+            check_init_files(planned.config, planned.to_train)   # init.source: files, a run's file missing
     return study, out, plan
 
 

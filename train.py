@@ -44,6 +44,8 @@ def main(argv=None):
     # written, and a job with another config cannot slip into the folder while this one starts up.
     from data import DatasetError, offline_file, resolve_data_dir
     from fileio import LockError
+    from masking.init_paths import InitFileError
+    from models.initial_values import check_init_files
     from training.config import experiment_with_overrides, load_config
     from training.experiment_folder import claim_results_folder, where_runs_stand
     from training.schema import ConfigError
@@ -62,12 +64,14 @@ def main(argv=None):
             config.runs = args.runs
         if args.tensorboard:
             config.training.tensorboard = True
+        run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
+        if not (Path(args.out) / config.experiment / "config.yaml").exists():
+            check_init_files(config, run_indices)   # else a missing file leaves a new, empty folder behind
         experiment_dir = claim_results_folder(config, args.out)
-    except (ConfigError, DatasetError, LockError) as error:
+    except (ConfigError, DatasetError, InitFileError, LockError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
     try:
         return train_runs(config, args, experiment_dir, run_indices)
     except KeyboardInterrupt:   # also while the backend loads: every write is atomic, nothing is half-written

@@ -32,6 +32,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from masking.init_paths import InitFileError, init_file_path  # noqa: F401 (re-exported)
 from masking.init_spec import InitSpec
 from masking.layers import iter_layers, masked_layers
 from masking.messages import shown
@@ -52,10 +53,6 @@ _ALLOWED_GLOBALS = {
     for name in ("_reconstruct", "scalar")
 } | {("numpy", "ndarray"), ("numpy", "dtype"),
      ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
-
-
-class InitFileError(ValueError):
-    """A refused, malformed or mismatching initial-value file (message names the file)."""
 
 
 def _check_opcode_count(data):
@@ -93,15 +90,6 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         if self.array_bytes > MAX_FILE_BYTES:
             raise pickle.UnpicklingError(f"arrays larger than {MAX_FILE_BYTES} bytes in all")
         return reconstruct(np.ndarray, shape, dtype)
-
-
-def init_file_path(root, model_folder, kind, initializer, run):
-    """weights/<model>/<kind>/<distribution>_<scaling>[_x<factor>]/<model>_<kind>_<run>.pkl
-
-    ``model_folder``: the model's name, with its layout options where they differ from the default
-    (models.registry.layout_folder, e.g. ResNet20_width2); ``initializer``: an InitSpec or its dict."""
-    folder = InitSpec.of(initializer).folder_name()
-    return Path(root) / model_folder / kind / folder / f"{model_folder}_{kind}_{run}.pkl"
 
 
 def target_layers(model, kind):

@@ -8,8 +8,8 @@ from masking.lazy import lazy_exports
 
 _EXPORTS = {
     "models.registry": ("BN_MODES", "MODEL_FAMILIES", "MODEL_NAMES", "ModelFamily", "model_family"),
-    "models.build": ("InitialValues", "build_experiment_model", "build_model", "load_initial_files",
-                     "resolve_initial_values"),
+    "models.build": ("build_experiment_model", "build_model", "load_initial_files"),
+    "models.initial_values": ("InitialValues", "check_init_files", "resolve_initial_values"),
     "models.layer_factory": ("LayerFactory",),
     "masking.init_spec": ("BASELINE_WEIGHT_INIT", "InitSpec", "SIGNED_SCORE_INIT", "SIGNED_WEIGHT_INIT"),
 }

@@ -4,18 +4,17 @@ The families and their options come from ``models/registry.py``; this module tur
 into Keras models, with initial values drawn on the fly or loaded from init files
 (``init.source``: ``auto`` uses a run's files when they exist).
 """
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from fileio import file_sha256
-from masking.init_files import InitFileError, apply_init_file, init_file_path, load_init_file
-from masking.init_spec import DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT_WEIGHTS_DIR, InitSpec
+from masking.init_files import InitFileError, apply_init_file, load_init_file
+from masking.init_spec import DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, InitSpec
 from masking.messages import shown
 from models.conv import build_conv
 from models.fcn import build_fcn
 from models.layer_factory import LayerFactory
-from models.registry import NUM_CLASSES, default_layout, layout_folder, model_family
+from models.initial_values import (creating_command, file_layout, initial_value_files, missing_file_error,
+                                   recorded_layout, resolve_initial_values)
+from models.registry import NUM_CLASSES, model_family
 from models.resnet import build_resnet
 
 
@@ -43,97 +42,6 @@ def build_model(name, signed=True, *, seed=DEFAULT_SEED, threshold_fraction=DEFA
     return build_resnet(factory, depth=family.depth, name=family.name, stage_widths=family.widths, **options)
 
 
-@dataclass(frozen=True)
-class InitialValues:
-    """Where a run's initial values come from, file by file: ``files`` lists {kind, path, sha256} of
-    the init files loaded, ``drawn`` the kinds drawn on the fly from the seed; ``source`` sums it up
-    (``files``, ``on_the_fly``, or ``mixed`` when ``init.source: auto`` found only some files)."""
-
-    requested: str
-    source: str
-    files: tuple = ()
-    drawn: tuple = ()
-
-    def to_json(self):
-        return {"requested": self.requested, "source": self.source, "files": [dict(entry) for entry in self.files],
-                "drawn": list(self.drawn)}
-
-    def describe(self):
-        parts = [f"{entry['kind']} from {entry['path']} (sha256 {entry['sha256'][:12]})" for entry in self.files]
-        parts += [f"{kind} drawn on the fly from the seed" for kind in self.drawn]
-        return f"initial values (init.source {self.requested}): {', '.join(parts)}"
-
-
-def weights_root(config):
-    """The folder of init files: ``init.weights_dir``; at its default, $SUPERMASK_WEIGHTS_DIR when set."""
-    if config.init.weights_dir == DEFAULT_WEIGHTS_DIR:
-        return os.environ.get("SUPERMASK_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR
-    return config.init.weights_dir
-
-
-def initial_value_files(config, run_index):
-    """[(kind, InitSpec, path)] of the init_example.py files of this run (signed: weights and scores)."""
-    kinds = ((("weights", config.init.weight), ("scores", config.init.mask)) if config.model.signed
-             else (("baseline", config.init.weight),))
-    folder = layout_folder(config.model.name, file_layout(config), config.seed)
-    return [(kind, spec, init_file_path(weights_root(config), folder, kind, spec, run_index)) for kind, spec in kinds]
-
-
-def file_layout(config):
-    """The model options that decide which layers an init file covers, as the config asks for them."""
-    layout = {"width_multiplier": config.model.width_multiplier, "num_classes": NUM_CLASSES[config.data.dataset]}
-    if model_family(config.model.name).kind == "resnet":
-        layout.update(projection_every=config.model.projection_every, extra_head=config.model.extra_head)
-    return layout
-
-
-def recorded_layout(payload, model_name):
-    """The same options as an init file records them (init_example.py writes only the ones it was given)."""
-    return {**default_layout(model_name), **payload.get("options", {})}
-
-
-def _creating_command(config, run_index):
-    if config.model.signed:
-        init_flags = f"--weight-init {config.init.weight} --score-init {config.init.mask}"
-    else:
-        init_flags = f"--baseline-init {config.init.weight}"
-    # init_example.py's flag of each layout option: an option's value, a bare flag for true, nothing when unset.
-    layout_flags = [f"--{option.replace('_', '-')}" + ("" if value is True else f" {value:g}")
-                    for option, value in file_layout(config).items() if value is not None and value is not False]
-    seed_flag = "" if config.seed == DEFAULT_SEED else f" --seed {config.seed}"
-    return (f"python init_example.py --model {config.model.name} --runs {run_index + 1}{seed_flag} {init_flags} "
-            f"{' '.join(layout_flags)} --out {weights_root(config)}")
-
-
-def _missing_file(path, config, run_index):
-    return InitFileError(f"{path}: missing init file; create it with: {_creating_command(config, run_index)}")
-
-
-def resolve_initial_values(config, run_index):
-    """The InitialValues of run ``run_index``, file by file: ``auto`` loads each of the run's files
-    that exists and draws the others on the fly; under ``files`` a missing file names the command
-    that writes it."""
-    requested = config.init.source
-    files = initial_value_files(config, run_index)
-    if requested == "on_the_fly":
-        return InitialValues(requested, "on_the_fly", drawn=tuple(kind for kind, _, _ in files))
-    missing = [path for _, _, path in files if not Path(path).is_file()]
-    if missing and requested == "files":
-        raise _missing_file(missing[0], config, run_index)
-    entries = []
-    for kind, _, path in files:
-        if path in missing:
-            continue
-        try:
-            digest = file_sha256(path)
-        except OSError as error:
-            raise InitFileError(f"{path}: unreadable init file ({error.strerror or error})") from None
-        entries.append({"kind": kind, "path": str(path), "sha256": digest})
-    drawn = tuple(kind for kind, _, path in files if path in missing)
-    source = "files" if not drawn else "on_the_fly" if not entries else "mixed"
-    return InitialValues(requested, source, tuple(entries), drawn)
-
-
 def build_experiment_model(config, seed, initial_values=None):
     """The config's model with its initial values: drawn on the fly from the seed, or loaded from the
     files ``initial_values`` (default: resolve_initial_values of run ``seed - config.seed``) names."""
@@ -159,7 +67,7 @@ def load_initial_files(model, config, run_index, kinds=None):
         if kinds is not None and kind not in kinds:
             continue
         if not Path(path).is_file():
-            raise _missing_file(path, config, run_index)
+            raise missing_file_error(path, config, run_index)
         try:
             payload = load_init_file(path)
             if (payload["seed"], payload["run"]) != (seed, run_index):
@@ -179,6 +87,6 @@ def load_initial_files(model, config, run_index, kinds=None):
                                     f"the config asks for {InitSpec.of(spec)}")
             apply_init_file(model, path, kind, payload)
         except InitFileError as error:
-            command = _creating_command(config, run_index).rsplit(" --out ", 1)[0]
+            command = creating_command(config, run_index).rsplit(" --out ", 1)[0]
             raise InitFileError(f"{error} (init.source {config.init.source}; set init.source=on_the_fly, or "
                                 f"init.weights_dir to a folder written by: {command} --out FOLDER)") from None

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from fileio import atomic_write_text
-from reporting.collect import read_experiment
 from reporting.intervals import INTERVALS, bracket_consistency, interval_statistics
 from reporting.paper import PAPER_ROWS, Interval
 from reporting.protocol import ProtocolCheck, check_protocol
-from reporting.studies import finished_points
+from reporting.studies import finished_experiment
 from reporting.tables import markdown_table
 
 METRICS = (("accuracy", "test accuracy %"), ("remaining_percent", "remaining %"))
@@ -211,13 +210,13 @@ def seed_results(study, folders):
     """{experiment: SeedResult}, in study order, from each experiment's folder (``folders``)."""
     results = {}
     for name, entry in study.experiments.items():
-        points = finished_points(folders[name])
+        experiment, points = finished_experiment(folders[name], name)
         values = {"accuracy": [p[0] for p in points], "remaining_percent": [p[1] for p in points]}
         stats_by_metric = {}
         for metric, _ in METRICS:
             stats = interval_statistics(values[metric])
             stats_by_metric[metric] = None if stats is None else {**stats, "values": values[metric]}
-        config = read_experiment(folders[name], name).config if points else None
+        config = experiment.config if points else None
         protocol = check_protocol(config, entry.row, entry.side) if config is not None and entry.row else None
         results[name] = SeedResult(entry.side, stats_by_metric, protocol)
     return results

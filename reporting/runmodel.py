@@ -15,7 +15,7 @@ from data import load_dataset
 from data.datasets import INPUT_SHAPES, NUM_CLASSES
 from masking import MASKED_LAYER_TYPES, iter_layers, masked_layers, masked_weights
 from models import InitialValues, build_experiment_model, model_family, resolve_initial_values
-from models.build import weights_root
+from models.initial_values import weights_root
 from reporting.npz import read_npz
 from training.config import load_saved_config
 from training.run_record import RunRecord, RunRecordError

@@ -22,20 +22,21 @@ MODE_COLOURS = {"signed": "#2166ac", "binary": "#e08214", "signed_top_k": "#1b78
                 "bernoulli": "#762a83"}
 
 
-def finished_points(experiment_dir):
-    """[(test accuracy %, remaining %)] of an experiment folder's finished runs (none without the folder)."""
+def finished_experiment(experiment_dir, name):
+    """(the experiment read once from its folder, [(test accuracy %, remaining %)] of its finished runs);
+    (None, []) without the folder."""
     experiment_dir = Path(experiment_dir)
     if not experiment_dir.is_dir():
-        return []
-    experiment = read_experiment(experiment_dir, experiment_dir.name)
-    return [(run.accuracy, run.remaining_percent) for run in experiment.finished]
+        return None, []
+    experiment = read_experiment(experiment_dir, name)
+    return experiment, [(run.accuracy, run.remaining_percent) for run in experiment.finished]
 
 
 def runs_table(study, folders):
     """One line per experiment with a finished run: its config and overrides, runs, mean [min, max]."""
     rows = []
     for name, entry in study.experiments.items():
-        points = finished_points(folders[name])
+        _, points = finished_experiment(folders[name], name)
         if points:
             rows.append([name, f"`{entry.config}` {' '.join(entry.set)}".rstrip(), str(len(points)),
                          mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
@@ -46,10 +47,9 @@ def mask_modes_table(study, folders):
     """Every experiment with a finished run: its mask mode and keep fraction (from its saved config)."""
     rows = []
     for name, entry in study.experiments.items():
-        points = finished_points(folders[name])
+        experiment, points = finished_experiment(folders[name], name)
         if not points:
             continue
-        experiment = read_experiment(folders[name], name)
         keep_fraction = config_value(experiment.config, "model", "keep_fraction")
         k = f"{100 * keep_fraction:.2f} %" if is_finite_number(keep_fraction) else "–"
         rows.append([name, experiment.mask_mode, f"`{entry.config}`", k, str(len(points)),
@@ -64,9 +64,8 @@ def mask_modes_figure(study, folders, path):
 
     rows, models = [], set()
     for name in study.experiments:
-        points = finished_points(folders[name])
+        experiment, points = finished_experiment(folders[name], name)
         if points:
-            experiment = read_experiment(folders[name], name)
             rows.append((name, experiment.mask_mode, points))
             models.add(f"{experiment.model} / {DATASET_LABELS.get(experiment.dataset, experiment.dataset)}")
     if not rows:

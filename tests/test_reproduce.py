@@ -94,6 +94,15 @@ def test_results_of_another_config_are_refused_before_anything_runs(tmp_path, ca
     assert "fcn_signed" in capsys.readouterr().err and not (out / "fcn_signed" / "run_0").exists()
 
 
+def test_a_missing_init_file_under_files_is_refused_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "r"
+    code = reproduce.main(["--rows", "FCN", "--out", str(out), "--measure-steps", "0", "--set", "init.source=files",
+                           "--set", f"init.weights_dir={tmp_path / 'none'}"])
+    assert code == 2 and not out.exists()
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "missing init file; create it with: python init_example.py --model FCN" in error
+
+
 def test_a_folder_taken_by_another_job_after_planning_fails_its_runs_and_the_rest_train(tmp_path, capsys,
                                                                                          monkeypatch):
     from training import study_run

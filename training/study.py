@@ -192,9 +192,9 @@ def finished_records(experiment_dir):
     return found
 
 
-def experiment_overrides(study, name, out_root, overrides=()):
-    """The --set overrides of one experiment (the study's, its own, the command line's, its folder), or
-    None while its matched keep fraction waits for a finished run of its source."""
+def experiment_overrides(study, name, out_root, folder, overrides=()):
+    """The --set overrides of one experiment (the study's, its own, the command line's, its ``folder`` as
+    results_folder named it), or None while its matched keep fraction waits for a finished run of its source."""
     entry = study.experiments[name]
     sets = [*study.set, *entry.set, *overrides]
     if entry.match_keep_fraction_of is not None:
@@ -203,7 +203,7 @@ def experiment_overrides(study, name, out_root, overrides=()):
         if keep_fraction is None:
             return None
         sets.append(f"model.keep_fraction={keep_fraction}")
-    return [*sets, f"experiment={results_folder(study, name, overrides)}"]
+    return [*sets, f"experiment={folder}"]
 
 
 def shipped_run_finished(shipped_root, folder, index, config):
@@ -228,7 +228,7 @@ def plan_experiment(study, name, out_root, runs=None, overrides=(), shipped_root
     entry = study.experiments[name]
     config_path = CONFIGS / entry.config
     folder = results_folder(study, name, overrides)
-    sets = experiment_overrides(study, name, out_root, overrides)
+    sets = experiment_overrides(study, name, out_root, folder, overrides)
     config, note = None, ""
     if sets is None:
         note = f"keep_fraction waits for a finished run of {entry.match_keep_fraction_of}"

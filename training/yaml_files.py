@@ -21,7 +21,7 @@ class _StrictYamlLoader(yaml.SafeLoader):
         if isinstance(node, yaml.MappingNode):
             seen = set()
             for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
+                key = self.construct_object(key_node, deep=True)   # cached per node: super() reuses it
                 if not isinstance(key, (str, int, float)):   # super() refuses an unhashable key itself
                     continue
                 if key in seen:
