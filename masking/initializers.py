@@ -37,7 +37,7 @@ class ScaledInitializer(keras.initializers.Initializer):
         self.distribution = spec.distribution
         self.scaling = spec.scaling
         self.factor = spec.factor
-        self.seed = seed
+        self.seed = seed   # None: drawn from NumPy's global state, which keras.utils.set_random_seed seeds
 
     @classmethod
     def from_spec(cls, spec, seed=None):
@@ -46,7 +46,7 @@ class ScaledInitializer(keras.initializers.Initializer):
     def sample(self, shape):
         """The initial values as a float32 NumPy array."""
         variance = target_variance(shape, self.scaling, self.factor)
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.seed if self.seed is not None else np.random.randint(2**31 - 1))
         if self.distribution == "constant":
             values = np.full(shape, math.sqrt(variance))
         elif self.distribution == "signed_constant":

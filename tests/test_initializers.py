@@ -229,3 +229,13 @@ def test_keras_serialize_round_trip():
     assert isinstance(restored, ScaledInitializer)
     assert restored.get_config() == init.get_config()
     np.testing.assert_array_equal(restored.sample(DENSE), init.sample(DENSE))
+
+
+def test_an_unseeded_initializer_follows_keras_set_random_seed():
+    initializer = ScaledInitializer("normal", "he")
+    draws = []
+    for _ in range(2):
+        keras.utils.set_random_seed(11)
+        draws.append(initializer.sample((8, 4)))
+    np.testing.assert_array_equal(*draws)
+    assert not np.array_equal(initializer.sample((8, 4)), draws[0])   # unseeded: each call draws anew
