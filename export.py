@@ -22,9 +22,13 @@ from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from training.device import import_backend_quietly  # noqa: E402
+from training.device import BackendError, import_backend_quietly  # noqa: E402
 
-import_backend_quietly()  # the backend's C++ start-up lines escape its log level; the device does not matter here
+try:
+    import_backend_quietly()  # the backend's C++ start-up lines escape its log level; the device does not matter
+except BackendError as backend_error:
+    print(f"error: {backend_error}", file=sys.stderr)
+    sys.exit(2)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -135,15 +135,34 @@ def load_selected_study(args):
     return study, out, plan
 
 
+def check_report_has_runs(study, out, plan):
+    """--report-only over a root that holds none of the study's experiment folders would write a report of
+    nothing, and one over a parent of the study's own folder (``measured/`` for ``measured/fcn_seeds/``) a
+    report of the few folders that happen to share names with it: a ValueError naming where to look."""
+    def present(root):
+        return sum((root / planned.folder).is_dir() for planned in plan)
+
+    nested = out / study.path.stem
+    if present(nested) > present(out):
+        raise ValueError(f"--report-only: study {study.path.stem}'s runs are under --out {nested}, "
+                         f"not {out} ({present(nested)} of its {len(plan)} experiment folders there)")
+    if not present(out):
+        looked = ", ".join(str(out / planned.folder) for planned in plan[:2]) + (", ..." if len(plan) > 2 else "")
+        raise ValueError(f"--report-only: no experiment folder of study {study.path.stem} under {out} "
+                         f"(looked for {looked})")
+
+
 def measure_plan(plan, steps, data_dir):
     """Fill in each experiment's estimate by timing it; a config that cannot be timed keeps a note instead.
     Every timing is added to this machine's calibration, for later plans."""
+    from training.device import import_backend_quietly
     from training.estimates import record_calibration
-    from training.timing import measure
 
     pending = [experiment for experiment in plan if experiment.to_train and experiment.config is not None]
     if not pending:
         return
+    print(import_backend_quietly(), flush=True)   # the device line instead of the backend's start-up noise
+    from training.timing import measure
     print(f"timing {len(pending)} configs (scratch runs of 2 epochs of {steps}, {4 * steps}, ... batches) ...",
           flush=True)
     for position, experiment in enumerate(pending, start=1):
@@ -265,9 +284,11 @@ def main(argv=None):
 def run(args):
     """Check the input, time or estimate, print the plan, train (unless --dry-run or --report-only), report;
     the exit code."""
+    from training.device import check_backend_name
     from training.schema import ConfigError
 
     try:
+        check_backend_name()
         from training.config import MAX_RUNS
         if args.runs is not None and not 1 <= args.runs <= MAX_RUNS:
             raise ValueError(f"--runs must be between 1 and {MAX_RUNS}, got {args.runs}")
@@ -276,6 +297,8 @@ def run(args):
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         study, out, plan = load_selected_study(args)
+        if args.report_only:
+            check_report_has_runs(study, out, plan)
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ one line naming the culprit and where the run stands; 130 interrupted (Ctrl-C), 
 where the same command resumes.
 """
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -47,10 +48,12 @@ def main(argv=None):
     from masking.init_paths import InitFileError
     from models.initial_values import check_init_files
     from training.config import experiment_with_overrides, load_config
-    from training.experiment_folder import claim_results_folder, where_runs_stand
+    from training.device import BackendError, check_backend_name
+    from training.experiment_folder import claim_results_folder, remove_unused_folder, where_runs_stand
     from training.schema import ConfigError
 
     try:
+        check_backend_name()
         config = load_config(args.config, args.overrides)
         data_dir = resolve_data_dir(args.data_dir or config.data.dir)
         if data_dir is not None:
@@ -65,18 +68,24 @@ def main(argv=None):
         if args.tensorboard:
             config.training.tensorboard = True
         run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
-        if not (Path(args.out) / config.experiment / "config.yaml").exists():
+        new_out = not Path(args.out).exists()
+        new_folder = not (Path(args.out) / config.experiment / "config.yaml").exists()
+        if new_folder:
             check_init_files(config, run_indices)   # else a missing file leaves a new, empty folder behind
         experiment_dir = claim_results_folder(config, args.out)
-    except (ConfigError, DatasetError, InitFileError, LockError) as error:
+    except (BackendError, ConfigError, DatasetError, InitFileError, LockError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     try:
-        return train_runs(config, args, experiment_dir, run_indices)
+        code = train_runs(config, args, experiment_dir, run_indices)
     except KeyboardInterrupt:   # also while the backend loads: every write is atomic, nothing is half-written
         print(f"interrupted: {where_runs_stand(experiment_dir, run_indices)}", file=sys.stderr)
         return 130
+    if code == 2 and new_folder and remove_unused_folder(experiment_dir) and new_out:
+        with contextlib.suppress(OSError):   # input found bad after start-up, before any run folder: leave nothing
+            Path(args.out).rmdir()
+    return code
 
 
 def train_runs(config, args, experiment_dir, run_indices):

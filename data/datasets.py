@@ -154,7 +154,8 @@ def offline_file(name, data_dir):
     if name == "cifar10" and not os.path.exists(path) and os.path.exists(jpeg_path):
         return jpeg_path
     if not os.path.exists(path):
-        raise DatasetError(f"{name}.npz not found: expected {path} in Keras layout "
+        also = f" (or {jpeg_path})" if name == "cifar10" else ""
+        raise DatasetError(f"{_offline_files(name)} not found: expected {path} in Keras layout{also} "
                            f"(set {DATA_DIR_ENV} or --data-dir to the folder that holds it)")
     return path
 

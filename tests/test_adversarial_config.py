@@ -124,6 +124,18 @@ def test_bad_set_values_are_one_line_errors(capsys, tmp_path, override, key):
     assert "Traceback" not in line
 
 
+@pytest.mark.parametrize("override, blamed", [
+    ("training.lr=0.1", "--set training.lr over "),          # a key the section lacks
+    ("optimizer.lr=abc", "--set optimizer.lr over "),        # a value of the wrong type
+    ("training={epochs: -1}", "--set training over "),       # a section set whole: its key blames that --set
+])
+def test_an_error_in_a_set_value_blames_the_set_not_the_file(capsys, tmp_path, override, blamed):
+    config = tmp_path / "ok.yaml"
+    config.write_text("training: {epochs: 2}\n")
+    line = refused(capsys, tmp_path, config, "--set", override)
+    assert line.startswith(f"error: {blamed}{config}: "), line
+
+
 def test_non_utf8_directory_and_oversized_configs_are_one_line_errors(capsys, tmp_path):
     latin = tmp_path / "latin.yaml"
     latin.write_bytes("description: café\n".encode("latin-1"))
@@ -178,3 +190,38 @@ def test_an_empty_saved_experiment_config_gets_the_damaged_config_message(capsys
     assert len(lines) == 1 and lines[0].startswith(f"error: {saved}: empty; this file records which config made "
                                                    f"the results there: restore it"), lines
     assert saved.read_text() == ""
+
+
+@pytest.mark.parametrize("backend, message", [("jaxx", "not a backend this project trains on"),
+                                              ("numpy", "not a backend this project trains on")])
+def test_a_mistyped_keras_backend_is_one_line_error_and_nothing_written(capsys, tmp_path, monkeypatch, backend,
+                                                                        message):
+    import reproduce
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    assert message in refused(capsys, tmp_path, ROOT / "configs" / "fcn_signed.yaml")
+    assert reproduce.main(["--rows", "FCN", "--dry-run", "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_backend_that_is_not_installed_is_named(monkeypatch):
+    from training import device
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    monkeypatch.setattr(device.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(device.BackendError, match="KERAS_BACKEND=torch: the torch package is not installed"):
+        device.check_backend_name()
+
+
+def test_a_damaged_dataset_found_after_start_up_leaves_no_folder_behind(capsys, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mnist.npz").write_bytes(b"not a zip")
+    out = tmp_path / "results"
+    code = train.main([str(ROOT / "configs" / "fcn_signed.yaml"), "--out", str(out), "--data-dir", str(data)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "mnist.npz" in lines[0], lines
+    assert not out.exists()
+
+
+def test_a_study_given_to_train_py_names_the_command_that_runs_it(capsys, tmp_path):
+    line = refused(capsys, tmp_path, ROOT / "configs" / "studies" / "paper_main.yaml")
+    assert line.endswith("it reads as a study: python reproduce.py " + str(ROOT / "configs" / "studies" / "paper_main.yaml"))

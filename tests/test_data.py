@@ -182,6 +182,8 @@ def test_missing_unreadable_or_unknown(tmp_path):
     with pytest.raises(DatasetError) as error:
         load_dataset("cifar100", data_dir=tmp_path)
     assert str(tmp_path / "cifar100.npz") in str(error.value) and "SUPERMASK_DATA_DIR" in str(error.value)
+    with pytest.raises(DatasetError, match=r"^cifar10\.npz or cifar10_jpeg\.npz not found: .*cifar10_jpeg\.npz\)"):
+        load_dataset("cifar10", data_dir=tmp_path)   # the JPEG file the project also reads is named too
     (tmp_path / "cifar100.npz").write_bytes(b"not a zip file")
     with pytest.raises(DatasetError, match=rf"^{re.escape(str(tmp_path / 'cifar100.npz'))}: cannot be read as npz"):
         load_dataset("cifar100", data_dir=tmp_path)

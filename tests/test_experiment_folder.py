@@ -109,3 +109,20 @@ def test_concurrent_summaries_never_drop_a_finished_run(tmp_path, monkeypatch):
         thread.join()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["finished_runs"] == ["run_0", "run_1", "run_2", "run_3"]
+
+
+def test_an_unused_folder_is_removed_and_one_with_a_run_or_a_held_claim_is_kept(tmp_path):
+    from fileio import claim_path, run_claim
+    config = load_config(ROOT / "configs" / "fcn_signed.yaml")
+    experiment = experiment_folder.claim_results_folder(config, tmp_path)
+    with run_claim(experiment, 0):   # this job's own claim, released before removal as in train.py
+        pass
+    assert experiment_folder.remove_unused_folder(experiment) and not experiment.exists()
+
+    experiment = experiment_folder.claim_results_folder(config, tmp_path)
+    (experiment / "run_1").mkdir()
+    assert not experiment_folder.remove_unused_folder(experiment) and (experiment / "config.yaml").is_file()
+    (experiment / "run_1").rmdir()
+    with run_claim(experiment, 2):   # another job starting on the same folder
+        assert not experiment_folder.remove_unused_folder(experiment)
+    assert claim_path(experiment, 2).exists() and (experiment / "config.yaml").is_file()

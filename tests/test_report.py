@@ -243,6 +243,14 @@ def test_cli(tmp_path, capsys):
     assert "results root is not a directory" in capsys.readouterr().err
 
 
+def test_a_run_folder_given_as_the_root_is_refused_with_nothing_written(tmp_path, capsys):
+    build_tree(tmp_path / "results")
+    run = next((tmp_path / "results").rglob("run_0"))
+    before = sorted(path.name for path in run.iterdir())
+    assert report.main([str(run), "--no-figures"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and sorted(path.name for path in run.iterdir()) == before
+
+
 def test_the_shipped_runs_are_found_from_any_folder(tmp_path, monkeypatch, capsys):
     """Started outside the clone, with no results/ of its own, report.py reads the clone's measured/."""
     repository = Path(report.__file__).resolve().parent

@@ -261,7 +261,8 @@ def load_config(path, overrides=()):
             set_dotted(raw, *parsed[-1])
         config = from_dict(ExperimentConfig, raw)
     except ConfigError as error:
-        raise ConfigError(f"{_file_naming(error.key, chain, parsed)}: {error}", error.key) from None
+        hint = f"; it reads as a study: python reproduce.py {path}" if error.key == "experiments" else ""
+        raise ConfigError(f"{_file_naming(error.key, chain, parsed)}: {error}{hint}", error.key) from None
     if config.experiment is None:
         config.experiment = path.stem
     check_experiment_name(config.experiment, path)
@@ -284,9 +285,14 @@ def load_saved_config(path):
 
 
 def _file_naming(key, chain, overrides):
-    """The file to blame for ``key``: the nearest in the base chain that sets it (else the config itself)."""
-    if key is None or any(key == set_key or key.startswith(set_key + ".") for set_key, _ in overrides):
+    """What to blame for ``key``: the --set that sets it (over the config), else the nearest file of the base
+    chain that sets it, else the config itself."""
+    if key is None:
         return chain[0][0]
+    set_key = next((set_key for set_key, _ in reversed(overrides)
+                    if key == set_key or key.startswith(set_key + ".")), None)
+    if set_key is not None:
+        return f"--set {set_key} over {chain[0][0]}"
     return next((file for file, own_keys in chain if _names_key(own_keys, key)), chain[0][0])
 
 

@@ -8,6 +8,7 @@ appear) with descriptor 2 captured, passes on every captured line that is not kn
 returns the one line to print instead, e.g. ``device: CPU (2 cores, tensorflow)``.
 """
 import contextlib
+import importlib.util
 import os
 import re
 import sys
@@ -41,8 +42,28 @@ def native_stderr_filtered():
                 print("\n".join(kept), file=sys.stderr, flush=True)
 
 
+TRAINING_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+class BackendError(ValueError):
+    """KERAS_BACKEND names no backend this project trains on, or one that is not installed."""
+
+
+def check_backend_name():
+    """Refuse a KERAS_BACKEND that Keras would fail on with a page of traceback (checked before it loads)."""
+    name = os.environ.get("KERAS_BACKEND")
+    if not name:
+        return
+    if name not in TRAINING_BACKENDS:
+        raise BackendError(f"KERAS_BACKEND={name[:40]!r}: not a backend this project trains on; "
+                           f"choose one of {', '.join(TRAINING_BACKENDS)}")
+    if importlib.util.find_spec(name) is None:
+        raise BackendError(f"KERAS_BACKEND={name}: the {name} package is not installed")
+
+
 def import_backend_quietly():
     """Import Keras with its backend and find the devices without start-up noise; the device line."""
+    check_backend_name()
     with native_stderr_filtered():
         import keras
 

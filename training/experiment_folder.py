@@ -5,7 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from fileio import atomic_write_text, folder_lock, run_folder_name
+from fileio import LOCK_FILE, atomic_write_text, claim_is_held, folder_lock, is_claim_file, run_folder_name
 from training.config import ExperimentConfig, config_to_yaml, read_yaml_mapping, saved_config
 from training.results import summarize_experiment
 from training.run_record import RunRecord
@@ -53,6 +53,26 @@ def claim_results_folder(config, out_root):
         raise ConfigError(f"--out {out_root}: cannot write results there "
                           f"({error.strerror or error}: {error.filename or experiment_dir})") from None
     return experiment_dir
+
+
+def remove_unused_folder(experiment_dir):
+    """Remove an experiment folder that holds only its config.yaml, lock and run claims no job holds: the
+    folder this job claimed before input that is checked only after start-up (a damaged dataset or init
+    file) stopped it ahead of any run folder. True when removed; nothing else is ever deleted."""
+    experiment_dir = Path(experiment_dir)
+    with folder_lock(experiment_dir):
+        entries = list(experiment_dir.iterdir())
+        claims = [entry for entry in entries if is_claim_file(entry)]
+        others = [entry for entry in entries if entry not in claims and entry.name not in ("config.yaml", LOCK_FILE)]
+        if others or any(claim_is_held(claim) for claim in claims):
+            return False
+        for entry in entries:
+            entry.unlink()   # .lock too: this job's open handle keeps holding it until the with-block ends
+    try:
+        experiment_dir.rmdir()
+    except OSError:   # another job wrote there meanwhile: its folder now
+        return False
+    return True
 
 
 def check_same_config(saved, config):

@@ -112,6 +112,9 @@ def study_path(name):
 def load_study(path):
     """Read (with its ``base:`` chain) and validate a study file; ConfigError names the file and key."""
     path = study_path(path)
+    if not path.is_file():
+        known = ", ".join(sorted(study.stem for study in STUDIES.glob("*.yaml")))
+        raise ConfigError(f"{path}: no such study file (the studies of configs/studies/: {known})")
     raw = {}
     least = "a study names at least one experiment (experiments: {name: {config: fcn_signed.yaml}})"
     for _, own_keys in reversed(read_config_chain(path, least)):
@@ -136,7 +139,9 @@ def load_study(path):
                 raise ConfigError(f"experiments.{name}.match_keep_fraction_of: {shown(source)} is no experiment "
                                   "listed before it", f"experiments.{name}.match_keep_fraction_of")
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}", error.key) from None
+        hint = (f"; it reads as an experiment config: python train.py {path}"
+                if error.key in ("model", "data", "training", "optimizer", "init", "seed") else "")
+        raise ConfigError(f"{path}: {error}{hint}", error.key) from None
     study.path = path
     study.out = study.out or str(Path("results") / path.stem)
     return study

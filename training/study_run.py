@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fileio import run_claim
+from training.device import import_backend_quietly
 from training.experiment_folder import claim_results_folder, update_summary
 from training.schema import ConfigError, brief
 from training.study import resolved
@@ -127,6 +128,7 @@ class StudyRun:
 
     def in_process(self):
         """Every run in plan order through the run trainer, in this process."""
+        self.log(import_backend_quietly())   # the device line instead of the backend's start-up noise
         from training.runner import RunTrainer
 
         ready = {}
