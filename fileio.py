@@ -385,26 +385,6 @@ def claim_path(experiment_dir, run_index):
     return Path(experiment_dir) / f".{run_folder_name(run_index)}.claim"
 
 
-def is_claim_file(path):
-    """Whether ``path`` is named as run_claim names its files (``.run_<i>.claim``)."""
-    name = Path(path).name
-    return name.startswith(".") and name.endswith(".claim") and run_folder_index(name[1:-len(".claim")]) is not None
-
-
-def claim_is_held(path):
-    """Whether a job holds the run claim file ``path`` now (a dead job's claim is not held)."""
-    try:
-        handle = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(handle)
-
 
 @contextlib.contextmanager
 def run_claim(experiment_dir, run_index):

@@ -382,28 +382,6 @@ def test_flops_counted_from_the_config_equal_those_of_the_built_model(config_nam
     assert config_forward_macs(config) == flops.forward_macs(build_experiment_model(config, config.seed))
 
 
-@pytest.mark.parametrize("study, message", [
-    ("fcn_seeds", "study fcn_seeds's runs are under --out {root}/fcn_seeds, not {root} (3 of its 3"),
-    ("mask_modes", "study mask_modes's runs are under --out {root}/mask_modes, not {root}"),
-    ("paper_main", "no experiment folder of study paper_main under {root} (looked for {root}/fcn_signed"),
-])
-def test_report_only_over_the_wrong_root_is_refused_with_nothing_written(tmp_path, capsys, study, message):
-    """A copy of measured/ (the fcn_baseline folder of the main table sits beside fcn_seeds/, whose study
-    names an fcn_baseline too): a report of the parent root would be a report of the wrong runs."""
-    import shutil
-    measured = reproduce.ROOT / "measured"
-    root = tmp_path / "measured"
-    for name in ("fcn_seeds", "mask_modes", "fcn_baseline"):
-        shutil.copytree(measured / name, root / name, ignore=shutil.ignore_patterns("*.md", "*.png", "*.npz"))
-    target = root if study != "paper_main" else tmp_path / "empty"
-    target.mkdir(exist_ok=True)
-    before = sorted(path for path in tmp_path.rglob("*"))
-    assert reproduce.main([study, "--report-only", "--out", str(target), "--no-figures"]) == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and message.format(root=target) in error, error
-    assert sorted(path for path in tmp_path.rglob("*")) == before
-
-
 @pytest.mark.parametrize("study, shipped, outputs", [
     ("agreement", ["agreement_conv2", "agreement_resnet20"], ["agreement.md"]),
     ("mask_modes", ["mask_modes"], ["mask_modes/mask_modes.md", "mask_modes/mask_modes.png"]),

@@ -196,3 +196,25 @@ def test_the_seed_report_marks_runs_shorter_than_the_protocol_and_compares_them_
     assert "fcn_baseline (1/50 ep): shorter than the paper's protocol (configs/fcn_baseline.yaml)" in text
     assert "No bracket could be judged" in text
     assert capsys.readouterr().out.endswith(f"report: {tmp_path / 'fcn_seeds.md'}\n")
+
+
+@pytest.mark.parametrize("study, message", [
+    ("fcn_seeds", "study fcn_seeds's runs are under --out {root}/fcn_seeds, not {root} (3 of its 3"),
+    ("mask_modes", "study mask_modes's runs are under --out {root}/mask_modes, not {root}"),
+    ("paper_main", "no experiment folder of study paper_main under {root} (looked for {root}/fcn_signed"),
+])
+def test_report_only_over_the_wrong_root_is_refused_with_nothing_written(tmp_path, capsys, study, message):
+    """A copy of measured/ (the fcn_baseline folder of the main table sits beside fcn_seeds/, whose study
+    names an fcn_baseline too): a report of the parent root would be a report of the wrong runs."""
+    import shutil
+    measured = reproduce.ROOT / "measured"
+    root = tmp_path / "measured"
+    for name in ("fcn_seeds", "mask_modes", "fcn_baseline"):
+        shutil.copytree(measured / name, root / name, ignore=shutil.ignore_patterns("*.md", "*.png", "*.npz"))
+    target = root if study != "paper_main" else tmp_path / "empty"
+    target.mkdir(exist_ok=True)
+    before = sorted(path for path in tmp_path.rglob("*"))
+    assert reproduce.main([study, "--report-only", "--out", str(target), "--no-figures"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message.format(root=target) in error, error
+    assert sorted(path for path in tmp_path.rglob("*")) == before

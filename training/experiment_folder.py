@@ -1,11 +1,12 @@
 """An experiment's results folder, ``<out>/<experiment>/``: claimed for one config (its config.yaml,
 checked and written under the folder lock) and summarized after each run. Keras-free, so a command
 line can check its input and claim its folders before the backend loads."""
+import fcntl
 import os
 import tempfile
 from pathlib import Path
 
-from fileio import LOCK_FILE, atomic_write_text, claim_is_held, folder_lock, is_claim_file, run_folder_name
+from fileio import LOCK_FILE, atomic_write_text, folder_lock, run_folder_index, run_folder_name
 from training.config import ExperimentConfig, config_to_yaml, read_yaml_mapping, saved_config
 from training.results import summarize_experiment
 from training.run_record import RunRecord
@@ -53,6 +54,27 @@ def claim_results_folder(config, out_root):
         raise ConfigError(f"--out {out_root}: cannot write results there "
                           f"({error.strerror or error}: {error.filename or experiment_dir})") from None
     return experiment_dir
+
+
+def is_claim_file(path):
+    """Whether ``path`` is named as run_claim names its files (``.run_<i>.claim``)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".claim") and run_folder_index(name[1:-len(".claim")]) is not None
+
+
+def claim_is_held(path):
+    """Whether a job holds the run claim file ``path`` now (a dead job's claim is not held)."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)
 
 
 def remove_unused_folder(experiment_dir):
