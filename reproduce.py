@@ -161,7 +161,7 @@ def measure_plan(plan, steps, data_dir):
     pending = [experiment for experiment in plan if experiment.to_train and experiment.config is not None]
     if not pending:
         return
-    print(import_backend_quietly(), flush=True)   # the device line instead of the backend's start-up noise
+    import_backend_quietly()   # without the backend's start-up noise; training prints the device line
     from training.timing import measure
     print(f"timing {len(pending)} configs (scratch runs of 2 epochs of {steps}, {4 * steps}, ... batches) ...",
           flush=True)

@@ -11,7 +11,6 @@ one line naming the culprit and where the run stands; 130 interrupted (Ctrl-C), 
 where the same command resumes.
 """
 import argparse
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -43,13 +42,13 @@ def main(argv=None):
     args = parse_args(argv)
     # Validate and claim the results folder before importing Keras: bad input fails fast, with nothing
     # written, and a job with another config cannot slip into the folder while this one starts up.
-    from data import DatasetError, offline_file, resolve_data_dir
+    from data import DatasetError, check_offline_file, resolve_data_dir
     from fileio import LockError
     from masking.init_paths import InitFileError
     from models.initial_values import check_init_files
     from training.config import experiment_with_overrides, load_config
     from training.device import BackendError, check_backend_name
-    from training.experiment_folder import claim_results_folder, remove_unused_folder, where_runs_stand
+    from training.experiment_folder import claim_results_folder, unfinished_runs, where_runs_stand
     from training.schema import ConfigError
 
     try:
@@ -57,7 +56,7 @@ def main(argv=None):
         config = load_config(args.config, args.overrides)
         data_dir = resolve_data_dir(args.data_dir or config.data.dir)
         if data_dir is not None:
-            offline_file(config.data.dataset, data_dir)
+            check_offline_file(config.data.dataset, data_dir)   # its keys and shapes: no folder for a bad file
         experiment = experiment_with_overrides(args.config, args.overrides, config)
         if experiment != config.experiment:
             print(f"results: {Path(args.out) / experiment} (--set changes results: a folder of its own, "
@@ -68,24 +67,17 @@ def main(argv=None):
         if args.tensorboard:
             config.training.tensorboard = True
         run_indices = [args.run_index] if args.run_index is not None else list(range(config.runs))
-        new_out = not Path(args.out).exists()
-        new_folder = not (Path(args.out) / config.experiment / "config.yaml").exists()
-        if new_folder:
-            check_init_files(config, run_indices)   # else a missing file leaves a new, empty folder behind
+        check_init_files(config, unfinished_runs(Path(args.out) / config.experiment, run_indices))
         experiment_dir = claim_results_folder(config, args.out)
     except (BackendError, ConfigError, DatasetError, InitFileError, LockError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     try:
-        code = train_runs(config, args, experiment_dir, run_indices)
+        return train_runs(config, args, experiment_dir, run_indices)
     except KeyboardInterrupt:   # also while the backend loads: every write is atomic, nothing is half-written
         print(f"interrupted: {where_runs_stand(experiment_dir, run_indices)}", file=sys.stderr)
         return 130
-    if code == 2 and new_folder and remove_unused_folder(experiment_dir) and new_out:
-        with contextlib.suppress(OSError):   # input found bad after start-up, before any run folder: leave nothing
-            Path(args.out).rmdir()
-    return code
 
 
 def train_runs(config, args, experiment_dir, run_indices):

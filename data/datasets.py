@@ -160,6 +160,18 @@ def offline_file(name, data_dir):
     return path
 
 
+def check_offline_file(name, data_dir):
+    """offline_file, with the file's keys and array headers checked (no array is read): train.py finds a
+    damaged or foreign file before it claims a results folder."""
+    path = offline_file(name, data_dir)
+    if path.endswith("cifar10_jpeg.npz"):
+        _read_npz(path, JPEG_KEYS, JPEG_LAYOUT, lambda archive: None)
+    else:
+        _read_npz(path, KERAS_KEYS, KERAS_LAYOUT, lambda archive: _check_layout(
+            name, {key: archive.headers[key][:2] for key in KERAS_KEYS}, path))
+    return path
+
+
 def _load_from_dir(name, data_dir, limits):
     """The Keras-layout arrays (images only up to ``limits[split]``) and the path they came from."""
     path = offline_file(name, data_dir)

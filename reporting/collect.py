@@ -220,9 +220,10 @@ def find_experiments(root):
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: results root is not a directory")
-    if run_folder_index(root.name) is not None:
+    if run_folder_index(root.name) is not None and any((root / name).is_file()
+                                                       for name in ("run.json", "history.json", CHECKPOINT)):
         raise ValueError(f"{root}: a run folder; give the results root that holds its experiment, "
-                         f"e.g. {root.parent.parent}")
+                         f"e.g. {root.absolute().parent.parent}")
     experiments = []
     for directory in sorted([root] + [path for path in root.rglob("*") if path.is_dir()]):
         if any(run_folder_index(part) is not None for part in directory.relative_to(root).parts):

@@ -71,7 +71,8 @@ def _weight_record(layer, index, arrays):
     """The cheapest verified description of the frozen W of masked layer ``index``."""
     weights = keras.ops.convert_to_numpy(layer.frozen_kernel).astype(np.float32)
     initializer = layer.weight_initializer
-    if isinstance(initializer, ScaledInitializer) and _same_bits(initializer.sample(weights.shape), weights):
+    seeded = isinstance(initializer, ScaledInitializer) and initializer.seed is not None   # else not regenerable
+    if seeded and _same_bits(initializer.sample(weights.shape), weights):
         return {"kind": "initializer", **initializer.get_config()}
     magnitude = np.abs(weights.reshape(-1)[:1]).astype(np.float32)
     if weights.size and magnitude[0] > 0 and np.all(np.abs(weights) == magnitude[0]):

@@ -128,12 +128,14 @@ def test_bad_set_values_are_one_line_errors(capsys, tmp_path, override, key):
     ("training.lr=0.1", "--set training.lr over "),          # a key the section lacks
     ("optimizer.lr=abc", "--set optimizer.lr over "),        # a value of the wrong type
     ("training={epochs: -1}", "--set training over "),       # a section set whole: its key blames that --set
+    ("trainig.epochs=3", "--set trainig.epochs over "),      # a mistyped section above the key
+    ("experiments=1", "--set experiments over "),            # no "it reads as a study": the file is no study
 ])
 def test_an_error_in_a_set_value_blames_the_set_not_the_file(capsys, tmp_path, override, blamed):
     config = tmp_path / "ok.yaml"
     config.write_text("training: {epochs: 2}\n")
     line = refused(capsys, tmp_path, config, "--set", override)
-    assert line.startswith(f"error: {blamed}{config}: "), line
+    assert line.startswith(f"error: {blamed}{config}: ") and "reads as a study" not in line, line
 
 
 def test_non_utf8_directory_and_oversized_configs_are_one_line_errors(capsys, tmp_path):
@@ -211,17 +213,38 @@ def test_a_backend_that_is_not_installed_is_named(monkeypatch):
         device.check_backend_name()
 
 
-def test_a_damaged_dataset_found_after_start_up_leaves_no_folder_behind(capsys, tmp_path):
+@pytest.mark.parametrize("content, culprit", [(b"not a zip", "cannot be read as npz"),
+                                               ("y_train", "missing key 'y_train'")])
+def test_a_damaged_dataset_is_found_before_a_folder_is_claimed_or_the_backend_loads(capsys, tmp_path, content,
+                                                                                     culprit):
+    import numpy as np
     data = tmp_path / "data"
     data.mkdir()
-    (data / "mnist.npz").write_bytes(b"not a zip")
+    if isinstance(content, bytes):
+        (data / "mnist.npz").write_bytes(content)
+    else:   # a Keras-layout file that lacks one key
+        arrays = {"x_train": np.zeros((2, 28, 28), np.uint8), "y_train": np.zeros(2, np.uint8),
+                  "x_test": np.zeros((2, 28, 28), np.uint8), "y_test": np.zeros(2, np.uint8)}
+        np.savez(data / "mnist.npz", **{key: value for key, value in arrays.items() if key != content})
     out = tmp_path / "results"
     code = train.main([str(ROOT / "configs" / "fcn_signed.yaml"), "--out", str(out), "--data-dir", str(data)])
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(lines) == 1 and "mnist.npz" in lines[0], lines
-    assert not out.exists()
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "mnist.npz" in lines[0] and culprit in lines[0], lines
+    assert not out.exists() and "device:" not in captured.out
 
 
 def test_a_study_given_to_train_py_names_the_command_that_runs_it(capsys, tmp_path):
     line = refused(capsys, tmp_path, ROOT / "configs" / "studies" / "paper_main.yaml")
     assert line.endswith("it reads as a study: python reproduce.py " + str(ROOT / "configs" / "studies" / "paper_main.yaml"))
+
+
+def test_a_missing_init_file_of_a_run_still_to_train_is_found_before_the_backend_loads(capsys, tmp_path):
+    """Also in a folder another job claimed (one seed per cluster job: train.py --run-index)."""
+    out, config_path = tmp_path / "results", ROOT / "configs" / "fcn_signed.yaml"
+    sets = ["init.source=files", f"init.weights_dir={tmp_path / 'none'}"]
+    claim_results_folder(load_config(config_path, sets), out)
+    code = train.main([str(config_path), "--out", str(out), "--run-index", "1",
+                       *[item for override in sets for item in ("--set", override)]])
+    captured = capsys.readouterr()
+    assert code == 2 and "FCN_weights_1.pkl: missing init file" in captured.err and "device:" not in captured.out

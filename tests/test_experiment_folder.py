@@ -111,18 +111,12 @@ def test_concurrent_summaries_never_drop_a_finished_run(tmp_path, monkeypatch):
     assert summary["finished_runs"] == ["run_0", "run_1", "run_2", "run_3"]
 
 
-def test_an_unused_folder_is_removed_and_one_with_a_run_or_a_held_claim_is_kept(tmp_path):
-    from fileio import claim_path, run_claim
-    config = load_config(ROOT / "configs" / "fcn_signed.yaml")
-    experiment = experiment_folder.claim_results_folder(config, tmp_path)
-    with run_claim(experiment, 0):   # this job's own claim, released before removal as in train.py
-        pass
-    assert experiment_folder.remove_unused_folder(experiment) and not experiment.exists()
 
-    experiment = experiment_folder.claim_results_folder(config, tmp_path)
-    (experiment / "run_1").mkdir()
-    assert not experiment_folder.remove_unused_folder(experiment) and (experiment / "config.yaml").is_file()
-    (experiment / "run_1").rmdir()
-    with run_claim(experiment, 2):   # another job starting on the same folder
-        assert not experiment_folder.remove_unused_folder(experiment)
-    assert claim_path(experiment, 2).exists() and (experiment / "config.yaml").is_file()
+def test_unfinished_runs_are_those_without_a_finished_run_json(tmp_path):
+    final = '{"test_accuracy": 0.9, "remaining_percent": 4.0, "remaining_count": 10}'
+    for index, text in ((0, '{"status": "finished", "final": %s}' % final), (1, "{broken"),
+                        (2, '{"status": "failed"}')):
+        (tmp_path / f"run_{index}").mkdir()
+        (tmp_path / f"run_{index}" / "run.json").write_text(text)
+    assert experiment_folder.unfinished_runs(tmp_path, range(5)) == [1, 2, 3, 4]
+    assert experiment_folder.unfinished_runs(tmp_path / "none", [0, 3]) == [0, 3]

@@ -249,6 +249,9 @@ def test_a_run_folder_given_as_the_root_is_refused_with_nothing_written(tmp_path
     before = sorted(path.name for path in run.iterdir())
     assert report.main([str(run), "--no-figures"]) == 2
     assert capsys.readouterr().err.count("\n") == 1 and sorted(path.name for path in run.iterdir()) == before
+    named_like_a_run = tmp_path / "run_1"   # a results root that only has such a name is read
+    (tmp_path / "results").rename(named_like_a_run)
+    assert report.main([str(named_like_a_run), "--no-figures", "--out", str(tmp_path / "out")]) == 0
 
 
 def test_the_shipped_runs_are_found_from_any_folder(tmp_path, monkeypatch, capsys):

@@ -261,8 +261,10 @@ def load_config(path, overrides=()):
             set_dotted(raw, *parsed[-1])
         config = from_dict(ExperimentConfig, raw)
     except ConfigError as error:
-        hint = f"; it reads as a study: python reproduce.py {path}" if error.key == "experiments" else ""
-        raise ConfigError(f"{_file_naming(error.key, chain, parsed)}: {error}{hint}", error.key) from None
+        blamed = _file_naming(error.key, chain, parsed)
+        hint = (f"; it reads as a study: python reproduce.py {path}"
+                if error.key == "experiments" and not str(blamed).startswith("--set") else "")
+        raise ConfigError(f"{blamed}: {error}{hint}", error.key) from None
     if config.experiment is None:
         config.experiment = path.stem
     check_experiment_name(config.experiment, path)
@@ -289,8 +291,8 @@ def _file_naming(key, chain, overrides):
     chain that sets it, else the config itself."""
     if key is None:
         return chain[0][0]
-    set_key = next((set_key for set_key, _ in reversed(overrides)
-                    if key == set_key or key.startswith(set_key + ".")), None)
+    set_key = next((set_key for set_key, _ in reversed(overrides)   # the key, a section above it or below it
+                    if key == set_key or key.startswith(set_key + ".") or set_key.startswith(key + ".")), None)
     if set_key is not None:
         return f"--set {set_key} over {chain[0][0]}"
     return next((file for file, own_keys in chain if _names_key(own_keys, key)), chain[0][0])

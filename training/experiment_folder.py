@@ -1,12 +1,11 @@
 """An experiment's results folder, ``<out>/<experiment>/``: claimed for one config (its config.yaml,
 checked and written under the folder lock) and summarized after each run. Keras-free, so a command
 line can check its input and claim its folders before the backend loads."""
-import fcntl
 import os
 import tempfile
 from pathlib import Path
 
-from fileio import LOCK_FILE, atomic_write_text, folder_lock, run_folder_index, run_folder_name
+from fileio import atomic_write_text, folder_lock, run_folder_name
 from training.config import ExperimentConfig, config_to_yaml, read_yaml_mapping, saved_config
 from training.results import summarize_experiment
 from training.run_record import RunRecord
@@ -56,45 +55,11 @@ def claim_results_folder(config, out_root):
     return experiment_dir
 
 
-def is_claim_file(path):
-    """Whether ``path`` is named as run_claim names its files (``.run_<i>.claim``)."""
-    name = Path(path).name
-    return name.startswith(".") and name.endswith(".claim") and run_folder_index(name[1:-len(".claim")]) is not None
-
-
-def claim_is_held(path):
-    """Whether a job holds the run claim file ``path`` now (a dead job's claim is not held)."""
-    try:
-        handle = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(handle)
-
-
-def remove_unused_folder(experiment_dir):
-    """Remove an experiment folder that holds only its config.yaml, lock and run claims no job holds: the
-    folder this job claimed before input that is checked only after start-up (a damaged dataset or init
-    file) stopped it ahead of any run folder. True when removed; nothing else is ever deleted."""
-    experiment_dir = Path(experiment_dir)
-    with folder_lock(experiment_dir):
-        entries = list(experiment_dir.iterdir())
-        claims = [entry for entry in entries if is_claim_file(entry)]
-        others = [entry for entry in entries if entry not in claims and entry.name not in ("config.yaml", LOCK_FILE)]
-        if others or any(claim_is_held(claim) for claim in claims):
-            return False
-        for entry in entries:
-            entry.unlink()   # .lock too: this job's open handle keeps holding it until the with-block ends
-    try:
-        experiment_dir.rmdir()
-    except OSError:   # another job wrote there meanwhile: its folder now
-        return False
-    return True
+def unfinished_runs(experiment_dir, run_indices):
+    """The run indices among ``run_indices`` without a finished run.json in ``experiment_dir`` (a damaged
+    one counts as unfinished): the runs a job will train."""
+    return [index for index in run_indices
+            if RunRecord.read_finished(Path(experiment_dir) / run_folder_name(index)) is None]
 
 
 def check_same_config(saved, config):
