@@ -88,7 +88,8 @@ def atomic_path(path):
     except NotAFolderError:
         raise
     except OSError as error:
-        raise type(error)(error.errno, error.strerror or str(error), str(path)) from None
+        reason = " ".join((error.strerror or str(error)).split())   # HDF5's messages span lines
+        raise type(error)(error.errno, reason, str(path)) from None
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
@@ -306,12 +307,6 @@ class NpzReader:
 def write_npz(path, arrays, compressed=True):
     with atomic_path(path) as temporary, open(temporary, "wb") as stream:
         (np.savez_compressed if compressed else np.savez)(stream, **arrays)
-
-
-def save_weights_atomically(model, path):
-    """A Keras model's variables; the temporary file keeps the .weights.h5 suffix Keras insists on."""
-    with atomic_path(path) as temporary:
-        model.save_weights(temporary, overwrite=True)
 
 
 LOCK_FILE = ".lock"

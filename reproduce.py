@@ -259,13 +259,14 @@ def report_line(written):
     return f"report: {written[0]}" + (f" (+ {', '.join(others)})" if others else "")
 
 
-def interrupted_where(in_flight):
-    """Where the runs stand after Ctrl-C, in train.py's words for each run that was training."""
+def interrupted_lines(in_flight):
+    """Where the runs stand after Ctrl-C, one ``interrupted:`` line in train.py's words per run that was
+    training."""
     from training.experiment_folder import where_runs_stand
 
     if not in_flight:
-        return "no run was training; the same command goes on with the next run"
-    return "; ".join(where_runs_stand(folder, [index]) for folder, index in in_flight)
+        return ["interrupted: no run was training; the same command goes on with the next run"]
+    return [f"interrupted: {where_runs_stand(folder, [index])}" for folder, index in in_flight]
 
 
 def main(argv=None):
@@ -275,7 +276,7 @@ def main(argv=None):
     try:
         return run(args)
     except StudyInterrupted as stop:
-        print(f"interrupted: {interrupted_where(stop.in_flight)}", file=sys.stderr)
+        print("\n".join(interrupted_lines(stop.in_flight)), file=sys.stderr)
     except KeyboardInterrupt:   # while planning, timing or reporting: every write is atomic
         print("interrupted: no run was training; the same command goes on where the runs stand", file=sys.stderr)
     return 130

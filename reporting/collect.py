@@ -133,8 +133,11 @@ def read_run(path, index, planned_epochs=None):
     if record is None:
         try:
             epochs = read_checkpoint_state(path / CHECKPOINT)["epochs"]
-        except (DamagedState, KeyError):   # none, or damaged
-            return _stopped_run(path, index, planned_epochs)
+        except (DamagedState, KeyError) as damage:   # none, or damaged
+            if not (path / CHECKPOINT).exists():
+                return _stopped_run(path, index, planned_epochs)
+            return RunStatus(index, path, "corrupt", f"{CHECKPOINT} unreadable ({str(damage)[:120]}); the same "
+                             "command sets it aside and trains the run again")
         ended = ended_job(path.parent, index)
         if ended is None:
             return RunStatus(index, path, "running", f"after epoch {epochs}/{planned_epochs or '?'}")

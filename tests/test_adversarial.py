@@ -67,8 +67,9 @@ def test_summary_skips_foreign_folders_and_unreadable_sibling_runs(tmp_path):
                        ("run_4", json.dumps({"status": "running"}))):
         (tmp_path / name).mkdir()
         (tmp_path / name / "run.json").write_text(text)
+    (tmp_path / "run_5").mkdir()   # killed before its run.json: only a checkpoint
     summary = summarize_experiment(tmp_path)
-    assert summary["finished_runs"] == ["run_0"] and summary["unfinished_runs"] == ["run_4"]
+    assert summary["finished_runs"] == ["run_0"] and summary["unfinished_runs"] == ["run_4", "run_5"]
     assert sorted(reason.split(":")[0] for reason in summary["skipped"]) == [
         "run_00", "run_0_backup", "run_1", "run_2", "run_3"]
     assert summary["test_accuracy"]["mean"] == 0.9

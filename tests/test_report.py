@@ -391,3 +391,18 @@ def test_a_checkpointed_run_whose_job_ended_is_unfinished_not_running(tmp_path):
     assert read_run(experiment / "run_0", 0, 40).status == "running"
     (experiment / ".run_0.claim").write_text(f"pid {gone.stdout.strip()} on another-host\n")
     assert read_run(experiment / "run_0", 0, 40).status == "running"
+
+
+def test_a_truncated_checkpoint_is_shown_as_corrupt_not_empty(tmp_path):
+    from reporting.collect import read_run
+
+    run = tmp_path / "fcn_signed" / "run_0"
+    run.parent.mkdir()
+    write_checkpoint(run, epochs=2)
+    checkpoint = run / "checkpoint.npz"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    status = read_run(run, 0, 40)
+    assert status.status == "corrupt" and status.detail.startswith("checkpoint.npz unreadable (")
+    assert status.detail.endswith("the same command sets it aside and trains the run again")
+    checkpoint.unlink()
+    assert read_run(run, 0, 40).status == "empty"

@@ -332,3 +332,31 @@ def test_read_checkpoint_refuses_other_formats():
     with pytest.raises(DamagedState, match="unknown checkpoint format"):
         state = np.frombuffer(json.dumps({"format": "x"}).encode(), np.uint8)
         read_checkpoint(io.BytesIO(npz_bytes({"__state__": state})))
+
+
+def test_weights_are_refused_before_hdf5_starts_on_a_full_disk(tmp_path, monkeypatch):
+    """HDF5 failing mid-write on a full disk crashed the process at exit (rc 139, pages of h5py errors)."""
+    import collections
+
+    import keras
+
+    from training import run_state
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(run_state.shutil, "disk_usage", lambda folder: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(OSError, match=r"No space left on device \(about 1\.1 MB needed, 0\.0 MB free\)") as error:
+        run_state.save_weights_atomically(model, tmp_path / "model.weights.h5")
+    assert error.value.errno == 28 and error.value.filename == str(tmp_path / "model.weights.h5")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    run_state.save_weights_atomically(model, tmp_path / "model.weights.h5")
+    assert [path.name for path in tmp_path.iterdir()] == ["model.weights.h5"]
+
+
+def test_a_write_error_spanning_lines_is_reported_on_one_line(tmp_path):
+    from fileio import atomic_path
+    with pytest.raises(OSError) as error:
+        with atomic_path(tmp_path / "model.weights.h5"):
+            raise OSError(28, "Can't write data (file write failed: time = Mon Dec 7 2026\n, filename = 'x')")
+    assert error.value.strerror == "Can't write data (file write failed: time = Mon Dec 7 2026 , filename = 'x')"
+    assert list(tmp_path.iterdir()) == []

@@ -43,6 +43,13 @@ def test_ctrl_c_in_process_is_one_line_naming_the_run_and_exit_130(tmp_path, cap
     assert "[reproduce] run 1 of 1: fcn_signed run 0" in captured.out
 
 
+def test_ctrl_c_with_several_runs_training_gives_one_line_per_run(tmp_path):
+    (tmp_path / "e" / "run_1").mkdir(parents=True)
+    lines = reproduce.interrupted_lines([(tmp_path / "e", 0), (tmp_path / "e", 1)])
+    assert lines == [f"interrupted: {tmp_path / 'e' / 'run_0'} has no saved epoch yet; the same command starts it again",
+                     f"interrupted: {tmp_path / 'e' / 'run_1'} has no saved epoch yet; the same command starts it again"]
+
+
 def test_ctrl_c_stops_every_child_which_itself_ignores_the_terminals_ctrl_c(tmp_path, monkeypatch):
     study = load_study("fcn_seeds")
     plan = plan_study(study, tmp_path, runs=2, only=["fcn_baseline"])

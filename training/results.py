@@ -54,14 +54,16 @@ def statistics(values):
 
 
 def summarize_experiment(experiment_dir):
-    """Recompute summary.json from every finished run under ``experiment_dir``."""
+    """Recompute summary.json from every finished run under ``experiment_dir``; ``unfinished_runs`` lists
+    the other run folders (failed, training, or killed with a checkpoint to resume)."""
     experiment_dir = Path(experiment_dir)
     finished, unfinished = [], []
     skipped = [f"{path.parent.name}: not a run folder (run_<index>, no leading zeros)"
                for path in sorted(experiment_dir.glob("run_*/run.json")) if run_folder_index(path.parent.name) is None]
     for _, folder in run_folders(experiment_dir):
         name = folder.name
-        if not (folder / "run.json").exists():   # a run that has not written its record yet
+        if not (folder / "run.json").exists():   # training, or killed: its checkpoint resumes it
+            unfinished.append((name, None))
             continue
         try:
             record = RunRecord.read(folder)   # None: removed since listed

@@ -12,15 +12,17 @@ counter; history entries of the right types), and a file that fails any check is
 Keras-free (NumPy and the standard library), so ``train.py`` can use the damaged-file
 policy before it imports Keras.
 """
+import errno
 import io
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from fileio import MAX_JSON_BYTES, NpzReader, is_atomic_temporary, parse_json
+from fileio import MAX_JSON_BYTES, NpzReader, atomic_path, is_atomic_temporary, parse_json
 
 CHECKPOINT = "checkpoint.npz"
 FORMAT = "supermask-checkpoint/2"
@@ -214,3 +216,18 @@ def _decode_state(raw):
     if not isinstance(state, dict):
         raise DamagedState("checkpoint run state is not a mapping")
     return state
+
+
+def save_weights_atomically(model, path):
+    """A Keras model's variables; the temporary file keeps the .weights.h5 suffix Keras insists on. A disk
+    without room for them is refused before HDF5 starts: HDF5 failing mid-write on a full disk left an open
+    file that crashed the process at exit."""
+    needed = sum(math.prod(variable.shape) * np.dtype(variable.dtype).itemsize for variable in model.variables)
+    needed += (1 << 20) + 8192 * len(model.variables)   # HDF5's own structures, generously
+    folder = Path(path).parent
+    free = shutil.disk_usage(folder).free if folder.is_dir() else needed
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device (about {needed / 1e6:.1f} MB needed, "
+                                    f"{free / 1e6:.1f} MB free)", str(path))
+    with atomic_path(path) as temporary:
+        model.save_weights(temporary, overwrite=True)

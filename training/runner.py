@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from data import load_dataset
-from fileio import atomic_write_bytes, make_folder, save_weights_atomically, write_json
+from fileio import atomic_write_bytes, make_folder, write_json
 from models import build_experiment_model, resolve_initial_values
 from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, EpochScalars, MaskHistory,
                                 NonFiniteLoss, NonFiniteLossGuard, mask_statistics, variables_by_path)
@@ -23,7 +23,7 @@ from training.optim import TrainingLossPlateau, divergence_hint, make_optimizer,
 from training.results import empty_history, run_dir
 from training.run_record import RunRecord
 from training.run_state import (CHECKPOINT, DamagedState, check_checkpoint, read_checkpoint, remove_stale_temporaries,
-                                set_aside)
+                                save_weights_atomically, set_aside)
 from training.schema import ConfigError
 from training.signed_state import write_signed_state
 from training.tensorboard import ScalarLog
