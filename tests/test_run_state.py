@@ -344,7 +344,7 @@ def test_weights_are_refused_before_hdf5_starts_on_a_full_disk(tmp_path, monkeyp
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(run_state.shutil, "disk_usage", lambda folder: usage(10**9, 10**9 - 1000, 1000))
-    with pytest.raises(OSError, match=r"No space left on device \(about 1\.1 MB needed, 0\.0 MB free\)") as error:
+    with pytest.raises(OSError, match=r"No space left on device \(about 0\.1 MB needed, 0\.0 MB free\)") as error:
         run_state.save_weights_atomically(model, tmp_path / "model.weights.h5")
     assert error.value.errno == 28 and error.value.filename == str(tmp_path / "model.weights.h5")
     assert list(tmp_path.iterdir()) == []

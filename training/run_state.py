@@ -222,8 +222,10 @@ def save_weights_atomically(model, path):
     """A Keras model's variables; the temporary file keeps the .weights.h5 suffix Keras insists on. A disk
     without room for them is refused before HDF5 starts: HDF5 failing mid-write on a full disk left an open
     file that crashed the process at exit."""
-    needed = sum(math.prod(variable.shape) * np.dtype(variable.dtype).itemsize for variable in model.variables)
-    needed += (1 << 20) + 8192 * len(model.variables)   # HDF5's own structures, generously
+    optimizer = getattr(model, "optimizer", None)   # Keras saves its slots too
+    variables = [*model.variables, *(optimizer.variables if optimizer is not None else ())]
+    needed = sum(math.prod(variable.shape) * np.dtype(variable.dtype).itemsize for variable in variables)
+    needed += 65536 + 4096 * len(variables)   # HDF5's own structures: about 2 KB per variable measured
     folder = Path(path).parent
     free = shutil.disk_usage(folder).free if folder.is_dir() else needed
     if free < needed:
