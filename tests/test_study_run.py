@@ -1,6 +1,11 @@
 """training/study_run.py: a study's runs in this process (a failed run is reported and the rest train;
 finished runs are skipped) or as train.py --run-index children side by side."""
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from conftest import real_data_dir
@@ -9,6 +14,8 @@ from training import study_run
 from training.run_record import RunRecord
 from training.study import load_study, plan_study
 from training.study_run import Progress, clock, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SMOKE = ["training.epochs=1", "data.train_limit=2000", "data.test_limit=500"]
 
@@ -109,3 +116,30 @@ def test_jobs_train_seeds_side_by_side_in_child_processes_and_skip_finished_ones
     assert all(RunRecord.read_finished(folder / f"run_{index}") for index in (0, 1))
     assert run_study(plan(), study, tmp_path, jobs=2, log=lines.append) == []
     assert f"[reproduce] 0 runs to train, 2 at a time -> {tmp_path}" in lines and len(children) == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_ends_when_reproduce_is_killed_hard(tmp_path):
+    """kill -9 of the parent (no chance to stop its children) must not leave a train.py training on."""
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from training.study_run import ignore_ctrl_c\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], preexec_fn=ignore_ctrl_c)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{child_pid}/stat").read_text().split()[2] == "Z":   # ended, not yet reaped by init
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child_pid, 9)
+        pytest.fail("the child outlived its killed parent")

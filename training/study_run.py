@@ -5,6 +5,7 @@ give run k of N, the time elapsed and an estimate of the time left (the plan's, 
 runs so far compared with it). Ctrl-C stops every child too and raises StudyInterrupted, naming the
 runs that were training.
 """
+import ctypes
 import heapq
 import os
 import signal
@@ -54,10 +55,17 @@ def wall_seconds(run_seconds, jobs=1):
     return max(ends)
 
 
+PR_SET_PDEATHSIG = 1   # linux/prctl.h
+
+
 def ignore_ctrl_c():
     """In a child before it starts: the terminal sends Ctrl-C to the whole process group, and the parent
-    stops its children itself, so that one line (the parent's) says where the runs stand."""
+    stops its children itself, so that one line (the parent's) says where the runs stand. On Linux the
+    child also gets SIGTERM when the parent dies (kill -9 of reproduce.py): no orphan keeps training."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
