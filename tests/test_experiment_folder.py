@@ -120,3 +120,11 @@ def test_unfinished_runs_are_those_without_a_finished_run_json(tmp_path):
         (tmp_path / f"run_{index}" / "run.json").write_text(text)
     assert experiment_folder.unfinished_runs(tmp_path, range(5)) == [1, 2, 3, 4]
     assert experiment_folder.unfinished_runs(tmp_path / "none", [0, 3]) == [0, 3]
+
+
+def test_a_file_where_a_run_folder_goes_is_named_as_the_thing_to_move(tmp_path):
+    (tmp_path / "run_0").write_text("in the way")
+    assert experiment_folder.where_runs_stand(tmp_path, [0]) == (
+        f"{tmp_path / 'run_0'} is a file, not a run folder: move it away, then the same command starts the run")
+    assert experiment_folder.where_runs_stand(tmp_path, [1]).endswith("has no saved epoch yet; the same command "
+                                                                      "starts it again")

@@ -93,6 +93,8 @@ def where_runs_stand(experiment_dir, run_indices):
     its checkpoint resumes from (nothing on disk is changed by a stop: every write is atomic)."""
     for index in run_indices:
         folder = Path(experiment_dir) / run_folder_name(index)
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file, not a run folder: move it away, then the same command starts the run"
         if RunRecord.read_finished(folder) is not None:
             continue
         epochs = epochs_done(folder)
