@@ -7,11 +7,12 @@
 
 Exit codes: 0 done, 1 training failed (e.g. non-finite loss), 2 invalid input (config, data or
 init files) or results that cannot be written (full disk, read-only folder, a file in the way), with
-one line naming the culprit and where the run stands; 130 interrupted (Ctrl-C), with one line saying
-where the same command resumes.
+one line naming the culprit and where the run stands; 130 interrupted (Ctrl-C), 143 stopped by SIGTERM
+(a cluster's scancel, preemption or time limit), each with one line saying where the same command resumes.
 """
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -36,6 +37,14 @@ def parse_args(argv):
     if args.run_index is not None and not 0 <= args.run_index < MAX_RUNS:
         parser.error(f"--run-index must be between 0 and {MAX_RUNS - 1}")
     return args
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the stop Ctrl-C makes: the same one line, every write atomic."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
 
 
 def main(argv=None):
@@ -73,11 +82,17 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    from training.study_run import STUDY_CHILD_ENV
+    # A study's child leaves saying where its run stands to reproduce.py, which stops it with SIGTERM.
+    previous = None if os.environ.get(STUDY_CHILD_ENV) else signal.signal(signal.SIGTERM, _terminated)
     try:
         return train_runs(config, args, experiment_dir, run_indices)
-    except KeyboardInterrupt:   # also while the backend loads: every write is atomic, nothing is half-written
+    except KeyboardInterrupt as stop:   # also while the backend loads: every write is atomic, nothing is half-written
         print(f"interrupted: {where_runs_stand(experiment_dir, run_indices)}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def train_runs(config, args, experiment_dir, run_indices):

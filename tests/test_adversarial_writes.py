@@ -124,6 +124,28 @@ def test_ctrl_c_says_where_the_same_command_resumes(tmp_path, capsys, monkeypatc
     assert read_checkpoint_state(run_folder / CHECKPOINT)["epochs"] == 1
 
 
+@pytest.mark.slow
+def test_sigterm_says_where_the_same_command_resumes_and_exits_143(tmp_path, capsys, monkeypatch):
+    """What a cluster sends on scancel, preemption or a time limit; the handler is train.py's only while it
+    trains."""
+    import os
+    import signal
+    original = EpochLog.on_epoch_end
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated_after_epoch_one(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(EpochLog, "on_epoch_end", terminated_after_epoch_one)
+    code, run_folder = tiny_train(tmp_path)
+    lines = error_lines(capsys)
+    assert code == 143 and lines == [f"interrupted: {run_folder} keeps its checkpoint of epoch 1; "
+                                     "the same command resumes from there"]
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 # Not promised before: a FIFO as the config blocked forever.
 
 def test_fifo_as_config_is_refused_at_once(tmp_path, capsys):

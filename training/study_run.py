@@ -56,6 +56,8 @@ def wall_seconds(run_seconds, jobs=1):
 
 
 PR_SET_PDEATHSIG = 1   # linux/prctl.h
+# Set in the children: train.py then leaves saying where the runs stand after a stop to the parent.
+STUDY_CHILD_ENV = "SUPERMASK_STUDY_CHILD"
 
 
 def ignore_ctrl_c():
@@ -171,7 +173,7 @@ class StudyRun:
         running, ready, self.progress.jobs = [], {}, jobs
         self.log(f"[reproduce] {len(pending)} runs to train, {jobs} at a time -> {self.out}")
         environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {}),
-                       **(ONE_THREAD if jobs > 1 else {})}
+                       **(ONE_THREAD if jobs > 1 else {}), STUDY_CHILD_ENV: "1"}
         try:
             self.start_and_wait(pending, running, ready, jobs, environment)
         except KeyboardInterrupt:
