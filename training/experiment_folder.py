@@ -39,7 +39,7 @@ def claim_results_folder(config, out_root):
     different configs started together exactly one gets the folder. Returns the experiment folder."""
     out_root = Path(out_root)
     if out_root.exists() and not out_root.is_dir():
-        raise ConfigError(f"--out {out_root}: not a directory")
+        raise ConfigError(f"--out {out_root}: cannot write results there ({out_root} is a file, not a directory)")
     experiment_dir = out_root / config.experiment
     saved = experiment_dir / "config.yaml"
     try:
