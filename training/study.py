@@ -22,7 +22,7 @@ from typing import Optional
 from fileio import run_folder_name
 from training.config import (MAX_RUNS, deep_merge, experiment_with_overrides, load_config, parse_override,
                              read_config_chain)
-from training.experiment_folder import check_same_config
+from training.experiment_folder import check_same_config, unfinished_runs
 from training.results import run_folders, statistics
 from training.run_record import RunRecord
 from training.run_state import epochs_done
@@ -247,7 +247,7 @@ def plan_experiment(study, name, out_root, runs=None, overrides=(), shipped_root
     if not note:
         config = checked
     folders = {index: Path(out_root) / folder / run_folder_name(index) for index in range(count)}
-    to_train = [index for index in range(count) if RunRecord.read_finished(folders[index]) is None]
+    to_train = unfinished_runs(Path(out_root) / folder, range(count))
     shipped = [index for index in to_train
                if shipped_root is not None and shipped_run_finished(shipped_root, folder, index, config)]
     to_train = [index for index in to_train if index not in shipped]
