@@ -77,6 +77,32 @@ def test_folder_made_with_other_bookkeeping_keys_is_reused_and_one_with_a_retire
         experiment_folder.claim_results_folder(again, out)
 
 
+def test_a_config_left_by_a_start_that_saved_no_epoch_is_named_as_such(tmp_path):
+    """A start stopped before its first epoch (Ctrl-C, a bad init file) leaves config.yaml and perhaps a run
+    folder holding only its config.yaml: the refusal of an edited config says so and what to do; once a run
+    has saved anything, the refusal speaks of results."""
+    config = tmp_path / "exp.yaml"
+    config.write_text("training: {epochs: 1}\n")
+    out = tmp_path / "results"
+    experiment = experiment_folder.claim_results_folder(load_config(config), out)
+    (experiment / "run_0").mkdir()
+    (experiment / "run_0" / "config.yaml").write_text((experiment / "config.yaml").read_text())
+    edited = load_config(config, ["training.epochs=2"])
+    with pytest.raises(ConfigError, match=r"config\.yaml: written for a different config \(section 'training'\) "
+                                          r"by a start that saved no epoch; delete it .* or use --out$"):
+        experiment_folder.claim_results_folder(edited, out)
+    with pytest.raises(ConfigError, match="by a start that saved no epoch"):
+        experiment_folder.check_results_folder(edited, out)
+    for written in ("checkpoint.npz", "history.json", "run.json"):
+        (experiment / "run_0" / written).write_text("{}")
+        with pytest.raises(ConfigError, match=r"results there were made with a different config \(section "
+                                              r"'training'\); use --out"):
+            experiment_folder.claim_results_folder(edited, out)
+        (experiment / "run_0" / written).unlink()
+    (experiment / "config.yaml").unlink()
+    assert experiment_folder.claim_results_folder(edited, out) == experiment
+
+
 def test_concurrent_summaries_never_drop_a_finished_run(tmp_path, monkeypatch):
     """Each job writes its run.json, then recomputes summary.json; a slow writer must not overwrite
     the summary with a stale run list (the lock serialises list-then-write). The first job's write is

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from fileio import atomic_write_text, folder_lock, run_folder_name
 from training.config import ExperimentConfig, config_to_yaml, read_yaml_mapping, saved_config
-from training.results import summarize_experiment
+from training.results import run_folders, summarize_experiment
 from training.run_record import RunRecord
-from training.run_state import epochs_done
+from training.run_state import CHECKPOINT, epochs_done
 from training.schema import ConfigError, to_dict, without_keys_that_keep_results
 
 
@@ -78,8 +78,19 @@ def check_same_config(saved, config):
                          for resolved in (previous, current))
     if previous != current:
         differing = sorted(str(key) for key in set(previous) | set(current) if previous.get(key) != current.get(key))
-        raise ConfigError(f"{saved}: results there were made with a different config (section "
-                          f"{differing[0][:40]!r}); use --out or another experiment name")
+        section = f"section {differing[0][:40]!r}"
+        if not holds_results(saved.parent):
+            raise ConfigError(f"{saved}: written for a different config ({section}) by a start that saved no "
+                              f"epoch; delete it to train this config there, or use --out")
+        raise ConfigError(f"{saved}: results there were made with a different config ({section}); "
+                          f"use --out or another experiment name")
+
+
+def holds_results(experiment_dir):
+    """Whether any run folder holds something a run wrote after starting to train (an epoch's checkpoint,
+    a history, a run record): a config.yaml alone was left by a start that stopped before its first epoch."""
+    return any((folder / name).exists() for _, folder in run_folders(experiment_dir)
+               for name in (CHECKPOINT, "history.json", "run.json"))
 
 
 def update_summary(experiment_dir):
