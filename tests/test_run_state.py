@@ -78,6 +78,8 @@ def npz_bytes(arrays):
 def test_checkpoint_is_one_file_keyed_by_variable_path(reference):
     arrays, state = read_checkpoint(io.BytesIO(reference["checkpoints"][0]))
     assert state["epochs"] == 1 and state["stop_training"] is False and len(state["history"]["train_loss"]) == 1
+    assert [entry["from_epoch"] for entry in state["sessions"]] == [0]
+    assert state["sessions"][0]["versions"]["backend"] == "tensorflow"
     assert {"model/dense_1/scores", "model/dense_1/frozen_kernel", "optimizer/iteration",
             "optimizer/dense_1_scores_momentum"} <= set(arrays)
     assert arrays["model/dense_1/scores"].shape == (784, 300)
@@ -98,7 +100,21 @@ def test_a_tensorflow_checkpoint_resumes_on_jax(tmp_path, reference):
                             env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming after epoch 1" in result.stdout and not list(folder.glob("*.damaged-*"))
-    assert json.loads((folder / "run.json").read_text())["epochs_trained"] == 2
+    record = json.loads((folder / "run.json").read_text())
+    assert record["epochs_trained"] == 2 and record["versions"]["backend"] == "jax"
+    # run.json names the backend of each session, not only the last one's
+    assert [(entry["from_epoch"], entry["versions"]["backend"]) for entry in record["sessions"]] == [
+        (0, "tensorflow"), (1, "jax")]
+
+
+def test_sessions_of_an_older_or_odd_checkpoint_count_as_one_of_unknown_versions():
+    from training.run_state import earlier_sessions, resumed_sessions
+    recorded = [{"from_epoch": 0, "versions": {"backend": "tensorflow"}}, {"from_epoch": 4, "versions": None}]
+    assert earlier_sessions({"sessions": recorded}) == recorded
+    unknown = [{"from_epoch": 0, "versions": None}]
+    for state in ({}, {"sessions": []}, {"sessions": "x"}, {"sessions": [{"from_epoch": 3}]}, {"sessions": [1]}):
+        assert earlier_sessions(state) == unknown, state
+    assert resumed_sessions(unknown) is None and resumed_sessions(recorded) == recorded
 
 
 def test_only_an_integer_of_another_width_passes_the_variable_check():
@@ -204,10 +220,10 @@ def test_damaged_checkpoint_is_set_aside_and_not_resumed(tmp_path, reference, mo
     folder.mkdir(parents=True)
     (folder / CHECKPOINT).write_bytes(content)
     before = [np.array(v) for v in model.variables]
-    history, _ = RunTrainer(tiny_config(), 0, tmp_path)._restore(model, STEPS_PER_EPOCH)
+    history, _, sessions = RunTrainer(tiny_config(), 0, tmp_path)._restore(model, STEPS_PER_EPOCH)
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == 1 and reason in warnings[0] and "starts again from epoch 0" in warnings[0], warnings
-    assert history["train_loss"] == [] and len(history["remaining_percent"]) == 1
+    assert history["train_loss"] == [] and len(history["remaining_percent"]) == 1 and sessions == []
     assert all(np.array_equal(a, np.array(v)) for a, v in zip(before, model.variables)), "nothing half-restored"
     aside = list(folder.glob(f"{CHECKPOINT}.damaged-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == content and not (folder / CHECKPOINT).exists()
@@ -232,9 +248,9 @@ def test_checkpoint_claiming_more_epochs_than_configured_is_set_aside(tmp_path, 
     folder = run_folder(tmp_path)
     folder.mkdir(parents=True)
     (folder / CHECKPOINT).write_bytes(reference["checkpoints"][1])
-    history, _ = RunTrainer(tiny_config(epochs=1), 0, tmp_path)._restore(model, STEPS_PER_EPOCH)
+    history, _, sessions = RunTrainer(tiny_config(epochs=1), 0, tmp_path)._restore(model, STEPS_PER_EPOCH)
     assert "checkpoint claims 2 epochs, the config trains 1" in capsys.readouterr().err
-    assert history["train_loss"] == [] and len(list(folder.glob(f"{CHECKPOINT}.damaged-*"))) == 1
+    assert history["train_loss"] == [] and sessions == [] and len(list(folder.glob(f"{CHECKPOINT}.damaged-*"))) == 1
 
 
 @pytest.mark.slow

@@ -131,15 +131,15 @@ def variables_by_path(model):
 
 class EpochCheckpoint(keras.callbacks.Callback):
     """Writes ``path`` atomically after every epoch: all variables by path, the history,
-    ``model.stop_training`` and the state of every callback in ``stateful`` (objects with
-    get_state/set_state, by name)."""
+    ``model.stop_training``, the state of every callback in ``stateful`` (objects with
+    get_state/set_state, by name) and the JSON entries of ``fixed`` (e.g. the run's sessions)."""
 
-    def __init__(self, path, history, stateful=None):
+    def __init__(self, path, history, stateful=None, fixed=None):
         super().__init__()
-        self.path, self.history, self.stateful = path, history, dict(stateful or {})
+        self.path, self.history, self.stateful, self.fixed = path, history, dict(stateful or {}), dict(fixed or {})
 
     def state(self, epochs, stop_training):
-        return {"epochs": epochs, "stop_training": bool(stop_training), "history": self.history,
+        return {**self.fixed, "epochs": epochs, "stop_training": bool(stop_training), "history": self.history,
                 "callbacks": {name: item.get_state() for name, item in self.stateful.items()}}
 
     def on_epoch_end(self, epoch, logs=None):

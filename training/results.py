@@ -2,7 +2,7 @@
 
     results/<experiment>/config.yaml          resolved config
     results/<experiment>/summary.json         statistics over the finished runs
-    results/<experiment>/run_<i>/run.json     status, seed, final metrics, versions, wall time
+    results/<experiment>/run_<i>/run.json     status, seed, final metrics, versions (per session if resumed), wall time
     results/<experiment>/run_<i>/history.json per-epoch metrics (remaining_percent has epochs + 1 entries)
     results/<experiment>/run_<i>/masks.npz    final ternary masks, int8, one array per masked layer
     results/<experiment>/run_<i>/extra_state.npz   variables outside the masked layers (the ResNets' BN)

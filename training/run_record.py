@@ -40,6 +40,7 @@ class RunRecord:
     reason: Optional[str] = None              # failed runs: why training stopped
     init: Optional[dict] = None               # {requested, source: files | on_the_fly, files: [{kind, path, sha256}]}
     precision: Optional[str] = None           # training.precision (float32 | mixed_bfloat16); absent in older records
+    sessions: Optional[list] = None           # resumed runs: [{from_epoch, versions}] of each session that trained
 
     @property
     def finished(self):

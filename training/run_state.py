@@ -133,6 +133,24 @@ def is_epoch_count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def earlier_sessions(state):
+    """The sessions a checkpoint's state records, each ``{from_epoch, versions}``: the epoch it started at and
+    the libraries it trained with. A checkpoint of an older version (or an unreadable entry) records none, so
+    its epochs count as one session from epoch 0 whose versions are unknown (None)."""
+    sessions = state.get("sessions")
+    if (isinstance(sessions, list) and sessions
+            and all(isinstance(entry, dict) and isinstance(entry.get("from_epoch"), int) for entry in sessions)
+            and sessions[0]["from_epoch"] == 0):
+        return sessions
+    return [{"from_epoch": 0, "versions": None}]
+
+
+def resumed_sessions(sessions):
+    """What run.json records of the sessions: all of them when the run was resumed (its backend or library
+    versions may differ between sessions), None for a run trained in one go (its ``versions`` say it all)."""
+    return sessions if len(sessions) > 1 else None
+
+
 def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

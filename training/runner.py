@@ -22,8 +22,8 @@ from training.config import config_to_yaml
 from training.optim import TrainingLossPlateau, divergence_hint, make_optimizer, steps_per_epoch
 from training.results import empty_history, run_dir
 from training.run_record import RunRecord
-from training.run_state import (CHECKPOINT, DamagedState, check_checkpoint, read_checkpoint, remove_stale_temporaries,
-                                save_weights_atomically, set_aside)
+from training.run_state import (CHECKPOINT, DamagedState, check_checkpoint, earlier_sessions, read_checkpoint,
+                                remove_stale_temporaries, resumed_sessions, save_weights_atomically, set_aside)
 from training.schema import ConfigError
 from training.signed_state import write_signed_state
 from training.tensorboard import ScalarLog
@@ -172,13 +172,14 @@ class RunTrainer:
             self._log(f"removed {len(removed)} leftover temporary file(s) of a killed write: {', '.join(removed)}")
         atomic_write_bytes(self.directory / "config.yaml", config_to_yaml(config).encode())
         steps = steps_per_epoch(len(data.x_train), config.training.batch_size, config.data.repeat)
-        history, plateau = self._restore(model, steps)
+        history, plateau, sessions = self._restore(model, steps)
+        sessions = sessions + [{"from_epoch": len(history["train_loss"]), "versions": library_versions()}]
         source = EpochArrays(data.x_train, data.y_train, self.seed, config.training.shuffle, config.data.augment,
                              config.data.repeat)
         callbacks = [plateau] if plateau is not None else []
         callbacks += [EpochHistory(history, source), MaskHistory(history, config.model.signed), NonFiniteLossGuard(),
                       EpochCheckpoint(self.directory / CHECKPOINT, history,
-                                      {"plateau": plateau} if plateau is not None else {}),
+                                      {"plateau": plateau} if plateau is not None else {}, {"sessions": sessions}),
                       EpochLog(history, config.training.epochs, self._log)]
         if config.training.tensorboard:
             scalar_log = ScalarLog(self.directory)
@@ -193,8 +194,8 @@ class RunTrainer:
                           epochs=epoch + 1, shuffle=False, verbose=1 if self.verbose else 0, callbacks=callbacks,
                           **validation)
         except NonFiniteLoss as failure:
-            self._write_failure(history, failure, initial_values)
-        return self._finish(model, history, initial_values)
+            self._write_failure(history, failure, initial_values, sessions)
+        return self._finish(model, history, initial_values, sessions)
 
     def _run_record(self):
         """This run's RunRecord, or None; an unreadable run.json or one that is no run record is
@@ -206,13 +207,13 @@ class RunTrainer:
             return None
 
     def _restore(self, model, steps):
-        """(history, plateau callback) of the last finished epoch, with the model's and optimizer's
-        variables and ``model.stop_training`` restored from the checkpoint; fresh ones (epoch 0)
-        without a checkpoint or when it is damaged (then set aside, run_state.py)."""
+        """(history, plateau callback, earlier sessions) of the last finished epoch, with the model's and
+        optimizer's variables and ``model.stop_training`` restored from the checkpoint; fresh ones (epoch 0,
+        no sessions) without a checkpoint or when it is damaged (then set aside, run_state.py)."""
         plateau = plateau_callback(self.config.training.schedule)
         path = self.directory / CHECKPOINT
         if not path.exists():
-            return self._fresh_history(model), plateau
+            return self._fresh_history(model), plateau, []
         variables = variables_by_path(model)
         specs = {key: (tuple(v.shape), v.dtype) for key, v in variables.items()}
         try:
@@ -227,27 +228,27 @@ class RunTrainer:
         except (KeyError, TypeError, ValueError) as error:  # DamagedState is a ValueError
             reason = str(error) if isinstance(error, DamagedState) else "checkpoint callback state unusable"
             set_aside(path, reason + "; the run starts again from epoch 0", self._warn)
-            return self._fresh_history(model), plateau_callback(self.config.training.schedule)
+            return self._fresh_history(model), plateau_callback(self.config.training.schedule), []
         for key, variable in variables.items():
             variable.assign(arrays[key].astype(variable.dtype, copy=False))   # int64 step counter on int32
         model.stop_training = stop_training
         self._log(f"resuming after epoch {state['epochs']}")
-        return state["history"], plateau
+        return state["history"], plateau, earlier_sessions(state)
 
     def _fresh_history(self, model):
         history = empty_history()
         MaskHistory(history, self.config.model.signed).record(model)
         return history
 
-    def _write_failure(self, history, failure, initial_values):
+    def _write_failure(self, history, failure, initial_values, sessions):
         write_json(self.directory / "history.json", history)
         RunRecord("failed", self.config.experiment, self.run_index, self.seed, init=initial_values.to_json(),
-                  precision=self.config.training.precision,
+                  precision=self.config.training.precision, sessions=resumed_sessions(sessions),
                   reason=f"non-finite training loss {failure.loss} in epoch {failure.epoch + 1}").write(self.directory)
         raise TrainingError(f"{self.directory}: {failure}; "
                             f"history so far kept in history.json ({divergence_hint(self.config.optimizer)})") from None
 
-    def _finish(self, model, history, initial_values):
+    def _finish(self, model, history, initial_values, sessions):
         signed = self.config.model.signed
         remaining, remaining_count, _ = mask_statistics(model, signed)
         if signed:
@@ -260,7 +261,8 @@ class RunTrainer:
                    "train_accuracy": history["train_accuracy"][-1], "remaining_percent": remaining,
                    "remaining_count": remaining_count},
             training_seconds=float(sum(history["epoch_seconds"])), versions=library_versions(),
-            init=initial_values.to_json(), precision=self.config.training.precision)
+            init=initial_values.to_json(), precision=self.config.training.precision,
+            sessions=resumed_sessions(sessions))
         record.write(self.directory)
         (self.directory / CHECKPOINT).unlink(missing_ok=True)
         self._log(f"finished: test_acc {record.final['test_accuracy']:.4f}  remaining {remaining:.2f}%")
