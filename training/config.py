@@ -19,7 +19,7 @@ import yaml
 
 from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT_WEIGHTS_DIR, SIGNED_SCORE_INIT,
                                SIGNED_WEIGHT_INIT, InitSpec, default_weight_init)
-from masking.mask_rule import MASK_MODES, TOP_K_MODES
+from masking.mask_rule import MASK_MODES, check_mask_mode
 from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
 from training.schema import (ConfigError, describe, from_dict, option, set_dotted, shown, to_dict,
                              without_keys_that_keep_results)
@@ -178,13 +178,11 @@ class ExperimentConfig:
                               f"got {self.data.dataset}", f"{prefix}data.dataset")
 
     def _validate_mask_mode(self, prefix):
-        mode, keep_fraction = self.model.mask_mode, self.model.keep_fraction
-        if mode in TOP_K_MODES and keep_fraction is None:
-            raise ConfigError(f"{prefix}model.keep_fraction: mask_mode {mode} needs a keep_fraction in (0, 1]",
-                              f"{prefix}model.keep_fraction")
-        if mode not in TOP_K_MODES and keep_fraction is not None:
-            raise ConfigError(f"{prefix}model.keep_fraction: only for mask_mode {' or '.join(TOP_K_MODES)} "
-                              f"(mask_mode is {mode})", f"{prefix}model.keep_fraction")
+        mode = self.model.mask_mode   # one of MASK_MODES (the schema's choices): what is left is keep_fraction's
+        try:
+            check_mask_mode(mode, self.model.keep_fraction, where=f"{prefix}model.keep_fraction")
+        except ValueError as error:
+            raise ConfigError(str(error), f"{prefix}model.keep_fraction") from None
         if mode != "signed" and not self.model.signed:
             raise ConfigError(f"{prefix}model.mask_mode: {mode} needs model.signed true (a baseline has no mask)",
                               f"{prefix}model.mask_mode")
