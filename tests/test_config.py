@@ -1,4 +1,5 @@
 """The typed config schema and train.py's handling of bad input."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -260,3 +261,20 @@ def test_narrowest_layer_of_the_registry_matches_the_built_models():
         widths = [layer.units if hasattr(layer, "units") else layer.filters for layer in model.layers
                   if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))][:-1]
         assert min(widths) == family.narrowest_layer, name
+
+
+def test_a_shortened_folder_name_keeps_the_method_keys_before_the_run_length_keys():
+    """Too long for every key: the mask mode and keep fraction stay readable, the limits go into the hash
+    (a walk-through found `fcn_signed+data.test_limit=500+data.train_limit=2000+model.keep_fraction=0.3+<hash>`)."""
+    from reporting.protocol import LENGTH_KEYS
+    from training.config import MAX_EXPERIMENT_NAME, RUN_LENGTH_KEYS, experiment_with_overrides
+    assert set(RUN_LENGTH_KEYS) == set(LENGTH_KEYS)
+    path = ROOT / "configs" / "fcn_signed.yaml"
+    overrides = ["data.train_limit=2000", "data.test_limit=500", "training.epochs=2", "model.mask_mode=top_k",
+                 "model.keep_fraction=0.3"]
+    name = experiment_with_overrides(path, overrides, load_config(path, overrides))
+    assert name.startswith("fcn_signed+model.keep_fraction=0.3+model.mask_mode=top_k+") and len(name) <= MAX_EXPERIMENT_NAME
+    assert re.fullmatch(r"fcn_signed\+model\.keep_fraction=0\.3\+model\.mask_mode=top_k(\+data\.[a-z_]+=\d+)*\+[0-9a-f]{8}", name)
+    fitting = ["data.train_limit=2000", "training.epochs=2"]   # short enough: every key, in key order, no hash
+    assert experiment_with_overrides(path, fitting, load_config(path, fitting)) == \
+        "fcn_signed+data.train_limit=2000+training.epochs=2"

@@ -297,6 +297,9 @@ def _file_naming(key, chain, overrides):
 
 
 MAX_EXPERIMENT_NAME = 100
+# Keys that only make a run shorter (reporting/protocol.py marks them): a name too long for every key
+# keeps the keys that change the method first.
+RUN_LENGTH_KEYS = ("training.epochs", "data.train_limit", "data.test_limit", "data.repeat")
 
 
 def experiment_with_overrides(path, overrides, config, plain=None):
@@ -305,7 +308,8 @@ def experiment_with_overrides(path, overrides, config, plain=None):
     experiment when the overrides change no result-changing key (or name the experiment themselves),
     else that name followed by the changed keys, e.g. ``fcn_baseline+training.epochs=2``: a run with
     such overrides never takes the plain config's folder. A name with other characters than letters,
-    digits and ``._=,@-``, or longer than MAX_EXPERIMENT_NAME, is shortened and ends in a hash."""
+    digits and ``._=,@-``, or longer than MAX_EXPERIMENT_NAME, is shortened and ends in a hash: it keeps
+    whole keys while they fit, those of RUN_LENGTH_KEYS last."""
     if not overrides or any(parse_override(text)[0] == "experiment" for text in overrides):
         return config.experiment
     changed = _changed_keys(load_config(path) if plain is None else plain, config)
@@ -316,7 +320,8 @@ def experiment_with_overrides(path, overrides, config, plain=None):
     name = "+".join([config.experiment, *safe])
     if safe != parts or len(name) > MAX_EXPERIMENT_NAME:
         name = config.experiment
-        for part in safe:   # whole keys while they fit, then a hash of all of them
+        by_kind = sorted(zip(changed, safe), key=lambda pair: pair[0][0] in RUN_LENGTH_KEYS)
+        for _, part in by_kind:   # whole keys while they fit, then a hash of all of them
             if len(name) + len(part) + 10 > MAX_EXPERIMENT_NAME:
                 break
             name += f"+{part}"
@@ -367,8 +372,10 @@ def key_reference_markdown():
              "Keys marked *no* under \"changes results\" only change speed or bookkeeping: a results folder",
              "made under other values of them counts as made by the same config (train.py resumes there).",
              "Runs whose `--set` values change results go to a folder of their own, named after them",
-             "(`results/fcn_baseline+training.epochs=2/`, shortened with a hash when long; train.py prints it),",
-             "so `results/<experiment>/` keeps the plain config's runs; `--set experiment=NAME` names it yourself.", "",
+             "(`results/fcn_baseline+training.epochs=2/`; train.py prints it), so `results/<experiment>/` keeps",
+             "the plain config's runs. A name over 100 characters keeps whole keys while they fit, the method's",
+             "before the run length's (epochs, image limits), and ends in a hash of all; its config.yaml has",
+             "them all, and `--set experiment=NAME` names the folder yourself.", "",
              "| key | default | changes results | meaning |", "|---|---|---|---|"]
     for key, default, doc, choices, affects_results in describe(ExperimentConfig):
         meaning = doc + (f" (one of: {', '.join(map(str, choices))})" if choices and "|" not in doc else "")
