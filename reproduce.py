@@ -35,6 +35,7 @@ one line naming the culprit and nothing written; 130 interrupted (Ctrl-C; childr
 one line saying where the runs stand and that the same command resumes.
 """
 import argparse
+import glob
 import os
 import sys
 import time
@@ -148,8 +149,12 @@ def check_report_has_runs(study, out, plan):
                          f"not {out} ({present(nested)} of its {len(plan)} experiment folders there)")
     if not present(out):
         looked = ", ".join(str(out / planned.folder) for planned in plan[:2]) + (", ..." if len(plan) > 2 else "")
+        with_keys = sorted(path.name for planned in plan for path in out.glob(f"{glob.escape(planned.folder)}+*")
+                           if path.is_dir())
+        hint = (f"; {out} holds folders of runs trained with --set ({with_keys[0]}{', ...' if len(with_keys) > 1 else ''}): "
+                f"give the same --set to report them" if with_keys else "")
         raise ValueError(f"--report-only: no experiment folder of study {study.path.stem} under {out} "
-                         f"(looked for {looked})")
+                         f"(looked for {looked}){hint}")
 
 
 def measure_plan(plan, steps, data_dir):

@@ -403,3 +403,18 @@ def test_a_studys_report_of_the_shipped_runs_regenerates_byte_identically(tmp_pa
     assert written == sorted(outputs)
     also = f" (+ {Path(outputs[1]).name})" if len(outputs) > 1 else ""
     assert capsys.readouterr().out == (tmp_path / outputs[0]).read_text() + f"report: {tmp_path / outputs[0]}{also}\n"
+
+
+def test_report_only_without_the_runs_set_names_the_folders_it_trained_with_set(tmp_path, capsys):
+    """Runs trained with `--set training.epochs=1` live in `<name>+training.epochs=1/`: a --report-only
+    without that --set says so instead of only listing the plain folders it looked for."""
+    from training.experiment_folder import claim_results_folder
+    planned = plan_study(load_study("mask_modes"), tmp_path, runs=1, overrides=["training.epochs=1"],
+                         only=["binary_port"])[0]
+    claim_results_folder(planned.config, tmp_path)
+    assert planned.folder == "binary_port+training.epochs=1"
+    assert reproduce.main(["mask_modes", "--report-only", "--out", str(tmp_path), "--no-figures"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.rstrip().endswith(
+        f"{tmp_path} holds folders of runs trained with --set (binary_port+training.epochs=1): give the same "
+        f"--set to report them"), error
