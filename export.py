@@ -11,7 +11,8 @@
             python export.py measured/conv2_signed/run_0
     python export.py evaluate PATH [--data-dir DIR] [--test-limit N] [--dataset NAME]
         PATH is a run folder, a .keras file or a .compact.npz file; prints test accuracy and
-        remaining weights % (recomputed), next to the values the run recorded when known.
+        remaining weights % (recomputed), next to the values the run recorded when known (a .keras
+        file knows them, and its run's test limit, only inside that run's export/ folder).
 
 Exit codes: 0 done, 1 a read-back check failed, 2 invalid input (one line naming the culprit).
 """
@@ -36,9 +37,12 @@ from data import DATASET_NAMES  # noqa: E402
 from fileio import atomic_path  # noqa: E402
 from masking import masked_layers  # noqa: E402
 from reporting.compact import read_compact, write_compact  # noqa: E402
-from reporting.runmodel import (dataset_of, effective_kernel, load_run, measure_test_accuracy,  # noqa: E402
-                                model_remaining_percent, plain_model, without_repository_initializers)
-from training.schema import brief  # noqa: E402
+from reporting.runmodel import (dataset_of, effective_kernel, export_stem, load_run,  # noqa: E402
+                                measure_test_accuracy, model_remaining_percent, plain_model,
+                                without_repository_initializers)
+from training.config import load_saved_config  # noqa: E402
+from training.run_record import RunRecord  # noqa: E402
+from training.schema import ConfigError, brief  # noqa: E402
 
 CHECK_SAMPLES = 64
 SHIPPED_RESULTS = Path(__file__).resolve().parent / "measured"
@@ -101,6 +105,7 @@ def evaluate_path(path, data_dir=None, test_limit=None, dataset=None):
             model = keras.models.load_model(path, compile=False)
         except Exception as error:  # Keras raises many types, with pages of text, for a foreign or damaged file
             raise ValueError(f"{path}: not a loadable .keras model ({brief(error)})") from None
+        config, recorded = exporting_run(path)
     else:
         raise ValueError(f"{path}: expected a run folder, a .keras or a .compact.npz file")
     dataset = dataset or (config.data.dataset if config else dataset_of(model))
@@ -109,6 +114,23 @@ def evaluate_path(path, data_dir=None, test_limit=None, dataset=None):
     accuracy, images = measure_test_accuracy(model, dataset, data_dir or (config and config.data.dir), test_limit)
     return {"accuracy": accuracy, "images": images, "dataset": dataset,
             "remaining_percent": model_remaining_percent(model), "recorded": recorded}
+
+
+def exporting_run(keras_path):
+    """(config, recorded final metrics) of the finished run a .keras file was exported from, when it lies in
+    that run's export/ folder under the run's export name; (None, None) otherwise: the file itself carries
+    no run record, so its evaluation takes the whole test set unless told --test-limit."""
+    folder = keras_path.parent.parent
+    record = RunRecord.read_finished(folder) if keras_path.parent.name == "export" else None
+    if record is None:
+        return None, None
+    try:
+        config = load_saved_config(folder / "config.yaml")
+    except ConfigError:
+        return None, None
+    if keras_path.stem != export_stem(config.experiment, record.run_index):
+        return None, None
+    return config, record.final
 
 
 # How the compact file holds each masked layer's W (reporting/compact.py's weight records).
@@ -148,8 +170,12 @@ def _evaluate_command(parser, argv):
         print(f"error: {error}", file=sys.stderr)
         return 2
     recorded = result["recorded"]
-    note = (f" (recorded: {100 * recorded['test_accuracy']:.2f} %, {recorded['remaining_percent']:.2f} %)"
-            if recorded else "")
+    if recorded:
+        note = f" (recorded: {100 * recorded['test_accuracy']:.2f} %, {recorded['remaining_percent']:.2f} %)"
+    elif args.test_limit is None and Path(args.path).suffix == ".keras":
+        note = " (a .keras file apart from its run's export/ folder has no recorded values: all test images; --test-limit N for a run's data.test_limit)"
+    else:
+        note = ""
     print(f"{args.path}: test accuracy {100 * result['accuracy']:.2f} % on {result['images']} {result['dataset']} "
           f"test images, remaining weights {result['remaining_percent']:.2f} %{note}")
     return 0

@@ -38,7 +38,12 @@ class LoadedRun:
     @property
     def stem(self):
         """File-name stem of the run's exports, e.g. 'fcn_signed_run0'."""
-        return f"{self.config.experiment.replace('/', '__')}_run{self.record.run_index or 0}"
+        return export_stem(self.config.experiment, self.record.run_index)
+
+
+def export_stem(experiment, run_index):
+    """File-name stem of the exports of run ``run_index`` of ``experiment``, e.g. 'fcn_signed_run0'."""
+    return f"{experiment.replace('/', '__')}_run{run_index or 0}"
 
 
 def buildable_config(config):
