@@ -101,13 +101,19 @@ def check_protocol(raw_config, key, side):
     path = reference_config(key, side)
     if not path.is_file():
         return None
-    reference = f"configs/{path.name}"
-    protocol = _protocol(path)
+    return compare_configs(raw_config, _protocol(path), f"configs/{path.name}")
+
+
+def compare_configs(raw_config, reference, name):
+    """The ProtocolCheck of an experiment's raw config against ``reference`` (a config, or its
+    _compared_values), called ``name`` in notes: report.py's check against a paper row, and a study's
+    against the experiment as the study defines it (reporting/studies.py)."""
+    protocol = reference if isinstance(reference, dict) else _compared_values(reference)
     try:
         ours = _compared_values(saved_config(raw_config, "config.yaml"))
     except (TypeError, ValueError) as error:
-        return ProtocolCheck(reference, unreadable=str(error)[:120])
-    differences = [(name, ours.get(name), value) for name, value in protocol.items() if ours.get(name) != value]
+        return ProtocolCheck(name, unreadable=str(error)[:120])
+    differences = [(key, ours.get(key), value) for key, value in protocol.items() if ours.get(key) != value]
     shorter = tuple(item for item in differences if item[0] in LENGTH_KEYS and LENGTH_KEYS[item[0]][0](*item[1:]))
     other = tuple(item for item in differences if item not in shorter)
-    return ProtocolCheck(reference, shorter, other)
+    return ProtocolCheck(name, shorter, other)

@@ -1,22 +1,21 @@
-"""The report of a study (training/study.py), by the hook its ``report:`` key names. Every hook reads
-the runs through reporting.collect from each experiment's folder (``folders``: name -> path, as
-training.study.results_folder names them), writes through fileio and reporting.figures.save_figure, and
-returns (the report's text, the files written).
+"""The report of a study (training/study.py), by the hook its ``report:`` key names (training.study.REPORTS
+says what each writes; docs/STUDY.md lists them). Every hook reads the runs through reporting.collect from
+each experiment's folder (``folders``: name -> path, as training.study.results_folder names them), writes
+through fileio and reporting.figures.save_figure, and returns (the report's text, the files written).
 
-    paper       report.md/.csv/.tex and figures of the results root (the paper's main table)
-    mask_modes  mask_modes.md / .png: the mask modes side by side (docs/mask_modes.md)
-    fcn_seeds   fcn_seeds.md / .png: seed statistics and the paper's brackets (reporting/brackets.py)
-    agreement   agreement.md: per epoch beside the authors' own runs (reporting/agreement.py)
-    runs_table  <study>.md: one line per experiment, mean [min, max]
+The tables of runs_table and mask_modes show each experiment's ``label`` and mark one whose finished runs
+were shorter than the study defines it (the command line's --set), as report.py marks a run shorter than
+its paper row (reporting/protocol.py).
 """
 from pathlib import Path
 
 from fileio import atomic_write_text
 from reporting.collect import config_value, read_experiment
 from reporting.paper import DATASET_LABELS
+from reporting.protocol import compare_configs
 from reporting.tables import markdown_table, mean_range_text
 from training.run_record import is_finite_number
-from training.study import results_folders
+from training.study import results_folders, study_config
 
 MODE_COLOURS = {"signed": "#2166ac", "binary": "#e08214", "signed_top_k": "#1b7837", "top_k": "#c0392b",
                 "bernoulli": "#762a83"}
@@ -32,29 +31,52 @@ def finished_experiment(experiment_dir, name):
     return experiment, [(run.accuracy, run.remaining_percent) for run in experiment.finished]
 
 
-def runs_table(study, folders):
-    """One line per experiment with a finished run: its config and overrides, runs, mean [min, max]."""
-    rows = []
+def shortened(study, name, experiment):
+    """'2/100 ep, 2000 train images' where the saved config of ``experiment`` (its finished runs) plans fewer
+    epochs, images or passes (reporting/protocol.py's LENGTH_KEYS) than the study defines experiment
+    ``name``, i.e. it ran under the command line's --set; '' otherwise or without a readable config."""
+    if not isinstance(experiment.config, dict):
+        return ""
+    return compare_configs(experiment.config, study_config(study, name), f"{study.path.stem}: {name}").marker
+
+
+def listed_experiments(study, folders):
+    """(entry, experiment, points, name cell) of every experiment with a finished run, in study order;
+    the name cell carries the shortened marker ('name (2/100 ep)')."""
     for name, entry in study.experiments.items():
-        _, points = finished_experiment(folders[name], name)
+        experiment, points = finished_experiment(folders[name], name)
         if points:
-            rows.append([name, f"`{entry.config}` {' '.join(entry.set)}".rstrip(), str(len(points)),
-                         mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
-    return markdown_table(["experiment", "config and overrides", "runs", "test accuracy %", "remaining %"], rows) + "\n"
+            marker = shortened(study, name, experiment)
+            yield entry, experiment, points, f"{name} ({marker})" if marker else name
+
+
+def labelled(study):
+    """Whether the tables get a label column: not where the study labels no experiment (it would be empty)."""
+    return any(entry.label for entry in study.experiments.values())
+
+
+def runs_table(study, folders):
+    """One line per experiment with a finished run: its label, config and overrides, runs, mean [min, max]."""
+    rows, label = [], labelled(study)
+    for entry, _, points, cell in listed_experiments(study, folders):
+        rows.append([cell, *([entry.label or "–"] if label else []),
+                     f"`{entry.config}` {' '.join(entry.set)}".rstrip(), str(len(points)),
+                     mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
+    header = ["experiment", *(["label"] if label else []), "config and overrides", "runs", "test accuracy %",
+              "remaining %"]
+    return markdown_table(header, rows) + "\n"
 
 
 def mask_modes_table(study, folders):
-    """Every experiment with a finished run: its mask mode and keep fraction (from its saved config)."""
-    rows = []
-    for name, entry in study.experiments.items():
-        experiment, points = finished_experiment(folders[name], name)
-        if not points:
-            continue
+    """Every experiment with a finished run: its label, mask mode and keep fraction (from its saved config)."""
+    rows, label = [], labelled(study)
+    for entry, experiment, points, cell in listed_experiments(study, folders):
         keep_fraction = config_value(experiment.config, "model", "keep_fraction")
         k = f"{100 * keep_fraction:.2f} %" if is_finite_number(keep_fraction) else "–"
-        rows.append([name, experiment.mask_mode, f"`{entry.config}`", k, str(len(points)),
-                     mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
-    header = ["row", "mode", "config", "k", "runs", "test accuracy %", "remaining %"]
+        rows.append([cell, *([entry.label or "–"] if label else []), experiment.mask_mode, f"`{entry.config}`", k,
+                     str(len(points)), mean_range_text([p[0] for p in points]),
+                     mean_range_text([p[1] for p in points])])
+    header = ["row", *(["label"] if label else []), "mode", "config", "k", "runs", "test accuracy %", "remaining %"]
     return markdown_table(header, rows) + "\n"
 
 

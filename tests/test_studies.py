@@ -1,11 +1,15 @@
 """reporting/studies.py: the report hooks of the mask-mode and runs-table studies on hand-written run
-records (the runs are read through reporting.collect, never from summary.json)."""
+records (the runs are read through reporting.collect, never from summary.json): each experiment's label,
+and a marker on experiments trained shorter than the study defines them."""
 import json
 from pathlib import Path
 
 from masking import MASK_MODES
+import pytest
+
 from reporting.studies import MODE_COLOURS, write_study_report
-from training.study import load_study
+from training.config import config_to_yaml
+from training.study import load_study, results_folder, study_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,9 +35,11 @@ def test_mask_modes_table_and_figure_from_run_records(tmp_path):
     text, written = write_study_report(study, tmp_path)
     table = (tmp_path / "mask_modes.md").read_text()
     assert table == text and written == [tmp_path / "mask_modes.md", tmp_path / "mask_modes.png"]
-    assert "| signed_closest | signed | `fcn_signed_closest_to_paper.yaml` | – | 2 | 97.25 [97.00, 97.50] | " \
-           "3.65 [3.60, 3.70] |" in table
-    assert "| top_k_matched | top_k | `fcn_signed_closest_to_paper.yaml` | 3.65 % | 1 |" in table
+    assert table.startswith("| row | label | mode | config | k | runs | test accuracy % | remaining % |\n")
+    assert "| signed_closest | signed, closest setting to the paper's row | signed | " \
+           "`fcn_signed_closest_to_paper.yaml` | – | 2 | 97.25 [97.00, 97.50] | 3.65 [3.60, 3.70] |" in table
+    assert "| top_k_matched | top-k (edge-popup rule), k = signed_closest's remaining % | top_k | " \
+           "`fcn_signed_closest_to_paper.yaml` | 3.65 % | 1 |" in table
     assert (tmp_path / "mask_modes.png").stat().st_size > 1000
 
 
@@ -45,3 +51,40 @@ def test_runs_table_lists_each_experiment_with_its_overrides(tmp_path):
     assert text.splitlines()[2] == ("| port_B | `fcn_signed.yaml` training.schedule.kind=exp_continuous | 1 | "
                                     "95.50 [95.50, 95.50] | 2.10 [2.10, 2.10] |")
     assert len(text.splitlines()) == 3
+
+
+def test_runs_table_shows_the_labels_of_a_study_that_labels_its_experiments(tmp_path):
+    path = tmp_path / "labelled.yaml"
+    path.write_text("report: runs_table\nexperiments:\n  a: {config: fcn_signed.yaml, label: the port | as is}\n"
+                    "  b: {config: fcn_baseline.yaml}\n")
+    finished_run(tmp_path / "out" / "a" / "run_0", 0.955, 2.1)
+    finished_run(tmp_path / "out" / "b" / "run_0", 0.98, 100.0)
+    text, _ = write_study_report(load_study(path), tmp_path / "out", draw=False)
+    assert text.splitlines()[0] == "| experiment | label | config and overrides | runs | test accuracy % | remaining % |"
+    assert text.splitlines()[2].startswith("| a | the port \\| as is | `fcn_signed.yaml` | 1 |")
+    assert text.splitlines()[3].startswith("| b | – | `fcn_baseline.yaml` | 1 |")
+
+
+SHORT = ["data.train_limit=2000", "data.test_limit=500", "training.epochs=2"]
+
+
+@pytest.mark.parametrize("study_name, name, line", [
+    ("fcn_study", "port_B", "| port_B (2/100 ep, 2000 train images, 500 test images) | `fcn_signed.yaml` "
+                            "training.schedule.kind=exp_continuous | 1 |"),
+    ("mask_modes", "binary_port", "| binary_port (2/100 ep, 2000 train images, 500 test images) | binary (keep/hide), "
+                                  "port setting | binary | `fcn_signed.yaml` | – | 1 |"),
+])
+def test_a_run_shortened_on_the_command_line_is_marked_as_report_py_marks_it(tmp_path, study_name, name, line):
+    """Runs trained with --set fewer epochs / images are marked against the study's own experiment (its
+    set: included), where they are read: under the command line's folder, or copied to the plain one."""
+    study = load_study(study_name)
+    short = config_to_yaml(study_config(study, name, SHORT))
+    finished_run(tmp_path / results_folder(study, name, SHORT) / "run_0", 0.778, 59.1, short)
+    text, _ = write_study_report(study, tmp_path, draw=False, overrides=SHORT)
+    assert line in text
+    finished_run(tmp_path / name / "run_0", 0.778, 59.1, short)   # a shortened run under the plain name
+    assert line in write_study_report(study, tmp_path, draw=False)[0]
+    full = tmp_path / "full"
+    finished_run(full / name / "run_0", 0.97, 3.0, config_to_yaml(study_config(study, name)))
+    text, _ = write_study_report(study, full, draw=False)
+    assert f"| {name} | " in text and f"| {name} (" not in text

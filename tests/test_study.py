@@ -11,7 +11,9 @@ from reporting.paper import AUTHORS_RUNS, PAPER_ROWS
 from reporting.studies import HOOKS
 from training.experiment_folder import check_results_folder
 from training.schema import ConfigError
-from training.study import REPORTS, STUDIES, load_study, matched_keep_fraction, plan_study, resolved
+from training.schema import describe
+from training.study import (EXAMPLE, REPORTS, STUDIES, Study, StudyExperiment, load_study, matched_keep_fraction,
+                            plan_study, resolved, study_reference_markdown)
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILES = sorted(STUDIES.glob("*.yaml"))
@@ -53,6 +55,28 @@ def test_the_shipped_runs_are_the_studys_own_and_finished(name, shipped):
 
 def test_report_names_and_hooks_agree():
     assert set(REPORTS) == set(HOOKS)
+
+
+def test_study_reference_doc_is_current():
+    assert (ROOT / "docs" / "STUDY.md").read_text() == study_reference_markdown(), \
+        "regenerate with: python -m training.study > docs/STUDY.md"
+
+
+def test_study_reference_documents_every_key_and_report_hook():
+    """Each key of a study and of its experiments has a description, each report hook says what it writes,
+    and the doc lists them all."""
+    text = study_reference_markdown()
+    for key, _, doc, _, _ in describe(Study) + describe(StudyExperiment, "experiments.<name>."):
+        assert len(doc) > 20 and f"| `{key}` |" in text, key
+    assert all(len(REPORTS[name]) > 20 and f"| `{name}` | {REPORTS[name]} |" in text for name in HOOKS)
+
+
+def test_the_reference_example_is_a_study_that_plans(tmp_path):
+    study = load_study(write(tmp_path / "my_study.yaml", EXAMPLE))
+    assert study.report == "runs_table" and all(entry.label for entry in study.experiments.values())
+    plan = plan_study(study, tmp_path)
+    assert [(planned.name, planned.runs) for planned in plan] == [("schedule_A", 2), ("schedule_B", 2)]
+    assert "```yaml\n" + EXAMPLE in study_reference_markdown()
 
 
 def test_the_main_table_study_names_every_paper_row_twice():
