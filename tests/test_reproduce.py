@@ -239,6 +239,24 @@ def test_a_model_kind_not_timed_here_borrows_the_shipped_timing_of_its_kind(tmp_
     assert "scaled by FLOPs from conv2_signed (timed here)" in plan[0].note
 
 
+def test_recorded_timings_take_the_first_epochs_extra_time_as_compile_time(tmp_path):
+    """A plan of tiny runs scaled from recorded runs said 0:00:00 where each run spent seconds compiling:
+    a recorded run's first epoch over its median is that time (the median over runs)."""
+    from training.estimates import recorded_timings
+    from training.experiment_folder import claim_results_folder
+
+    config = planned("fcn_signed").config
+    folder = claim_results_folder(config, tmp_path)
+    for index, seconds in enumerate(([8.0, 2.0, 2.5, 2.0], [7.0, 3.0, 3.0], [1.0, 2.0, 2.0])):
+        (folder / f"run_{index}").mkdir()
+        (folder / f"run_{index}" / "history.json").write_text(json.dumps({"epoch_seconds": seconds}))
+    [timing] = recorded_timings(tmp_path)
+    assert timing["compile_seconds"] == 4.0   # median of 6.0, 4.0 and 0 (a first epoch faster than the rest)
+    assert timing["epoch_seconds"] == 2.25 and timing["epochs_recorded"] == 10
+    [shipped] = [t for t in recorded_timings(reproduce.SHIPPED_RESULTS) if t["experiment"] == "fcn_signed"]
+    assert shipped["compile_seconds"] > 0
+
+
 def test_the_plan_counts_only_the_epochs_an_interrupted_run_has_left(tmp_path):
     from training.run_state import CHECKPOINT, checkpoint_bytes
 
@@ -310,7 +328,8 @@ def test_a_running_runs_own_epochs_time_its_experiment(tmp_path, monkeypatch):
     plan = plan_study(load_study("paper_main"), out, runs=1, only=["conv2_signed", "conv2_baseline"])
     reproduce.estimate_plan(plan, out)
     assert (plan[0].name, plan[0].epoch_seconds, plan[0].note) == ("conv2_signed", 70.0, "")
-    assert plan[0].resumes_after == {0: 3} and plan[0].estimate_to_train() == 97 * 70.0
+    assert plan[0].compile_seconds == 25.0   # its first epoch (90 s) over the median of the others (65 s)
+    assert plan[0].resumes_after == {0: 3} and plan[0].estimate_to_train() == 25.0 + 97 * 70.0
     assert "scaled by FLOPs from conv2_signed (timed here)" in plan[1].note
 
 

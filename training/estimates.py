@@ -112,13 +112,14 @@ def record_calibration(config, epoch_seconds, compile_seconds):
 def recorded_timings(root):
     """The timings of the experiments directly under ``root`` that recorded epoch times: per experiment
     with a readable config.yaml, the median epoch_seconds over its runs' history.json files (a running
-    run's checkpoint when it has none yet)."""
+    run's checkpoint when it has none yet), and as compile time the median over its runs of how much
+    longer the first epoch took than that run's median (the first epoch compiles the steps)."""
     from training.config import load_saved_config
     from training.schema import ConfigError
 
     timings = []
     for experiment in sorted(Path(root).glob("*/config.yaml")):
-        seconds = []
+        seconds, first_epoch_extra = [], []
         for _, run in run_folders(experiment.parent):
             try:
                 history = read_json(run / "history.json")
@@ -127,13 +128,18 @@ def recorded_timings(root):
             if history is None:   # a run still training: the epochs its checkpoint recorded so far
                 history = checkpoint_history(run)
             values = history.get("epoch_seconds") if isinstance(history, dict) else None
-            seconds += [value for value in values or () if isinstance(value, (int, float)) and value > 0]
+            values = [value for value in values or () if isinstance(value, (int, float)) and value > 0]
+            seconds += values
+            if len(values) > 1:
+                first_epoch_extra.append(max(0.0, values[0] - statistics.median(values[1:])))
         try:
             config = load_saved_config(experiment)
         except ConfigError:
             continue
         if seconds:
-            timings.append(timing_entry(config, statistics.median(seconds), 0.0, epochs_recorded=len(seconds)))
+            compile_seconds = statistics.median(first_epoch_extra) if first_epoch_extra else 0.0
+            timings.append(timing_entry(config, statistics.median(seconds), compile_seconds,
+                                        epochs_recorded=len(seconds)))
     return timings
 
 
