@@ -124,7 +124,7 @@ class DataConfig:
 
 @dataclass
 class ExperimentConfig:
-    experiment: Optional[str] = option(None, doc="results/<experiment>/; null = the config file's name")
+    experiment: Optional[str] = option(None, doc="`results/<experiment>/`; null = the config file's name")
     description: str = option("", doc="free text: which paper row, where the values come from", affects_results=False)
     runs: int = option(1, minimum=1, maximum=MAX_RUNS, doc="number of runs; run i uses seed + i (authors: no_experiments)", affects_results=False)
     seed: int = option(DEFAULT_SEED, minimum=0, doc="base seed (SPEC §2.7)")
