@@ -173,6 +173,11 @@ def set_dotted(data, dotted_key, value):
     node[parts[-1]] = value
 
 
+def default_text(value):
+    """A default as the key references print it: an empty string as "" (a bare `` shows as two backticks)."""
+    return '""' if value == "" else str(value)
+
+
 def describe(cls, prefix="", defaults=None):
     """(dotted key, default, doc, choices, affects_results) for every leaf key: the key reference.
 
