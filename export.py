@@ -173,7 +173,8 @@ def _evaluate_command(parser, argv):
     if recorded:
         note = f" (recorded: {100 * recorded['test_accuracy']:.2f} %, {recorded['remaining_percent']:.2f} %)"
     elif args.test_limit is None and Path(args.path).suffix == ".keras":
-        note = " (a .keras file apart from its run's export/ folder has no recorded values: all test images; --test-limit N for a run's data.test_limit)"
+        note = (" (a .keras file apart from its run's export/ folder has no recorded values: all test images; "
+                "--test-limit N for a run's data.test_limit)")
     else:
         note = ""
     print(f"{args.path}: test accuracy {100 * result['accuracy']:.2f} % on {result['images']} {result['dataset']} "

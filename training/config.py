@@ -21,8 +21,8 @@ from masking.init_spec import (DEFAULT_SEED, DEFAULT_THRESHOLD_FRACTION, DEFAULT
                                SIGNED_WEIGHT_INIT, InitSpec, default_weight_init)
 from masking.mask_rule import MASK_MODES, check_mask_mode
 from models.registry import BN_MODES, KIND_LABELS, MODEL_FAMILIES, MODEL_NAMES, OPTION_KINDS
-from training.schema import (ConfigError, default_text, describe, from_dict, option, set_dotted, shown, to_dict,
-                             without_keys_that_keep_results)
+from training.schema import (ConfigError, default_text, describe, from_dict, meaning_text, option, set_dotted, shown,
+                             to_dict, without_keys_that_keep_results)
 from training.yaml_files import parse_yaml, read_yaml_mapping
 
 SCHEDULES = ("exp_staircase", "exp_continuous", "plateau", "constant", "cosine")
@@ -378,9 +378,8 @@ def key_reference_markdown():
              "them all, and `--set experiment=NAME` names the folder yourself.", "",
              "| key | default | changes results | meaning |", "|---|---|---|---|"]
     for key, default, doc, choices, affects_results in describe(ExperimentConfig):
-        meaning = doc + (f" (one of: {', '.join(map(str, choices))})" if choices and "|" not in doc else "")
-        meaning = meaning.replace("|", "\\|")
-        lines.append(f"| `{key}` | `{default_text(default)}` | {'yes' if affects_results else 'no'} | {meaning} |")
+        lines.append(f"| `{key}` | `{default_text(default)}` | {'yes' if affects_results else 'no'} | "
+                     f"{meaning_text(doc, choices)} |")
     return "\n".join(lines) + "\n"
 
 

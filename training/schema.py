@@ -178,6 +178,13 @@ def default_text(value):
     return '""' if value == "" else str(value)
 
 
+def meaning_text(doc, choices):
+    """A key's meaning as the key references print it in a table cell: its doc and its choices (unless the
+    doc already lists them as a|b), with | escaped."""
+    meaning = doc + (f" (one of: {', '.join(map(str, choices))})" if choices and "|" not in doc else "")
+    return meaning.replace("|", "\\|")
+
+
 def describe(cls, prefix="", defaults=None):
     """(dotted key, default, doc, choices, affects_results) for every leaf key: the key reference.
 

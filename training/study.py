@@ -28,7 +28,7 @@ from training.experiment_folder import check_same_config, unfinished_runs
 from training.results import run_folders, statistics
 from training.run_record import RunRecord
 from training.run_state import epochs_done
-from training.schema import ConfigError, default_text, describe, from_dict, option, shown
+from training.schema import ConfigError, default_text, describe, from_dict, meaning_text, option, shown
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -335,8 +335,7 @@ def study_reference_markdown():
              "## Keys", "", "| key | default | meaning |", "|---|---|---|"]
     rows = describe(Study) + describe(StudyExperiment, "experiments.<name>.")
     for key, default, doc, choices, _ in rows:
-        meaning = doc + (f" (one of: {', '.join(map(str, choices))})" if choices else "")
-        lines.append(f"| `{key}` | `{default_text(default)}` | {meaning.replace('|', chr(92) + '|')} |")
+        lines.append(f"| `{key}` | `{default_text(default)}` | {meaning_text(doc, choices)} |")
     lines += ["", "## Reports", "",
               "The `report:` hook writes under the results root (`--out`, else the study's `out`). The",
               "`runs_table` and `mask_modes` tables show each experiment's `label` and mark one whose finished",
