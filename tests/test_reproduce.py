@@ -15,6 +15,7 @@ import reproduce
 from reporting.paper import PAPER_ROWS, match_paper_row
 from training import timing
 from training.study import CONFIGS, load_study, plan_study, results_folder
+from training.study_run import run_study
 from training.config import load_config
 
 TINY = ["--set", "data.train_limit=128", "--set", "data.test_limit=128", "--set", "training.epochs=1"]
@@ -292,6 +293,25 @@ def test_skip_shipped_skips_runs_finished_in_measured_and_trains_the_rest(tmp_pa
     assert "| 1 (0, run 0 shipped in measured/) |" in output
     without = reproduce.main(["cifar_queue", "--dry-run", "--measure-steps", "0", "--out", str(tmp_path / "r")])
     assert without == 0 and plan_rows(capsys.readouterr().out)["configs/conv4_signed.yaml"][:2] == (1, 1)
+
+
+def test_a_shipped_run_is_not_trained_again_and_leaves_no_folder(tmp_path, monkeypatch):
+    """The queue on a fresh machine: the plan's skip must hold when training, not only in the printed plan."""
+    import shutil
+
+    from training import runner, study_run
+
+    shipped = tmp_path / "measured"
+    shutil.copytree(reproduce.SHIPPED_RESULTS / "conv4_baseline", shipped / "conv4_baseline")
+    study = load_study("cifar_queue")
+    plan = plan_study(study, tmp_path / "r", only=["conv4_baseline"], shipped_root=shipped)
+    trained = []
+    monkeypatch.setattr(runner.RunTrainer, "run", lambda self: trained.append(self))
+    monkeypatch.setattr(study_run, "import_backend_quietly", lambda: "device: stub")
+    lines = []
+    assert run_study(plan, study, tmp_path / "r", log=lines.append) == []
+    assert trained == [] and not (tmp_path / "r" / "conv4_baseline").exists()
+    assert lines[-1].startswith("[reproduce] 1 of 1 runs finished, 0 failed")
 
 
 def test_a_shipped_run_of_another_config_or_damaged_record_still_trains(tmp_path):

@@ -143,6 +143,8 @@ class StudyRun:
 
         ready = {}
         for position, (planned, index) in enumerate(self.jobs, start=1):
+            if index in planned.shipped:   # finished on another machine: no folder here, nothing to train
+                continue
             if planned.name not in ready:
                 ready[planned.name] = self.claim(position, planned)
             experiment = ready[planned.name]
