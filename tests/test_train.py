@@ -238,8 +238,8 @@ def test_the_summary_line_gives_a_spread_only_over_several_runs():
         return {"finished_runs": list(range(len(accuracies))), "test_accuracy": statistics(accuracies),
                 "remaining_percent": statistics(remaining)}
 
-    assert train.summary_line("fcn_signed", summary([0.9558], [2.11])) == \
-        "fcn_signed: 1 finished run, test accuracy 95.58 %, remaining 2.11 %"
+    assert train.summary_line("fcn_signed", summary([0.9558], [2.1195])) == \
+        "fcn_signed: 1 finished run, test accuracy 95.58 %, remaining 2.12 %"
     assert train.summary_line("fcn_signed", summary([0.95, 0.96], [2.0, 2.2])) == \
         "fcn_signed: 2 finished runs, test accuracy 95.50 % [95.00, 96.00], remaining 2.10 % [2.00, 2.20]"
 
