@@ -90,7 +90,8 @@ def test_ctrl_c_of_a_real_study_is_one_line_exit_130_and_leaves_no_child(tmp_pat
                "--runs", "1", "--out", str(out), "--data-dir", str(data_dir), *QUICK,
                *[item for text in sets for item in ("--set", text)], *(["--backend", "jax"] if children else [])]
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        process = subprocess.Popen(command, cwd=reproduce.ROOT, stdout=stdout, stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(command, cwd=reproduce.ROOT, stdout=stdout, stderr=stderr, start_new_session=True,
+                                   preexec_fn=ctrl_c_as_at_a_terminal)
         deadline = time.time() + 300
         while time.time() < deadline and process.poll() is None and not (run_dir / "checkpoint.npz").exists():
             time.sleep(0.1)
@@ -104,6 +105,12 @@ def test_ctrl_c_of_a_real_study_is_one_line_exit_130_and_leaves_no_child(tmp_pat
     assert lines[-1].endswith("; the same command resumes from there")
     left = [pid for pid in os.listdir("/proc") if pid.isdigit() and str(out) in _command_line(pid)]
     assert not left, "a train.py child outlived the interrupted study"
+
+
+def ctrl_c_as_at_a_terminal():
+    """A job started in the background of a script (``pytest ... &``, nohup) inherits SIGINT ignored, and so
+    would reproduce.py, which then rightly trains on through the Ctrl-C: give it a terminal's default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _command_line(pid):
