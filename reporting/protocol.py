@@ -78,10 +78,10 @@ def reference_config(key, side):
 
 @functools.lru_cache(maxsize=None)
 def _protocol(path):
-    return _compared_values(load_config(path))
+    return compared_values(load_config(path))
 
 
-def _compared_values(config):
+def compared_values(config):
     """{dotted key: value} of every result-changing key of a parsed config."""
     flat = {}
 
@@ -104,13 +104,12 @@ def check_protocol(raw_config, key, side):
     return compare_configs(raw_config, _protocol(path), f"configs/{path.name}")
 
 
-def compare_configs(raw_config, reference, name):
-    """The ProtocolCheck of an experiment's raw config against ``reference`` (a config, or its
-    _compared_values), called ``name`` in notes: report.py's check against a paper row, and a study's
+def compare_configs(raw_config, protocol, name):
+    """The ProtocolCheck of an experiment's raw config against ``protocol`` (compared_values of the
+    reference config), called ``name`` in notes: report.py's check against a paper row, and a study's
     against the experiment as the study defines it (reporting/studies.py)."""
-    protocol = reference if isinstance(reference, dict) else _compared_values(reference)
     try:
-        ours = _compared_values(saved_config(raw_config, "config.yaml"))
+        ours = compared_values(saved_config(raw_config, "config.yaml"))
     except (TypeError, ValueError) as error:
         return ProtocolCheck(name, unreadable=str(error)[:120])
     differences = [(key, ours.get(key), value) for key, value in protocol.items() if ours.get(key) != value]

@@ -12,7 +12,7 @@ from pathlib import Path
 from fileio import atomic_write_text
 from reporting.collect import config_value, read_experiment
 from reporting.paper import DATASET_LABELS
-from reporting.protocol import compare_configs
+from reporting.protocol import compare_configs, compared_values
 from reporting.tables import markdown_table, mean_range_text
 from training.run_record import is_finite_number
 from training.study import results_folders, study_config
@@ -37,7 +37,8 @@ def shortened(study, name, experiment):
     ``name``, i.e. it ran under the command line's --set; '' otherwise or without a readable config."""
     if not isinstance(experiment.config, dict):
         return ""
-    return compare_configs(experiment.config, study_config(study, name), f"{study.path.stem}: {name}").marker
+    defined = compared_values(study_config(study, name))
+    return compare_configs(experiment.config, defined, f"{study.path.stem}: {name}").marker
 
 
 def listed_experiments(study, folders):
