@@ -22,17 +22,13 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # one-line errors, not TensorFlow start-up logs
-from training.device import import_backend_quietly  # noqa: E402
-
-import_backend_quietly()  # the backend's C++ start-up lines escape its log level; the device does not matter here
-from fileio import atomic_write_bytes
-from masking.init_files import (InitFileError, encode_init_payload, init_file_path, init_payload, load_init_file,
-                                same_init_content)
-from masking.init_spec import BASELINE_WEIGHT_INIT, DEFAULT_SEED, SIGNED_SCORE_INIT, SIGNED_WEIGHT_INIT, InitSpec
-from models import MODEL_NAMES, build_model
-from models.registry import NUM_CLASSES, layout_folder
-from models.registry import MODEL_FAMILIES
-from training.config import MAX_RUNS, MAX_WIDTH_MULTIPLIER
+from fileio import atomic_write_bytes  # noqa: E402 (Keras-free, like every import here: --help needs no backend)
+from masking.init_paths import InitFileError, init_file_path  # noqa: E402
+from masking.init_spec import (BASELINE_WEIGHT_INIT, DEFAULT_SEED, SIGNED_SCORE_INIT,  # noqa: E402
+                               SIGNED_WEIGHT_INIT, InitSpec)
+from models.registry import MODEL_FAMILIES, MODEL_NAMES, NUM_CLASSES, layout_folder  # noqa: E402
+from training.config import MAX_RUNS, MAX_WIDTH_MULTIPLIER  # noqa: E402
+from training.device import BackendError, import_backend_quietly  # noqa: E402
 
 
 def parse_init(text):
@@ -65,6 +61,9 @@ class ExistingFileError(Exception):
 def write_run_files(model_name, run, base_seed, out, weight_init, score_init, baseline_init, options, overwrite=False):
     """Build the signed and baseline models for run ``run`` (seed ``base_seed + run``) and pickle their
     initial values: [(path, what happened: written, unchanged or replaced)]."""
+    from masking.init_files import encode_init_payload, init_payload
+    from models import build_model
+
     seed = base_seed + run
     signed = build_model(model_name, signed=True, seed=seed, weight_init=weight_init, score_init=score_init,
                          **options)
@@ -88,6 +87,8 @@ def write_run_files(model_name, run, base_seed, out, weight_init, score_init, ba
 
 def _holds(path, payload):
     """Whether the file at ``path`` is a readable init file with the same content as ``payload``."""
+    from masking.init_files import load_init_file, same_init_content
+
     try:
         return same_init_content(load_init_file(path), payload)
     except InitFileError:
@@ -95,6 +96,8 @@ def _holds(path, payload):
 
 
 def inspect(path):
+    from masking.init_files import load_init_file
+
     payload = load_init_file(path)
     print(f"file:        {path}")
     for key in ("model", "kind", "initializer", "seed", "run", "options"):
@@ -129,6 +132,11 @@ def main(argv=None):
                         help="replace files that exist with other content (default: keep them and stop)")
     parser.add_argument("--inspect", metavar="FILE", help="print a file's metadata and array shapes, then exit")
     args = parser.parse_args(argv)
+    try:
+        import_backend_quietly()  # the backend's C++ start-up lines escape its log level; the device does not matter
+    except BackendError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     if args.inspect:
         try:

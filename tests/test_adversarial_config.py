@@ -2,6 +2,7 @@
 
 Each test builds the hostile file itself. Bad input must give one line naming the file and the
 key, exit code 2 and nothing written."""
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import deny_writes_as_root
 
+import init_example
 import train
 from training.config import load_config
 from training.experiment_folder import claim_results_folder
@@ -203,6 +205,15 @@ def test_a_mistyped_keras_backend_is_one_line_error_and_nothing_written(capsys, 
     assert message in refused(capsys, tmp_path, ROOT / "configs" / "fcn_signed.yaml")
     assert reproduce.main(["--rows", "FCN", "--dry-run", "--out", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert init_example.main(["--model", "Conv2", "--runs", "1", "--out", str(tmp_path / "w")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
+def test_init_example_answers_help_whatever_the_backend():
+    """Its options need no Keras: --help works before a broken KERAS_BACKEND is reported."""
+    result = subprocess.run([sys.executable, str(ROOT / "init_example.py"), "--help"], capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": "jaxx"}, cwd=ROOT, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("usage: init_example.py"), result.stderr
 
 
 def test_a_backend_that_is_not_installed_is_named(monkeypatch):
