@@ -6,8 +6,10 @@ config it times in ``<SUPERMASK_CACHE_DIR>/calibration.json``, keyed by host, CP
 and from the recorded epoch times (``history.json`` ``epoch_seconds``, or a running run's checkpoint) of
 runs under the results root, and of the shipped runs in ``measured/`` (another machine). FLOPs scale an
 epoch well only within a model kind (FCN, Conv, ResNet): small models are bound by per-step latency, and
-an FCN timing put Conv4's epoch at 3.2 times its measured 212 s. So a timing here of the config's kind comes
-first, then a shipped one of that kind, then the nearest of any kind.
+an FCN timing put Conv4's epoch at 3.2 times its measured 212 s; nor across very different epoch sizes, where
+fixed per-epoch costs dominate the small one. So a timing here of the config's kind and an epoch of comparable
+size in images (COMPARABLE_EPOCH) comes first, then a shipped one, then one of the kind of any size (here, then shipped),
+then the nearest of any kind.
 """
 import math
 import os
@@ -26,6 +28,9 @@ TRAIN_EXAMPLES = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
 TEST_EXAMPLES = {"mnist": 10_000, "cifar10": 10_000, "cifar100": 10_000}
 TRAINING_FORWARDS = 3   # a training step costs about 3 forwards (forward + backward for activations and weights)
 CALIBRATION_FILE = "calibration.json"
+# Epochs within this factor of each other in images scale well; a much smaller one (a smoke run of 512 images)
+# is dominated by per-epoch costs (evaluation, checkpoint) and scaled up put Conv2's epoch at 4x its time.
+COMPARABLE_EPOCH = 4.0
 
 
 def config_forward_macs(config):
@@ -73,6 +78,11 @@ def epoch_flops(config):
     return 2 * config_forward_macs(config) * (TRAINING_FORWARDS * train * config.data.repeat + test)
 
 
+def epoch_images(flops, forward_macs):
+    """Images an epoch passes through the model (a training image counted as TRAINING_FORWARDS), from its FLOPs."""
+    return flops / (2 * forward_macs)
+
+
 def machine_key():
     """This machine as the calibration knows it: host, CPU count and Keras backend."""
     return f"{socket.gethostname()}|{os.cpu_count()} CPUs|{os.environ.get('KERAS_BACKEND', 'tensorflow')}"
@@ -112,8 +122,9 @@ def record_calibration(config, epoch_seconds, compile_seconds):
 def recorded_timings(root):
     """The timings of the experiments directly under ``root`` that recorded epoch times: per experiment
     with a readable config.yaml, the median epoch_seconds over its runs' history.json files (a running
-    run's checkpoint when it has none yet), and as compile time the median over its runs of how much
-    longer the first epoch took than that run's median (the first epoch compiles the steps)."""
+    run's checkpoint when it has none yet) leaving out each run's first epoch where it has a later one, and
+    as compile time the median over its runs of how much longer the first epoch took than that run's
+    median (the first epoch compiles the steps)."""
     from training.config import load_saved_config
     from training.schema import ConfigError
 
@@ -129,7 +140,7 @@ def recorded_timings(root):
                 history = checkpoint_history(run)
             values = history.get("epoch_seconds") if isinstance(history, dict) else None
             values = [value for value in values or () if isinstance(value, (int, float)) and value > 0]
-            seconds += values
+            seconds += values[1:] or values   # the first epoch also compiles: an epoch's time only without a later one
             if len(values) > 1:
                 first_epoch_extra.append(max(0.0, values[0] - statistics.median(values[1:])))
         try:
@@ -169,12 +180,18 @@ def estimate(config, timings):
 
 def estimate_from(config, here, shipped):
     """(epoch seconds, compile seconds, the timing, True if it is shipped) from the timings ``here`` and the
-    ``shipped`` ones, preferring the config's model kind over the machine (module docstring); None without
-    timings."""
-    kind = MODEL_FAMILIES[config.model.name].kind
-    for of_kind in (True, False):
+    ``shipped`` ones, preferring the config's model kind, then an epoch of comparable size, over the
+    machine (module docstring); None without timings."""
+    kind, images = MODEL_FAMILIES[config.model.name].kind, epoch_images(epoch_flops(config), config_forward_macs(config))
+
+    def usable(timing, of_kind, comparable):
+        size = epoch_images(timing["epoch_flops"], timing["forward_macs"])
+        return (timing.get("kind") == kind or not of_kind) and (
+            not comparable or abs(math.log(size / images)) <= math.log(COMPARABLE_EPOCH))
+
+    for of_kind, comparable in ((True, True), (True, False), (False, False)):
         for timings, is_shipped in ((here, False), (shipped, True)):
-            found = estimate(config, [timing for timing in timings if timing.get("kind") == kind or not of_kind])
+            found = estimate(config, [timing for timing in timings if usable(timing, of_kind, comparable)])
             if found is not None:
                 return (*found, is_shipped)
     return None
