@@ -65,7 +65,8 @@ def main(argv=None):
         config = load_config(args.config, args.overrides)
         data_dir = resolve_data_dir(args.data_dir or config.data.dir)
         if data_dir is not None:
-            check_offline_file(config.data.dataset, data_dir)   # its keys and shapes: no folder for a bad file
+            named_by = None if args.data_dir or not config.data.dir else f"data.dir in {args.config}"
+            check_offline_file(config.data.dataset, data_dir, named_by)   # its keys and shapes: no folder for a bad file
         experiment = experiment_with_overrides(args.config, args.overrides, config)
         if experiment != config.experiment:
             print(f"results: {Path(args.out) / experiment} (--set changes results: a folder of its own, "

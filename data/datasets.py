@@ -145,25 +145,27 @@ def _offline_files(name):
     return f"{name}.npz or cifar10_jpeg.npz" if name == "cifar10" else f"{name}.npz"
 
 
-def offline_file(name, data_dir):
+def offline_file(name, data_dir, named_by=None):
     """The file of ``name`` in the (resolved) ``data_dir``: ``<name>.npz``, for CIFAR-10 else
     ``cifar10_jpeg.npz``; a DatasetError naming the expected path when neither is there (cheap: train.py
-    checks it before it writes anything)."""
+    checks it before it writes anything), and ``named_by`` (e.g. a config's data.dir) when that named the
+    folder."""
     path = os.path.join(data_dir, f"{name}.npz")
     jpeg_path = os.path.join(data_dir, "cifar10_jpeg.npz")
     if name == "cifar10" and not os.path.exists(path) and os.path.exists(jpeg_path):
         return jpeg_path
     if not os.path.exists(path):
         also = f" (or {jpeg_path})" if name == "cifar10" else ""
-        raise DatasetError(f"{_offline_files(name)} not found: expected {path} in Keras layout{also} "
-                           f"(set {DATA_DIR_ENV} or --data-dir to the folder that holds it)")
+        fix = (f"{named_by} names this folder, before {DATA_DIR_ENV}: correct it, or give --data-dir" if named_by
+               else f"set {DATA_DIR_ENV} or --data-dir to the folder that holds it")
+        raise DatasetError(f"{_offline_files(name)} not found: expected {path} in Keras layout{also} ({fix})")
     return path
 
 
-def check_offline_file(name, data_dir):
+def check_offline_file(name, data_dir, named_by=None):
     """offline_file, with the file's keys and array headers checked (no array is read): train.py finds a
     damaged or foreign file before it claims a results folder."""
-    path = offline_file(name, data_dir)
+    path = offline_file(name, data_dir, named_by)
     if path.endswith("cifar10_jpeg.npz"):
         _read_npz(path, JPEG_KEYS, JPEG_LAYOUT, lambda archive: None)
     else:

@@ -144,6 +144,21 @@ def test_train_cli_rejects_a_data_folder_without_the_dataset_before_writing(tmp_
     assert not out.exists()
 
 
+def test_a_config_data_dir_without_the_dataset_is_blamed_on_that_key(tmp_path, capsys, monkeypatch):
+    """data.dir comes before SUPERMASK_DATA_DIR, so the error must not advise setting the variable alone."""
+    import train
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("SUPERMASK_DATA_DIR", str(tmp_path))
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"base: {ROOT / 'configs' / 'fcn_signed.yaml'}\ndata:\n  dir: {tmp_path / 'data'}\n")
+    assert train.main([str(config), "--out", str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: mnist.npz not found: expected {tmp_path / 'data' / 'mnist.npz'} in Keras layout (data.dir in "
+        f"{config} names this folder, before SUPERMASK_DATA_DIR: correct it, or give --data-dir)")
+    assert not (tmp_path / "results").exists()
+
+
 def test_train_cli_rejects_missing_config(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "train.py"), str(tmp_path / "nope.yaml")],
                             capture_output=True, text=True, cwd=ROOT)
