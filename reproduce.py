@@ -107,7 +107,11 @@ def selected_names(study, args):
     columns = split_names(args.columns, COLUMNS, "--columns column")
     rows = None
     if args.rows is not None:
-        rows = split_names(args.rows, sorted({entry.row for entry in entries.values() if entry.row}), "--rows row")
+        known = sorted({entry.row for entry in entries.values() if entry.row})
+        if not known:
+            raise ValueError(f"--rows: {study.path.stem} gives its experiments no paper row; pick them with --only "
+                             f"({', '.join(entries)})")
+        rows = split_names(args.rows, known, "--rows row")
     if rows is None and len(columns) == len(COLUMNS):
         return None
     return [name for name, entry in entries.items()
@@ -334,4 +338,8 @@ def run(args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:   # the plan piped into `head`: the reader has gone, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

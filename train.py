@@ -36,6 +36,8 @@ def parse_args(argv):
         parser.error(f"--runs must be between 1 and {MAX_RUNS}")
     if args.run_index is not None and not 0 <= args.run_index < MAX_RUNS:
         parser.error(f"--run-index must be between 0 and {MAX_RUNS - 1}")
+    if args.run_index is not None and args.runs is not None and args.run_index >= args.runs:
+        parser.error(f"--run-index {args.run_index} is not one of --runs {args.runs}'s runs 0-{args.runs - 1}")
     return args
 
 

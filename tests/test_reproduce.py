@@ -316,6 +316,23 @@ def test_skip_shipped_skips_runs_finished_in_measured_and_trains_the_rest(tmp_pa
     assert without == 0 and plan_rows(capsys.readouterr().out)["configs/conv4_signed.yaml"][:2] == (1, 1)
 
 
+def test_a_plan_piped_into_a_reader_that_has_gone_ends_without_a_traceback(tmp_path):
+    """`reproduce.py ... --dry-run | head -3`: the pipe closes before the plan is written."""
+    process = subprocess.Popen([sys.executable, str(reproduce.ROOT / "reproduce.py"), "paper_main", "--dry-run",
+                                "--measure-steps", "0", "--out", str(tmp_path / "r")], cwd=reproduce.ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1 and error == "", error
+
+
+def test_rows_of_a_study_without_paper_rows_point_to_only(tmp_path, capsys):
+    assert reproduce.main(["mask_modes", "--rows", "FCN", "--dry-run", "--out", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --rows: mask_modes gives its experiments no paper row; pick them with --only "
+                            "(signed_closest, ") and len(error.splitlines()) == 1
+
+
 def test_a_shipped_run_is_not_trained_again_and_leaves_no_folder(tmp_path, monkeypatch):
     """The queue on a fresh machine: the plan's skip must hold when training, not only in the printed plan."""
     import shutil

@@ -41,6 +41,9 @@ def test_ctrl_c_in_process_is_one_line_naming_the_run_and_exit_130(tmp_path, cap
     assert captured.err == (f"interrupted: {out / 'fcn_signed' / 'run_0'} has no saved epoch yet; "
                             "the same command starts it again\n")
     assert "[reproduce] run 1 of 1: fcn_signed run 0" in captured.out
+    assert reproduce.main(["--rows", "FCN", "--columns", "signed", "--runs", "1", "--out", str(out), *QUICK,
+                           "--set", "training.epochs=1"]) == 130   # the progress line names the run's folder
+    assert "[reproduce] run 1 of 1: fcn_signed+training.epochs=1 run 0" in capsys.readouterr().out
 
 
 def test_ctrl_c_with_several_runs_training_gives_one_line_per_run(tmp_path):

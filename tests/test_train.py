@@ -262,6 +262,9 @@ def test_cli_run_index_trains_that_run_alone_and_a_training_error_exits_1(tmp_pa
     assert trained[-1] == (4, 7531 + 4)
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].endswith("run_4: non-finite training loss nan in epoch 3"), errors
+    with pytest.raises(SystemExit) as refused:   # a run outside the --runs given with it
+        train.main([str(FCN_CONFIG), "--run-index", "3", "--runs", "2", "--out", str(out)])
+    assert refused.value.code == 2 and "--run-index 3 is not one of --runs 2's runs 0-1" in capsys.readouterr().err
 
 
 def test_result_changing_overrides_get_a_results_folder_of_their_own(tmp_path, monkeypatch, capsys):

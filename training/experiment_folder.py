@@ -25,7 +25,7 @@ def check_results_folder(config, out_root):
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=existing))
     except OSError as error:
-        reason = f"{error.strerror or error}: {existing}"
+        reason = f"no folder can be made in {existing}: {error.strerror or error}"
         raise ConfigError(f"--out {out_root}: cannot write results there ({reason})") from None
     saved = experiment_dir / "config.yaml"
     if saved.exists():

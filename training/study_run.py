@@ -151,7 +151,7 @@ class StudyRun:
             if experiment is None:
                 self.fail(position, planned.name, index, self.refused[planned.name])
                 continue
-            self.log(self.progress.line(position, f"{planned.name} run {index}", self.estimates_from(position)))
+            self.log(self.progress.line(position, f"{planned.folder} run {index}", self.estimates_from(position)))
             started, self.in_flight = time.perf_counter(), [(self.out / planned.folder, index)]
             try:
                 with run_claim(self.out / planned.folder, index):   # no other job trains this run meanwhile
@@ -198,7 +198,7 @@ class StudyRun:
                 if ready[planned.name] is None:
                     self.fail(position, planned.name, index, self.refused[planned.name])
                     continue
-                self.log(self.progress.line(position, f"{planned.name} run {index}", self.estimates_from(position)))
+                self.log(self.progress.line(position, f"{planned.folder} run {index}", self.estimates_from(position)))
                 command = [sys.executable, str(ROOT / "train.py"), str(planned.config_path), "--run-index", str(index),
                            "--runs", str(planned.runs), "--out", str(self.out), "--quiet",
                            *(["--data-dir", str(self.data_dir)] if self.data_dir else []),
