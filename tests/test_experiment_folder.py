@@ -88,15 +88,15 @@ def test_a_config_left_by_a_start_that_saved_no_epoch_is_named_as_such(tmp_path)
     (experiment / "run_0").mkdir()
     (experiment / "run_0" / "config.yaml").write_text((experiment / "config.yaml").read_text())
     edited = load_config(config, ["training.epochs=2"])
-    with pytest.raises(ConfigError, match=r"config\.yaml: written for a different config \(section 'training'\) "
+    with pytest.raises(ConfigError, match=r"config\.yaml: written for a different config \(training\.epochs: 1 there, 2 here\) "
                                           r"by a start that saved no epoch; delete it .* or use --out$"):
         experiment_folder.claim_results_folder(edited, out)
     with pytest.raises(ConfigError, match="by a start that saved no epoch"):
         experiment_folder.check_results_folder(edited, out)
     for written in ("checkpoint.npz", "history.json", "run.json"):
         (experiment / "run_0" / written).write_text("{}")
-        with pytest.raises(ConfigError, match=r"results there were made with a different config \(section "
-                                              r"'training'\); use --out"):
+        with pytest.raises(ConfigError, match=r"results there were made with a different config \(training\."
+                                              r"epochs: 1 there, 2 here\); use --out"):
             experiment_folder.claim_results_folder(edited, out)
         (experiment / "run_0" / written).unlink()
     (experiment / "config.yaml").unlink()

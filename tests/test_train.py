@@ -288,7 +288,7 @@ def test_result_changing_overrides_get_a_results_folder_of_their_own(tmp_path, m
     # A name given with --set experiment is used as given, so results of other configs are still refused there.
     assert train.main([str(baseline), "--out", str(out), "--set", "experiment=fcn_baseline",
                        "--set", "training.epochs=3"]) == 2
-    assert "written for a different config (section 'training') by a start that saved no epoch" in capsys.readouterr().err
+    assert "written for a different config (training.epochs: 50 there, 3 here) by a start that saved no epoch" in capsys.readouterr().err
 
 
 def test_a_run_another_job_is_training_is_refused_in_one_line(tmp_path, monkeypatch, capsys):

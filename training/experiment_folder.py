@@ -10,7 +10,7 @@ from training.config import ExperimentConfig, config_to_yaml, read_yaml_mapping,
 from training.results import run_folders, summarize_experiment
 from training.run_record import RunRecord
 from training.run_state import CHECKPOINT, epochs_done
-from training.schema import ConfigError, to_dict, without_keys_that_keep_results
+from training.schema import ConfigError, shown, to_dict, without_keys_that_keep_results
 
 
 def check_results_folder(config, out_root):
@@ -77,13 +77,25 @@ def check_same_config(saved, config):
     previous, current = (without_keys_that_keep_results(ExperimentConfig, resolved)
                          for resolved in (previous, current))
     if previous != current:
-        differing = sorted(str(key) for key in set(previous) | set(current) if previous.get(key) != current.get(key))
-        section = f"section {differing[0][:40]!r}"
+        key, there, here = first_difference(previous, current)
+        section = f"{key[:60]}: {shown(there)} there, {shown(here)} here"
         if not holds_results(saved.parent):
             raise ConfigError(f"{saved}: written for a different config ({section}) by a start that saved no "
                               f"epoch; delete it to train this config there, or use --out")
         raise ConfigError(f"{saved}: results there were made with a different config ({section}); "
                           f"use --out or another experiment name")
+
+
+def first_difference(previous, current, prefix=""):
+    """(dotted key, previous value, current value) of the first key, in sorted order, where two config dicts
+    differ (descending into sections both have)."""
+    for key in sorted(set(previous) | set(current), key=str):
+        old, new = previous.get(key), current.get(key)
+        if old != new:
+            if isinstance(old, dict) and isinstance(new, dict):
+                return first_difference(old, new, f"{prefix}{key}.")
+            return f"{prefix}{key}", old, new
+    return prefix.rstrip("."), previous, current
 
 
 def holds_results(experiment_dir):
