@@ -68,7 +68,7 @@ def main(argv=None):
         data_dir = resolve_data_dir(args.data_dir or config.data.dir)
         if data_dir is not None:
             named_by = None if args.data_dir or not config.data.dir else f"data.dir in {args.config}"
-            check_offline_file(config.data.dataset, data_dir, named_by)   # its keys and shapes: no folder for a bad file
+            check_offline_file(config.data.dataset, data_dir, named_by)   # keys and shapes: no folder for a bad file
         experiment = experiment_with_overrides(args.config, args.overrides, config)
         if experiment != config.experiment:
             print(f"results: {Path(args.out) / experiment} (--set changes results: a folder of its own, "

@@ -7,9 +7,9 @@ and from the recorded epoch times (``history.json`` ``epoch_seconds``, or a runn
 runs under the results root, and of the shipped runs in ``measured/`` (another machine). FLOPs scale an
 epoch well only within a model kind (FCN, Conv, ResNet): small models are bound by per-step latency, and
 an FCN timing put Conv4's epoch at 3.2 times its measured 212 s; nor across very different epoch sizes, where
-fixed per-epoch costs dominate the small one. So a timing here of the config's kind and an epoch of comparable
-size in images (COMPARABLE_EPOCH) comes first, then a shipped one, then one of the kind of any size (here, then shipped),
-then the nearest of any kind.
+fixed per-epoch costs dominate the small one. So a timing here of the config's kind and an epoch of
+comparable size in images (COMPARABLE_EPOCH) comes first, then a shipped one, then one of the kind of any
+size (here, then shipped), then the nearest of any kind.
 """
 import math
 import os
@@ -182,7 +182,8 @@ def estimate_from(config, here, shipped):
     """(epoch seconds, compile seconds, the timing, True if it is shipped) from the timings ``here`` and the
     ``shipped`` ones, preferring the config's model kind, then an epoch of comparable size, over the
     machine (module docstring); None without timings."""
-    kind, images = MODEL_FAMILIES[config.model.name].kind, epoch_images(epoch_flops(config), config_forward_macs(config))
+    kind = MODEL_FAMILIES[config.model.name].kind
+    images = epoch_images(epoch_flops(config), config_forward_macs(config))
 
     def usable(timing, of_kind, comparable):
         size = epoch_images(timing["epoch_flops"], timing["forward_macs"])
