@@ -183,7 +183,7 @@ def measure_plan(plan, steps, data_dir):
         except OSError as error:
             result = f"calibration not saved ({error.strerror or error}: {error.filename})"
         except Exception as error:  # a config that cannot train fails again, and is reported, when it runs
-            experiment.note = f"not timed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
+            experiment.note = f"not timed: {type(error).__name__}: {str(error).splitlines()[0][:240]}"
             result = experiment.note
         print(f"  timed {position}/{len(pending)} {experiment.name}: {result} "
               f"(took {time.perf_counter() - started:.0f} s)", flush=True)
@@ -244,7 +244,8 @@ def plan_text(plan, out_root, jobs=1):
                      "names it (experiment+key=value)")
     machine = f"{os.cpu_count()} CPUs, KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}"
     if unknown == sum(1 for experiment in plan if experiment.to_train) and unknown:
-        lines.append(f"estimated time to train: unknown (no config timed; --measure-steps 0?) ({machine})")
+        why = "see the notes below" if any(experiment.note for experiment in plan) else "--measure-steps 0"
+        lines.append(f"estimated time to train: unknown (no config timed: {why}) ({machine})")
     else:
         side_by_side = "" if jobs == 1 else (
             f" with {jobs} runs side by side ({clock(sum(run_seconds))} one after another; assumes a run beside "

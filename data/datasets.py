@@ -134,8 +134,9 @@ def _load_from_keras(name):
         loader = getattr(keras.datasets, name).load_data
         (x_train, y_train), (x_test, y_test) = loader(label_mode="fine") if name == "cifar100" else loader()
     except Exception as error:
-        raise DatasetError(f"keras.datasets.{name} could not be loaded ({type(error).__name__}: {error}); "
-                           f"pass --data-dir or set {DATA_DIR_ENV} to a folder with {_offline_files(name)}") from error
+        cause = str(error).splitlines()[0][:100] if str(error) else ""
+        raise DatasetError(f"keras.datasets.{name} could not be loaded: pass --data-dir or set {DATA_DIR_ENV} to a "
+                           f"folder with {_offline_files(name)} ({type(error).__name__}: {cause})") from error
     return {"x_train": np.asarray(x_train), "y_train": np.asarray(y_train), "x_test": np.asarray(x_test),
             "y_test": np.asarray(y_test)}
 
