@@ -164,13 +164,14 @@ def check_report_has_runs(study, out, plan):
 def measure_plan(plan, steps, data_dir):
     """Fill in each experiment's estimate by timing it; a config that cannot be timed keeps a note instead.
     Every timing is added to this machine's calibration, for later plans."""
-    from training.device import import_backend_quietly
+    from training.device import import_backend_quietly, quiet_retracing_of_new_models
     from training.estimates import record_calibration
 
     pending = [experiment for experiment in plan if experiment.to_train and experiment.config is not None]
     if not pending:
         return
     import_backend_quietly()   # without the backend's start-up noise; training prints the device line
+    quiet_retracing_of_new_models()
     from training.timing import measure
     print(f"timing {len(pending)} configs (scratch runs of 2 epochs of {steps}, {4 * steps}, ... batches) ...",
           flush=True)

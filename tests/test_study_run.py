@@ -143,3 +143,19 @@ def test_a_child_ends_when_reproduce_is_killed_hard(tmp_path):
     else:
         os.kill(child_pid, 9)
         pytest.fail("the child outlived its killed parent")
+
+
+def test_the_retracing_warning_of_each_new_model_is_dropped_and_other_warnings_pass(caplog):
+    """reproduce.py's timing runs printed TensorFlow's retracing advice twice: each new model traces anew."""
+    import logging
+
+    from training.device import quiet_retracing_of_new_models
+
+    quiet_retracing_of_new_models()
+    quiet_retracing_of_new_models()   # installed once
+    logger = logging.getLogger("tensorflow")
+    assert sum(type(item).__name__ == "_RetracingOfNewModels" for item in logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logger.warning("5 out of the last 9 calls to <function f> triggered tf.function retracing. Tracing is ...")
+        logger.warning("something else")
+    assert [record.getMessage() for record in caplog.records] == ["something else"]

@@ -9,6 +9,7 @@ returns the one line to print instead, e.g. ``device: CPU (2 cores, tensorflow)`
 """
 import contextlib
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -73,6 +74,22 @@ def import_backend_quietly():
         return f"device: GPU ({', '.join(accelerators)}; {backend})"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"device: CPU ({cores} cores, {backend})"
+
+
+class _RetracingOfNewModels(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning. A process that trains several models
+    one after another (reproduce.py's timing runs and in-process studies) gets it for each new model's
+    train function: expected, and its advice (define @tf.function outside the loop) does not apply."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_retracing_of_new_models():
+    """Install _RetracingOfNewModels on TensorFlow's logger (once; other backends have no such warning)."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(existing, _RetracingOfNewModels) for existing in logger.filters):
+        logger.addFilter(_RetracingOfNewModels())
 
 
 def _accelerator_names(backend):

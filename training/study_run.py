@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fileio import run_claim
-from training.device import import_backend_quietly
+from training.device import import_backend_quietly, quiet_retracing_of_new_models
 from training.experiment_folder import claim_results_folder, update_summary
 from training.schema import ConfigError, brief
 from training.study import resolved
@@ -139,6 +139,7 @@ class StudyRun:
     def in_process(self):
         """Every run in plan order through the run trainer, in this process."""
         self.log(import_backend_quietly())   # the device line instead of the backend's start-up noise
+        quiet_retracing_of_new_models()        # each experiment's new model retraces its train step
         from training.runner import RunTrainer
 
         ready = {}
