@@ -149,9 +149,10 @@ def test_real_run_of_two_rows_reports_a_failed_run_continues_and_exits_1(tmp_pat
     assert plan_rows(output) == {"configs/fcn_signed.yaml": (1, 1, "1"), "configs/conv2_signed.yaml": (1, 1, "1")}
     estimated = re.search(r"estimated time to train: (\d+):(\d\d):(\d\d) on this machine", output)
     assert estimated, output
-    progress = re.findall(r"\[reproduce\] run (\d) of 2: (\w+) run 0 \(elapsed \d+:\d\d:\d\d, "
+    progress = re.findall(r"\[reproduce\] run (\d) of 2: (\S+) run 0 \(elapsed \d+:\d\d:\d\d, "
                           r"estimated remaining (\d+:\d\d:\d\d)\)", output)
-    assert [(k, name) for k, name, _ in progress] == [("1", "fcn_signed"), ("2", "conv2_signed")]
+    folders = [results_folder(load_study("paper_main"), name, TINY[1::2]) for name in ("fcn_signed", "conv2_signed")]
+    assert [(k, folder) for k, folder, _ in progress] == [("1", folders[0]), ("2", folders[1])]   # --set: own folders
     assert "[reproduce] run 1 of 2 failed: fcn_signed run 0: TrainingError: patched to fail" in output
     assert "[reproduce] 1 of 2 runs finished, 1 failed" in output
     conv2 = out / results_folder(load_study("paper_main"), "conv2_signed", TINY[1::2])   # --set: a folder of its own
@@ -385,9 +386,9 @@ def test_a_running_runs_own_epochs_time_its_experiment(tmp_path, monkeypatch):
     (out / "conv2_signed" / "run_0" / CHECKPOINT).write_bytes(checkpoint_bytes({}, state))
     plan = plan_study(load_study("paper_main"), out, runs=1, only=["conv2_signed", "conv2_baseline"])
     reproduce.estimate_plan(plan, out)
-    assert (plan[0].name, plan[0].epoch_seconds, plan[0].note) == ("conv2_signed", 70.0, "")
+    assert (plan[0].name, plan[0].epoch_seconds, plan[0].note) == ("conv2_signed", 65.0, "")   # after the first
     assert plan[0].compile_seconds == 25.0   # its first epoch (90 s) over the median of the others (65 s)
-    assert plan[0].resumes_after == {0: 3} and plan[0].estimate_to_train() == 25.0 + 97 * 70.0
+    assert plan[0].resumes_after == {0: 3} and plan[0].estimate_to_train() == 25.0 + 97 * 65.0
     assert "scaled by FLOPs from conv2_signed (timed here)" in plan[1].note
 
 
