@@ -146,12 +146,9 @@ def test_paper_cells_equal_the_papers_numbers(row):
 def test_the_main_commands_quoted_last_line_is_the_shipped_runs():
     """The set-up section quotes what the main command ends with; measured/main_command/ holds that run."""
     import train
-    from training.results import statistics
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     quoted = re.search(r"It ends with `(fcn_signed: [^`]+)`", readme).group(1)
-    final = json.loads((MEASURED / "main_command" / "fcn_signed" / "run_0" / "run.json").read_text())["final"]
-    shipped = {"finished_runs": [0], "test_accuracy": statistics([final["test_accuracy"]]),
-               "remaining_percent": statistics([final["remaining_percent"]])}
-    assert quoted == train.summary_line("fcn_signed", shipped)
+    shipped = json.loads((MEASURED / "main_command" / "fcn_signed" / "summary.json").read_text())
+    assert quoted == train.summary_line("fcn_signed", shipped)   # the summary train.py printed the line from
     assert "`measured/main_command/fcn_signed/`" in readme
