@@ -116,6 +116,22 @@ def test_save_load_round_trip(tmp_path):
     assert [type(layer) for layer in masked_layers(loaded)] == [SignedSupermaskConv2D, SignedSupermaskDense]
 
 
+@pytest.mark.slow
+def test_a_fresh_process_loads_the_file_after_importing_the_layer_classes_as_the_readme_says(tmp_path):
+    """README: load_model works after `from masking import SignedSupermaskConv2D, SignedSupermaskDense`; a
+    bare `import masking` registers nothing (it loads no Keras), and the README says so."""
+    path = tmp_path / "masked.keras"
+    _small_masked_model(seed=5).save(path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    load = f"import keras; keras.models.load_model(r'{path}'); print('loaded')"
+    named = subprocess.run([sys.executable, "-c", "from masking import SignedSupermaskConv2D, "
+                            f"SignedSupermaskDense; {load}"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert named.returncode == 0 and "loaded" in named.stdout, named.stderr[-2000:]
+    bare = subprocess.run([sys.executable, "-c", f"import masking; {load}"], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert bare.returncode != 0 and "SignedSupermaskConv2D" in bare.stderr
+
+
 # --------------------------------------------------------------------------- config round trips
 
 def _normalise(config):
