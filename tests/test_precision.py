@@ -17,6 +17,7 @@ import export
 from masking import SignedSupermaskDense, masked_layers
 from reporting.runmodel import load_run
 from training.config import PRECISIONS, ExperimentConfig, load_config
+from training.device import _accelerator_names, emulated_bfloat16_note, native_bfloat16_cpu
 from training.runner import RunTrainer, compiled_model, precision_policy
 from training.schema import ConfigError, from_dict
 
@@ -79,9 +80,33 @@ def test_the_global_policy_is_restored_after_an_error():
 
 
 @pytest.mark.slow
-def test_a_bfloat16_run_trains_records_its_precision_and_reloads_and_exports_in_float32(tmp_path):
+@pytest.mark.parametrize("flags, native", [
+    ("flags\t\t: fpu sse2 avx avx2 fma\n", False),                        # Zen 3: emulated
+    ("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n", True),          # Sapphire Rapids, Zen 4 (avx512_bf16)
+    ("Features\t: fp asimd bf16 sve\n", True),                              # ARM (Graviton 3)
+])
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\n" + flags)
+    assert native_bfloat16_cpu(cpuinfo) is native
+    note = emulated_bfloat16_note("mixed_bfloat16", cpuinfo)
+    if native or _accelerator_names(keras.backend.backend()):   # a GPU runs it: no warning either
+        assert note is None
+    else:
+        assert note.startswith("warning: training.precision mixed_bfloat16 on a CPU without native bfloat16")
+    assert emulated_bfloat16_note("float32", cpuinfo) is None
+
+
+def test_without_readable_cpu_flags_nothing_is_claimed(tmp_path):
+    assert native_bfloat16_cpu(tmp_path / "missing") is None
+    assert emulated_bfloat16_note("mixed_bfloat16", tmp_path / "missing") is None
+
+
+def test_a_bfloat16_run_trains_records_its_precision_and_reloads_and_exports_in_float32(tmp_path, capsys):
     config = experiment("FCN", "mixed_bfloat16", train_limit=2000, test_limit=500)
     RunTrainer(config, 0, tmp_path, data_dir=str(real_data_dir("mnist.npz")), verbose=False).run()
+    warned = "on a CPU without native bfloat16" in capsys.readouterr().err
+    assert warned is (emulated_bfloat16_note("mixed_bfloat16") is not None)   # this machine's CPU decides
     assert keras.config.dtype_policy().name == "float32"
     run_dir = tmp_path / "tiny" / "run_0"
     info = json.loads((run_dir / "run.json").read_text())

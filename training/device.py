@@ -92,6 +92,36 @@ def quiet_retracing_of_new_models():
         logger.addFilter(_RetracingOfNewModels())
 
 
+# /proc/cpuinfo flags of CPUs that compute bfloat16 natively (x86: AVX512_BF16, AMX; ARM: BF16).
+NATIVE_BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def native_bfloat16_cpu(cpuinfo="/proc/cpuinfo"):
+    """Whether this CPU computes bfloat16 natively, from the flags of ``cpuinfo``; None where it cannot be
+    told (no such file: not Linux)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as file:
+            flags = {word for line in file if line.lower().startswith(("flags", "features"))
+                     for word in line.split(":", 1)[-1].split()}
+    except OSError:
+        return None
+    return bool(flags & NATIVE_BFLOAT16_FLAGS)
+
+
+def emulated_bfloat16_note(precision, cpuinfo="/proc/cpuinfo"):
+    """A warning for ``training.precision: mixed_bfloat16`` where no GPU runs it and the CPU has no native
+    bfloat16: the backend emulates it, several times slower than float32 (docs/precision.md); None otherwise."""
+    if precision != "mixed_bfloat16" or native_bfloat16_cpu(cpuinfo) is not False:
+        return None
+    import keras
+
+    if _accelerator_names(keras.backend.backend()):
+        return None
+    return ("warning: training.precision mixed_bfloat16 on a CPU without native bfloat16 (no avx512_bf16, "
+            "amx_bf16 or bf16 flag in /proc/cpuinfo): it is emulated, and Conv2 steps took 9-10 times as long as "
+            "in float32 on such a CPU (docs/precision.md); --set training.precision=float32 is faster here")
+
+
 def _accelerator_names(backend):
     """The names of the GPUs the backend will use (empty on a CPU-only machine)."""
     if backend == "tensorflow":

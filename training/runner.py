@@ -19,6 +19,7 @@ from models import build_experiment_model, resolve_initial_values
 from training.callbacks import (EpochArrays, EpochCheckpoint, EpochHistory, EpochLog, EpochScalars, MaskHistory,
                                 NonFiniteLoss, NonFiniteLossGuard, mask_statistics, variables_by_path)
 from training.config import config_to_yaml
+from training.device import emulated_bfloat16_note
 from training.optim import TrainingLossPlateau, divergence_hint, make_optimizer, steps_per_epoch
 from training.results import empty_history, run_dir
 from training.run_record import RunRecord
@@ -165,6 +166,9 @@ class RunTrainer:
         initial_values = resolve_initial_values(config, self.run_index)
         data = load_dataset(config.data.dataset, self.data_dir, config.data.train_limit, config.data.test_limit)
         self._log(initial_values.describe())
+        slow_precision = emulated_bfloat16_note(config.training.precision)
+        if slow_precision:
+            self._warn(slow_precision)
         model = compiled_model(config, self.seed, len(data.x_train), initial_values)
         make_folder(self.directory)
         removed = remove_stale_temporaries(self.directory)
