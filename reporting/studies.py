@@ -4,8 +4,8 @@ each experiment's folder (``folders``: name -> path, as training.study.results_f
 through fileio and reporting.figures.save_figure, and returns (the report's text, the files written).
 
 The tables of runs_table and mask_modes show each experiment's ``label`` and mark one whose finished runs
-were shorter than the study defines it (the command line's --set), as report.py marks a run shorter than
-its paper row (reporting/protocol.py).
+ran otherwise than the study defines it (the command line's --set): shorter, as report.py marks a run
+shorter than its paper row (reporting/protocol.py), or with any other result-changing key named.
 """
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from reporting.paper import DATASET_LABELS
 from reporting.protocol import compare_configs, compared_values
 from reporting.tables import markdown_table, mean_range_text
 from training.run_record import is_finite_number
+from training.schema import shown
 from training.study import results_folders, study_config
 
 MODE_COLOURS = {"signed": "#2166ac", "binary": "#e08214", "signed_top_k": "#1b7837", "top_k": "#c0392b",
@@ -31,23 +32,31 @@ def finished_experiment(experiment_dir, name):
     return experiment, [(run.accuracy, run.remaining_percent) for run in experiment.finished]
 
 
-def shortened(study, name, experiment):
-    """'2/100 ep, 2000 train images' where the saved config of ``experiment`` (its finished runs) plans fewer
-    epochs, images or passes (reporting/protocol.py's LENGTH_KEYS) than the study defines experiment
-    ``name``, i.e. it ran under the command line's --set; '' otherwise or without a readable config."""
+def run_differently(study, name, experiment):
+    """How the saved config of ``experiment`` (its finished runs) departs from the study's definition of
+    experiment ``name``, i.e. the command line's --set: '2/100 ep, 2000 train images' where it plans fewer
+    epochs, images or passes (reporting/protocol.py's LENGTH_KEYS), 'training.epochs=40' for any other
+    result-changing key (a matched keep fraction is the experiment's own); '' when it ran as defined or
+    without a readable config."""
     if not isinstance(experiment.config, dict):
         return ""
     defined = compared_values(study_config(study, name))
-    return compare_configs(experiment.config, defined, f"{study.path.stem}: {name}").marker
+    if study.experiments[name].match_keep_fraction_of is not None:
+        defined.pop("model.keep_fraction")
+    check = compare_configs(experiment.config, defined, f"{study.path.stem}: {name}")
+    other = [f"{key}={shown(ours, 30)}" for key, ours, _ in check.other]
+    if len(other) > 3:
+        other[3:] = [f"{len(other) - 3} more"]
+    return ", ".join([check.marker, *other] if check.marker else other)
 
 
 def listed_experiments(study, folders):
     """(entry, experiment, points, name cell) of every experiment with a finished run, in study order;
-    the name cell carries the shortened marker ('name (2/100 ep)')."""
+    the name cell says how it ran otherwise than the study defines it ('name (2/100 ep)')."""
     for name, entry in study.experiments.items():
         experiment, points = finished_experiment(folders[name], name)
         if points:
-            marker = shortened(study, name, experiment)
+            marker = run_differently(study, name, experiment)
             yield entry, experiment, points, f"{name} ({marker})" if marker else name
 
 
@@ -57,11 +66,12 @@ def labelled(study):
 
 
 def runs_table(study, folders):
-    """One line per experiment with a finished run: its label, config and overrides, runs, mean [min, max]."""
+    """One line per experiment with a finished run: its label, config and overrides (the study's ``set:``
+    for all, then its own), runs, mean [min, max]."""
     rows, label = [], labelled(study)
     for entry, _, points, cell in listed_experiments(study, folders):
         rows.append([cell, *([entry.label or "–"] if label else []),
-                     f"`{entry.config}` {' '.join(entry.set)}".rstrip(), str(len(points)),
+                     f"`{entry.config}` {' '.join([*study.set, *entry.set])}".rstrip(), str(len(points)),
                      mean_range_text([p[0] for p in points]), mean_range_text([p[1] for p in points])])
     header = ["experiment", *(["label"] if label else []), "config and overrides", "runs", "test accuracy %",
               "remaining %"]

@@ -1,6 +1,6 @@
 """reporting/studies.py: the report hooks of the mask-mode and runs-table studies on hand-written run
 records (the runs are read through reporting.collect, never from summary.json): each experiment's label,
-and a marker on experiments trained shorter than the study defines them."""
+and a marker on experiments trained otherwise than the study defines them."""
 import json
 from pathlib import Path
 
@@ -28,10 +28,10 @@ def test_mask_modes_table_and_figure_from_run_records(tmp_path):
     assert set(MODE_COLOURS) == set(MASK_MODES)
     for index, (accuracy, remaining) in enumerate(((0.97, 3.7), (0.975, 3.6))):
         finished_run(tmp_path / "signed_closest" / f"run_{index}", accuracy, remaining,
-                     "model: {mask_mode: signed}\n")
+                     config_to_yaml(study_config(study, "signed_closest")))
     (tmp_path / "signed_closest" / "summary.json").write_text("{stale, never read")
-    finished_run(tmp_path / "top_k_matched" / "run_0", 0.93, 3.65,
-                 "model: {mask_mode: top_k, keep_fraction: 0.0365}\n")
+    matched = config_to_yaml(study_config(study, "top_k_matched")).replace("keep_fraction: 1.0", "keep_fraction: 0.0365")
+    finished_run(tmp_path / "top_k_matched" / "run_0", 0.93, 3.65, matched)   # its own k, not a difference
     text, written = write_study_report(study, tmp_path)
     table = (tmp_path / "mask_modes.md").read_text()
     assert table == text and written == [tmp_path / "mask_modes.md", tmp_path / "mask_modes.png"]
@@ -88,3 +88,21 @@ def test_a_run_shortened_on_the_command_line_is_marked_as_report_py_marks_it(tmp
     finished_run(full / name / "run_0", 0.97, 3.0, config_to_yaml(study_config(study, name)))
     text, _ = write_study_report(study, full, draw=False)
     assert f"| {name} | " in text and f"| {name} (" not in text
+
+
+def test_a_run_longer_or_otherwise_changed_on_the_command_line_names_the_keys_and_the_study_set_is_shown(tmp_path):
+    """A --set that plans more epochs (or any other result-changing value) is not the study's experiment:
+    the row names the key and value; the config column shows the study's set: for all experiments."""
+    path = tmp_path / "mine.yaml"
+    path.write_text("report: runs_table\nset: [training.epochs=2, data.train_limit=1024]\n"
+                    "experiments:\n  a: {config: fcn_signed.yaml}\n")
+    study = load_study(path)
+    longer = ["training.epochs=40", "optimizer.lr=0.1"]
+    out = tmp_path / "out"
+    finished_run(out / results_folder(study, "a", longer) / "run_0", 0.95, 2.0,
+                 config_to_yaml(study_config(study, "a", longer)))
+    text, _ = write_study_report(study, out, draw=False, overrides=longer)
+    assert text.splitlines()[2].startswith("| a (optimizer.lr=0.1, training.epochs=40) | `fcn_signed.yaml` "
+                                           "training.epochs=2 data.train_limit=1024 | 1 |"), text
+    finished_run(out / "a" / "run_0", 0.9, 2.0, config_to_yaml(study_config(study, "a")))
+    assert "| a | `fcn_signed.yaml` training.epochs=2" in write_study_report(study, out, draw=False)[0]

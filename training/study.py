@@ -100,6 +100,7 @@ class PlannedExperiment:
     shipped: list = field(default_factory=list)          # run indices skipped: finished in the shipped folder
     epoch_seconds: Optional[float] = None
     compile_seconds: Optional[float] = None
+    timed_elsewhere: bool = False                        # the estimate comes from another machine's timing
     note: str = ""
     command_overrides: list = field(default_factory=list)   # the command line's --set, for every experiment
     overrides: list = field(default_factory=list)            # all of this experiment's, its folder last
@@ -339,9 +340,11 @@ def study_reference_markdown():
     lines += ["", "## Reports", "",
               "The `report:` hook writes under the results root (`--out`, else the study's `out`). The",
               "`runs_table` and `mask_modes` tables show each experiment's `label` and mark one whose finished",
-              "runs were shorter than the study defines it (fewer epochs, images or passes, from the command",
-              "line's `--set`: `name (2/100 ep, 2000 train images)`), as report.py marks a run shorter than its",
-              "paper row; `paper` and `fcn_seeds` mark runs shorter than their paper row.", "",
+              "runs ran otherwise than the study defines it (the command line's `--set`): fewer epochs, images",
+              "or passes as report.py marks a run shorter than its paper row (`name (2/100 ep, 2000 train",
+              "images)`), any other result-changing key by name and value (`name (training.epochs=40)`); the",
+              "`runs_table` config column lists the study's `set:` and then the experiment's own. `paper` and",
+              "`fcn_seeds` mark runs shorter than their paper row.", "",
               "| report | writes |", "|---|---|"]
     lines += [f"| `{name}` | {text} |" for name, text in REPORTS.items()]
     lines += ["", "## A minimal study", "",
