@@ -104,6 +104,21 @@ def check_protocol(raw_config, key, side):
     return compare_configs(raw_config, _protocol(path), f"configs/{path.name}")
 
 
+def check_own_config(raw_config, experiment_name):
+    """The ProtocolCheck of an experiment that fills no paper row against the config it is named after
+    (``resnet56_cifar10_signed+training.epochs=1`` against configs/resnet56_cifar10_signed.yaml; also under
+    configs/ablations/ and configs/mask_modes/), so that a shortened run of it is marked too; None where no
+    such config exists or it does not load."""
+    stem = Path(experiment_name).name.split("+", 1)[0]
+    path = next((path for path in (CONFIGS / f"{stem}.yaml", CONFIGS / "ablations" / f"{stem}.yaml",
+                                   CONFIGS / "mask_modes" / f"{stem}.yaml") if path.is_file()), None)
+    try:
+        protocol = _protocol(path) if path else None
+    except (OSError, ValueError):   # a config of the user's that does not load: nothing to compare against
+        return None
+    return None if protocol is None else compare_configs(raw_config, protocol, f"configs/{path.name}")
+
+
 def compare_configs(raw_config, protocol, name):
     """The ProtocolCheck of an experiment's raw config against ``protocol`` (compared_values of the
     reference config), called ``name`` in notes: report.py's check against a paper row, and a study's

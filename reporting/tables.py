@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from reporting.paper import DATASET_LABELS, PAPER_ROWS, SOURCE, recipe_mismatches
-from reporting.protocol import ProtocolCheck, check_protocol
+from reporting.protocol import ProtocolCheck, check_own_config, check_protocol
 from training.results import statistics
 
 SIDES = ("baseline", "signed")
@@ -39,6 +39,8 @@ class Summary:
                       statistics([r.remaining_count for r in finished]))
         if experiment.paper_row:
             summary.protocol = check_protocol(experiment.config, experiment.paper_row, summary.side)
+        elif experiment.config is not None:
+            summary.protocol = check_own_config(experiment.config, experiment.name)
         return summary
 
     @property

@@ -330,6 +330,23 @@ def test_a_run_of_its_rows_protocol_gets_its_difference_without_a_note(tmp_path)
     assert "every experiment ran its paper row's protocol" in markdown
 
 
+def test_a_shortened_run_without_a_paper_row_is_marked_against_the_config_it_is_named_after(tmp_path):
+    """ResNet56 on CIFAR-10 fills no paper row (the paper's ResNet56 is CIFAR-100); a 1-epoch run of it was
+    listed unmarked."""
+    from training.config import config_to_yaml, load_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "resnet56_cifar10_signed.yaml"
+    for folder, overrides, accuracy in (("resnet56_cifar10_signed+training.epochs=1", ["training.epochs=1"], 0.3),
+                                        ("resnet56_cifar10_signed", [], 0.1)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "config.yaml").write_text(config_to_yaml(load_config(path, ["runs=1", *overrides])))
+        write_finished_run(tmp_path / folder, 0, accuracy, 1.0, 20_000)
+    markdown = report.write_report(tmp_path, draw=False)["md"].read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| resnet56_cifar10_signed")]
+    assert rows[0].startswith("| resnet56_cifar10_signed | ResNet56 | CIFAR-10 |") and "[note" not in rows[0]
+    assert rows[1].startswith("| resnet56_cifar10_signed+training.epochs=1 (1/") and "[note 1] |" in rows[1]
+
+
 def protocol_experiment(root, name, changes=None):
     """An experiment folder whose config is the repository's configs/<name>.yaml (one run), changed by ``changes``."""
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").read_text())
