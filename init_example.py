@@ -111,7 +111,8 @@ def inspect(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="FCN", help=f"one of {', '.join(MODEL_NAMES)}, or 'all'")
-    parser.add_argument("--runs", type=bounded_number(int, 1, MAX_RUNS), default=5, help="number of runs (seeds) to write")
+    parser.add_argument("--runs", type=bounded_number(int, 1, MAX_RUNS), default=5,
+                        help="number of runs (seeds) to write (default 5: runs 0-4)")
     parser.add_argument("--seed", type=bounded_number(int, 0), default=DEFAULT_SEED,
                         help="base seed; run r uses seed + r")
     parser.add_argument("--weight-init", type=parse_init, default=SIGNED_WEIGHT_INIT,

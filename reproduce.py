@@ -206,11 +206,24 @@ def estimate_plan(plan, out_root):
             experiment.note = "no estimate: no config was timed (reproduce.py --measure times them)"
             continue
         experiment.epoch_seconds, experiment.compile_seconds, nearest, is_shipped = found
+        experiment.timed_elsewhere = is_shipped
         where = f"recorded in {SHIPPED_RESULTS.name}/, on another machine" if is_shipped else "timed here"
         if nearest["experiment"] != experiment.config.experiment:
             experiment.note = f"estimate scaled by FLOPs from {nearest['experiment']} ({where})"
         elif is_shipped:
             experiment.note = f"estimate from {nearest['experiment']} ({where})"
+
+
+def counted(number, noun):
+    """'1 config', '3 configs'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def epoch_seconds_text(seconds):
+    """'93.1', '0.042' for an epoch of a few images (it read 0.0), '?' when not estimated."""
+    if seconds is None:
+        return "?"
+    return f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.2g}"
 
 
 def plan_text(plan, out_root, jobs=1):
@@ -231,15 +244,15 @@ def plan_text(plan, out_root, jobs=1):
         resumed += "".join(f", run {index} shipped in {SHIPPED_RESULTS.name}/" for index in experiment.shipped)
         rows.append([experiment.folder, experiment.config_path.relative_to(ROOT).as_posix(),
                      f"{experiment.runs} ({to_train}{resumed})", f"{bound}{experiment.epochs or '?'}",
-                     f"{experiment.epoch_seconds:.1f}" if experiment.epoch_seconds is not None else "?",
+                     epoch_seconds_text(experiment.epoch_seconds),
                      f"{bound}{clock(per_run)}" if per_run is not None else "?",
                      f"{bound}{clock(left)}" if left is not None else "?"])
     header = ["experiment", "config", "runs (to train)", "epochs", "s/epoch", "est. per run", "est. to train"]
     lines = [markdown_table(header, rows)]
     runs = sum(experiment.runs for experiment in plan)
     to_train = sum(len(experiment.to_train) for experiment in plan)
-    lines += ["", f"plan: {len(plan)} configs, {runs} runs, {to_train} to train ({runs - to_train} finished "
-                  f"already, skipped), results in {out_root}"]
+    lines += ["", f"plan: {counted(len(plan), 'config')}, {counted(runs, 'run')}, {to_train} to train "
+                  f"({runs - to_train} finished already, skipped), results under {out_root}/"]
     if any(experiment.folder != experiment.name for experiment in plan):
         lines.append("--set changes results: each experiment trains into a folder of its own, named as train.py "
                      "names it (experiment+key=value)")
@@ -255,6 +268,10 @@ def plan_text(plan, out_root, jobs=1):
                      + (f" plus {unknown} configs not timed" if unknown else "")
                      + f" on this machine ({machine}); an estimate from FLOPs and earlier timings "
                        "(--measure times this machine)")
+        if any(experiment.timed_elsewhere for experiment in plan if experiment.to_train):
+            lines.append("caution: some estimates come from runs timed on other machines (measured/README.md "
+                         "names their CPUs); a CPU of another generation can take several times as long "
+                         "(Conv8: 2.6 x on a Zen 3 against a Zen 4); --measure times this one")
     lines += [f"note: {experiment.name}: {experiment.note}" for experiment in plan if experiment.note]
     return "\n".join(lines)
 

@@ -235,10 +235,14 @@ def test_a_model_kind_not_timed_here_borrows_the_shipped_timing_of_its_kind(tmp_
                  if timing["experiment"] == "conv4_signed"]
     assert plan[1].epoch_seconds == shipped["epoch_seconds"] and 150 < shipped["epoch_seconds"] < 300
     assert plan[1].note == "estimate from conv4_signed (recorded in measured/, on another machine)"
+    caution = "caution: some estimates come from runs timed on other machines"
+    assert caution in reproduce.plan_text(plan, tmp_path / "r")   # the total is not this machine's alone
     record_calibration(planned("conv2_signed").config, 50.0, 3.0)   # a Conv net timed here comes first
     plan = [planned("conv4_signed")]
     reproduce.estimate_plan(plan, tmp_path / "r")
     assert "scaled by FLOPs from conv2_signed (timed here)" in plan[0].note
+    text = reproduce.plan_text(plan, tmp_path / "r")
+    assert caution not in text and "plan: 1 config, 50 runs, 50 to train" in text
 
 
 def test_recorded_timings_take_the_first_epochs_extra_time_as_compile_time(tmp_path):
