@@ -65,11 +65,12 @@ def agreement_text(folders):
     return "\n".join(sections) + "\n"
 
 
-def write_agreement(study, out_root, folders):
+def write_agreement(study, out_root, folders, tag=""):
     unknown = [name for name in study.experiments if name not in AUTHORS_RUNS]
     if unknown:
         raise ValueError(f"{study.path}: experiments.{unknown[0]}: no run of the authors' of that name "
                          f"(reporting/paper.AUTHORS_RUNS: {', '.join(AUTHORS_RUNS)})")
     text = agreement_text(folders)
-    atomic_write_text(Path(out_root) / "agreement.md", text)
-    return text, [Path(out_root) / "agreement.md"]
+    path = Path(out_root) / f"agreement{tag}.md"
+    atomic_write_text(path, text)
+    return text, [path]

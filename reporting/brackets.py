@@ -222,13 +222,13 @@ def seed_results(study, folders):
     return results
 
 
-def write_seed_report(study, out_root, folders, draw=True):
+def write_seed_report(study, out_root, folders, draw=True, tag=""):
     out_root = Path(out_root)
     results = seed_results(study, folders)
     text = markdown(results, judged_experiments(study))
-    atomic_write_text(out_root / "fcn_seeds.md", text)
-    written = [out_root / "fcn_seeds.md"]
+    atomic_write_text(out_root / f"fcn_seeds{tag}.md", text)
+    written = [out_root / f"fcn_seeds{tag}.md"]
     if draw:
-        draw_seeds(results, out_root / "fcn_seeds.png")
-        written.append(out_root / "fcn_seeds.png")
+        draw_seeds(results, out_root / f"fcn_seeds{tag}.png")
+        written.append(out_root / f"fcn_seeds{tag}.png")
     return text, written

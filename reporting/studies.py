@@ -7,6 +7,8 @@ The tables of runs_table and mask_modes show each experiment's ``label`` and mar
 ran otherwise than the study defines it (the command line's --set): shorter, as report.py marks a run
 shorter than its paper row (reporting/protocol.py), or with any other result-changing key named.
 """
+import hashlib
+import json
 from pathlib import Path
 
 from fileio import atomic_write_text
@@ -117,41 +119,42 @@ def mask_modes_figure(study, folders, path):
     return save_figure(fig, path)
 
 
-def report_mask_modes(study, out_root, folders, draw=True, data_dir=None):
+def report_mask_modes(study, out_root, folders, draw=True, data_dir=None, tag=""):
     out_root = Path(out_root)
     text = mask_modes_table(study, folders)
-    atomic_write_text(out_root / "mask_modes.md", text)
-    written = [out_root / "mask_modes.md"]
-    if draw and mask_modes_figure(study, folders, out_root / "mask_modes.png"):
-        written.append(out_root / "mask_modes.png")
+    atomic_write_text(out_root / f"mask_modes{tag}.md", text)
+    written = [out_root / f"mask_modes{tag}.md"]
+    if draw and mask_modes_figure(study, folders, out_root / f"mask_modes{tag}.png"):
+        written.append(out_root / f"mask_modes{tag}.png")
     return text, written
 
 
-def report_runs_table(study, out_root, folders, draw=True, data_dir=None):
-    path = Path(out_root) / f"{study.path.stem}.md"
+def report_runs_table(study, out_root, folders, draw=True, data_dir=None, tag=""):
+    path = Path(out_root) / f"{study.path.stem}{tag}.md"
     text = runs_table(study, folders)
     atomic_write_text(path, text)
     return text, [path]
 
 
-def report_paper(study, out_root, folders, draw=True, data_dir=None):
-    """report.py's report of every experiment under ``out_root``; its tables are in the files, not printed."""
+def report_paper(study, out_root, folders, draw=True, data_dir=None, tag=""):
+    """report.py's report of every experiment under ``out_root`` (runs of any --set included, marked as
+    report.py marks them, so it takes no tag); its tables are in the files, not printed."""
     from reporting.report import write_report
 
     written = write_report(out_root, data_dir=data_dir, draw=draw)
     return "", [written["md"], written["csv"], written["tex"], *written["figures"]]
 
 
-def report_fcn_seeds(study, out_root, folders, draw=True, data_dir=None):
+def report_fcn_seeds(study, out_root, folders, draw=True, data_dir=None, tag=""):
     from reporting.brackets import write_seed_report
 
-    return write_seed_report(study, out_root, folders, draw)
+    return write_seed_report(study, out_root, folders, draw, tag)
 
 
-def report_agreement(study, out_root, folders, draw=True, data_dir=None):
+def report_agreement(study, out_root, folders, draw=True, data_dir=None, tag=""):
     from reporting.agreement import write_agreement
 
-    return write_agreement(study, out_root, folders)
+    return write_agreement(study, out_root, folders, tag)
 
 
 HOOKS = {"none": None, "paper": report_paper, "mask_modes": report_mask_modes, "fcn_seeds": report_fcn_seeds,
@@ -160,10 +163,22 @@ HOOKS = {"none": None, "paper": report_paper, "mask_modes": report_mask_modes, "
 
 def write_study_report(study, out_root, draw=True, data_dir=None, overrides=()):
     """(text, written paths) of the study's report hook over the experiments' folders under ``out_root``
-    (those of the command line's ``overrides``: training.study.results_folder); ("", []) without a hook."""
+    (those of the command line's ``overrides``: training.study.results_folder); ("", []) without a hook.
+    The report of runs with result-changing overrides carries their folders' suffix in its file names
+    (``fcn_seeds+training.epochs=1.md``), so a smoke run's report never replaces the study's own."""
     hook = HOOKS[study.report]
     if hook is None:
         return "", []
     Path(out_root).mkdir(parents=True, exist_ok=True)
-    folders = {name: Path(out_root) / folder for name, folder in results_folders(study, overrides).items()}
-    return hook(study, out_root, folders, draw=draw, data_dir=data_dir)
+    folders = results_folders(study, overrides)
+    paths = {name: Path(out_root) / folder for name, folder in folders.items()}
+    return hook(study, out_root, paths, draw=draw, data_dir=data_dir, tag=report_tag(folders, overrides))
+
+
+def report_tag(folders, overrides):
+    """'' for the study's own runs; else the suffix their folders carry ('+training.epochs=1'), or, where
+    the overrides change the experiments differently, '+' and a hash of the overrides."""
+    suffixes = {folder[len(name):] for name, folder in folders.items() if folder != name}
+    if len(suffixes) <= 1:
+        return next(iter(suffixes), "")
+    return "+" + hashlib.sha256(json.dumps(sorted(overrides)).encode()).hexdigest()[:8]

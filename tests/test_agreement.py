@@ -54,9 +54,9 @@ def test_smoke_run_trains_the_seeds_and_writes_the_table(tmp_path, monkeypatch):
     for index in (0, 1):
         info = json.loads((experiment / f"run_{index}" / "run.json").read_text())
         assert info["status"] == "finished" and info["epochs_trained"] == 3 and info["seed"] == 7531 + index
-    printed, _ = write_study_report(study, out, overrides=SMOKE)
-    text = (out / "agreement.md").read_text()
-    assert printed == text
+    printed, [written] = write_study_report(study, out, overrides=SMOKE)
+    text = written.read_text()
+    assert printed == text and written.name == f"agreement{plan[0].folder[len('agreement_conv2'):]}.md"
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [row.split(" | ")[0] for row in rows] == ["| 0 (init)", "| 1", "| 2", "| 3", "| 0 (init)", "| 1", "| 2"]
     assert "2 finished seeds" in text and "0 finished seeds" in text

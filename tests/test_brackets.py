@@ -75,10 +75,11 @@ def test_the_seed_study_trains_two_seeds_and_writes_table_verdict_and_figure(tmp
     assert run_study(plan, study, tmp_path) == []
     for planned in plan:   # SMOKE's --set: folders of their own
         assert sorted(path.name for path in (tmp_path / planned.folder).glob("run_*/run.json")) == ["run.json"] * 2
-    write_study_report(study, tmp_path, overrides=SMOKE)
-    text = (tmp_path / "fcn_seeds.md").read_text()
+    _, (report, figure) = write_study_report(study, tmp_path, overrides=SMOKE)
+    assert report.name == f"fcn_seeds{plan[0].folder[len(plan[0].name):]}.md"   # named as the --set runs' folders
+    text = report.read_text()
     shorter = "1/100 ep, 2000 train images, 500 test images"   # than the protocol: compared with nothing
     assert f"| fcn_signed_closest_to_paper ({shorter}) | test accuracy % | 2 |" in text
     assert "| fcn_baseline (1/50 ep, " in text and "97.43 [97.4, 97.5]" not in text
     assert "No bracket could be judged" in text
-    assert (tmp_path / "fcn_seeds.png").read_bytes()[:4] == b"\x89PNG"
+    assert figure.read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "fcn_seeds.md").exists()

@@ -106,3 +106,15 @@ def test_a_run_longer_or_otherwise_changed_on_the_command_line_names_the_keys_an
                                            "training.epochs=2 data.train_limit=1024 | 1 |"), text
     finished_run(out / "a" / "run_0", 0.9, 2.0, config_to_yaml(study_config(study, "a")))
     assert "| a | `fcn_signed.yaml` training.epochs=2" in write_study_report(study, out, draw=False)[0]
+
+
+def test_the_report_of_set_runs_is_named_as_their_folders_and_leaves_the_studys_own_report_alone(tmp_path):
+    study = load_study("fcn_study")
+    finished_run(tmp_path / "port_B" / "run_0", 0.955, 2.1)
+    _, [own] = write_study_report(study, tmp_path, draw=False)
+    before = own.read_text()
+    finished_run(tmp_path / results_folder(study, "port_B", SHORT) / "run_0", 0.5, 50.0,
+                 config_to_yaml(study_config(study, "port_B", SHORT)))
+    _, [smoke] = write_study_report(study, tmp_path, draw=False, overrides=SHORT)
+    assert smoke.name == "fcn_study" + results_folder(study, "port_B", SHORT)[len("port_B"):] + ".md"
+    assert own.read_text() == before and "50.00" in smoke.read_text() and "50.00" not in before

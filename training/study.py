@@ -344,7 +344,9 @@ def study_reference_markdown():
               "or passes as report.py marks a run shorter than its paper row (`name (2/100 ep, 2000 train",
               "images)`), any other result-changing key by name and value (`name (training.epochs=40)`); the",
               "`runs_table` config column lists the study's `set:` and then the experiment's own. `paper` and",
-              "`fcn_seeds` mark runs shorter than their paper row.", "",
+              "`fcn_seeds` mark runs shorter than their paper row. The report of runs under result-changing",
+              "`--set` overrides carries their folders' suffix in its file names (`fcn_seeds+training.epochs=1.md`),",
+              "so it never replaces the study's own report; `paper` is report.py's report of the whole root.", "",
               "| report | writes |", "|---|---|"]
     lines += [f"| `{name}` | {text} |" for name, text in REPORTS.items()]
     lines += ["", "## A minimal study", "",
