@@ -198,6 +198,8 @@ def test_learning_rate_and_weight_decay_whose_ratio_overflows_are_refused(tmp_pa
 
 def test_a_non_finite_loss_at_a_tiny_learning_rate_does_not_advise_lowering_it():
     assert divergence_hint(OptimizerConfig(lr=0.05)) == "lower optimizer.lr?"
+    assert divergence_hint(OptimizerConfig(lr=0.01), signed=False).startswith(
+        "lower optimizer.lr, or smaller initial weights, e.g. --set init.weight.factor=0.3333333")
     tiny = divergence_hint(OptimizerConfig(lr=1e-9, wd=5e-4))
     assert "lower" not in tiny and "already tiny" in tiny and "optimizer.wd" in tiny
 

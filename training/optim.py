@@ -65,11 +65,16 @@ def make_optimizer(config, steps_per_epoch):
 SMALL_LEARNING_RATE = 1e-4
 
 
-def divergence_hint(optimizer):
+def divergence_hint(optimizer, signed=True):
     """What to try after a non-finite training loss (``optimizer``: the config's optimizer section):
-    a lower learning rate, unless it is already tiny."""
+    a lower learning rate, unless it is already tiny; for a baseline (trained weights) also smaller initial
+    weights, which made the Conv6/Conv8 baselines train at the authors' lr (docs/cifar_runs.md)."""
     if optimizer.lr > SMALL_LEARNING_RATE:
-        return "lower optimizer.lr?"
+        if signed:
+            return "lower optimizer.lr?"
+        return ("lower optimizer.lr, or smaller initial weights, e.g. --set init.weight.factor=0.3333333 (a third "
+                "of the variance: the Conv baselines' U(+-sqrt(1.5/fan_in)) of configs/conv6_baseline_sqrt2.yaml); "
+                "docs/cifar_runs.md#baseline-checks-before-the-long-runs")
     return (f"optimizer.lr {optimizer.lr:g} is already tiny: check the data, the init files and "
             f"optimizer.wd ({optimizer.wd:g})")
 

@@ -250,7 +250,8 @@ class RunTrainer:
                   precision=self.config.training.precision, sessions=resumed_sessions(sessions),
                   reason=f"non-finite training loss {failure.loss} in epoch {failure.epoch + 1}").write(self.directory)
         raise TrainingError(f"{self.directory}: {failure}; "
-                            f"history so far kept in history.json ({divergence_hint(self.config.optimizer)})") from None
+                            f"history so far kept in history.json "
+                            f"({divergence_hint(self.config.optimizer, self.config.model.signed)})") from None
 
     def _finish(self, model, history, initial_values, sessions):
         signed = self.config.model.signed
