@@ -49,6 +49,16 @@ def draw_figures(experiments, tables, out_dir, digit_source):
     return written, notes
 
 
+def stale_figure_notes(out_dir, drawn):
+    """A note naming the fig_*.png files in ``out_dir`` that this report did not draw (left by an earlier
+    report, e.g. of an experiment since removed); they are kept, never deleted, and report.md does not show them."""
+    stale = sorted(path.name for path in Path(out_dir).glob("fig_*.png") if path.name not in drawn)
+    if not stale:
+        return []
+    shown = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+    return [f"{len(stale)} figure(s) in {out_dir} are from an earlier report, not this one (kept): {shown}"]
+
+
 def write_report(root, out_dir=None, data_dir=None, digit_source=None, draw=True):
     """Write report.md/.csv/.tex (and the figures) for ``root``; returns the written paths."""
     root = Path(root)
@@ -60,6 +70,7 @@ def write_report(root, out_dir=None, data_dir=None, digit_source=None, draw=True
     if draw:
         source = digit_source or (lambda: figures.mnist_eight(data_dir))
         written, notes = draw_figures(experiments, tables, out_dir, source)
+        notes += stale_figure_notes(out_dir, {name for _, name in written})
     paths = {"md": out_dir / "report.md", "csv": out_dir / "report.csv", "tex": out_dir / "report.tex"}
     atomic_write_text(paths["md"], markdown_report(tables, experiments, written, notes))
     atomic_write_text(paths["csv"], csv_text(tables))

@@ -347,6 +347,19 @@ def test_a_shortened_run_without_a_paper_row_is_marked_against_the_config_it_is_
     assert rows[1].startswith("| resnet56_cifar10_signed+training.epochs=1 (1/") and "[note 1] |" in rows[1]
 
 
+def test_figures_of_an_earlier_report_are_named_in_a_note_and_kept(tmp_path):
+    """An experiment removed since the last report left its fig_curves_*.png; report.md never shows it, and
+    report.py deletes nothing it did not write this time: it says which figures are stale."""
+    write_config(tmp_path / "fcn_signed", "FCN", "mnist", runs=1)
+    write_finished_run(tmp_path / "fcn_signed", 0, 0.95, 2.1, 5600)
+    (tmp_path / "fig_curves_removed.png").write_bytes(b"\x89PNG old")
+    paths = report.write_report(tmp_path, digit_source=lambda: None)
+    [note] = [note for note in paths["notes"] if "earlier report" in note]
+    assert note.endswith("(kept): fig_curves_removed.png") and (tmp_path / "fig_curves_removed.png").exists()
+    assert "fig_curves_fcn_signed.png" not in note and "fig_curves_removed.png" in paths["md"].read_text()
+    assert not [n for n in report.write_report(tmp_path, draw=False)["notes"] if "earlier report" in n]
+
+
 def protocol_experiment(root, name, changes=None):
     """An experiment folder whose config is the repository's configs/<name>.yaml (one run), changed by ``changes``."""
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").read_text())
