@@ -223,12 +223,12 @@ def seed_results(study, folders):
 
 
 def write_seed_report(study, out_root, folders, draw=True, tag=""):
-    out_root = Path(out_root)
+    table, figure = (Path(out_root) / f"fcn_seeds{tag}{suffix}" for suffix in (".md", ".png"))
     results = seed_results(study, folders)
     text = markdown(results, judged_experiments(study))
-    atomic_write_text(out_root / f"fcn_seeds{tag}.md", text)
-    written = [out_root / f"fcn_seeds{tag}.md"]
+    atomic_write_text(table, text)
+    written = [table]
     if draw:
-        draw_seeds(results, out_root / f"fcn_seeds{tag}.png")
-        written.append(out_root / f"fcn_seeds{tag}.png")
+        draw_seeds(results, figure)
+        written.append(figure)
     return text, written

@@ -120,12 +120,12 @@ def mask_modes_figure(study, folders, path):
 
 
 def report_mask_modes(study, out_root, folders, draw=True, data_dir=None, tag=""):
-    out_root = Path(out_root)
+    table, figure = (Path(out_root) / f"mask_modes{tag}{suffix}" for suffix in (".md", ".png"))
     text = mask_modes_table(study, folders)
-    atomic_write_text(out_root / f"mask_modes{tag}.md", text)
-    written = [out_root / f"mask_modes{tag}.md"]
-    if draw and mask_modes_figure(study, folders, out_root / f"mask_modes{tag}.png"):
-        written.append(out_root / f"mask_modes{tag}.png")
+    atomic_write_text(table, text)
+    written = [table]
+    if draw and mask_modes_figure(study, folders, figure):
+        written.append(figure)
     return text, written
 
 
